@@ -1,0 +1,164 @@
+"""The ``rblock-tune`` command line.
+
+Verbs are thin: they parse arguments, call library code, and turn the project's errors
+into one line on stderr with exit code 2 (3 when training diverged, 130 on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rblock_tune import __version__
+from rblock_tune.errors import ConfigError, DivergedError, RBlockError
+
+__all__ = ["main"]
+
+log = logging.getLogger("rblock_tune")
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rblock-tune",
+        description="Train and study R-Block, DropBlock and dropout on CIFAR-style image data.",
+    )
+    parser.add_argument("--version", action="version", version=f"rblock-tune {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    train = verbs.add_parser(
+        "train",
+        help="train one trial (R-Block or a baseline) into a run directory",
+        description=(
+            "Train one trial. The config comes from defaults, then --config, then each --set. "
+            "Writes DIR/metrics.json and DIR/checkpoint.pt after every epoch."
+        ),
+    )
+    train.add_argument("--config", metavar="FILE.yaml", help="YAML file with nested trial keys")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one dotted key, e.g. --set reg.alpha=1.0 (repeatable)",
+    )
+    train.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run directory (default: rblock_runs/train-<variant>-<model>-s<seed>-<time>)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint",
+    )
+    train.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)"
+    )
+    return parser
+
+
+def _format_record(record: dict[str, Any], epochs: int) -> str:
+    def fmt(key: str, spec: str = ".4f") -> str:
+        value = record.get(key)
+        return "n/a" if value is None else format(value, spec)
+
+    return (
+        f"epoch {record['epoch']}/{epochs}  loss {fmt('train_loss')}  train_acc {fmt('train_acc')}  "
+        f"val_acc {fmt('val_acc')}  lr {fmt('lr', '.4g')}  p {fmt('drop_prob', '.3f')}  "
+        f"kl_cons {fmt('consistency_kl', '.4f')}  {fmt('images_per_second', '.0f')} img/s  "
+        f"{fmt('epoch_seconds', '.1f')} s"
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rblock_tune.config import load_config, parse_override, with_overrides
+    from rblock_tune.trainer import load_run_config, run_training
+
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out DIR, the run directory to continue")
+        if args.config:
+            config = load_config(args.config, args.overrides)
+        else:
+            saved = load_run_config(args.out)
+            config = with_overrides(saved, dict(parse_override(o) for o in args.overrides))
+        out = Path(args.out)
+    else:
+        config = load_config(args.config, args.overrides)
+        if args.out:
+            out = Path(args.out)
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            name = f"train-{config.reg.variant}-{config.model.name}-s{config.seed}-{stamp}"
+            out = Path("rblock_runs") / name
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    epochs = config.train.epochs
+    log.info("run directory: %s", out)
+    try:
+        result = run_training(
+            config,
+            out,
+            resume=args.resume,
+            progress=progress,
+            on_epoch=lambda r: log.info(_format_record(r, epochs)),
+        )
+    except KeyboardInterrupt:
+        print(
+            f"rblock-tune: interrupted; finished epochs are saved in {out}; continue with: "
+            f"rblock-tune train --out {out} --resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    val = result["val_acc"]
+    val_text = "n/a" if val is None else f"{val:.4f}"
+    print(
+        f"{config.reg.variant} {config.model.name} seed {config.seed}: "
+        f"val_acc {val_text}  test_acc {result['test_acc']:.4f}  ({epochs} epochs, {result['device']})"
+    )
+    print(f"results: {out / 'metrics.json'}  checkpoint: {out / 'checkpoint.pt'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rblock-tune`` console script; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if args.verb is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return _cmd_train(args)
+    except DivergedError as exc:
+        print(f"rblock-tune: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except RBlockError as exc:
+        print(f"rblock-tune: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,477 @@
+"""Trial configuration: frozen dataclasses built from YAML and ``key=value`` overrides.
+
+A trial config is validated once, when it is built. Every bad key or value raises
+:class:`~rblock_tune.errors.ConfigError` with one line that names the dotted key,
+the value and what is allowed, for example::
+
+    reg.drop_prob=1.5 is out of range: must be in [0, 1)
+    unknown key 'reg.alpah' (did you mean 'reg.alpha'?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from rblock_tune.errors import ConfigError
+
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "PAIRED_VARIANTS",
+    "SCHEDULES",
+    "VARIANTS",
+    "DataConfig",
+    "ModelConfig",
+    "RegConfig",
+    "TrainConfig",
+    "TrialConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "flatten_config",
+    "load_config",
+    "parse_override",
+    "valid_keys",
+    "with_overrides",
+]
+
+VARIANTS: tuple[str, ...] = (
+    "none",
+    "dropout",
+    "spatial_dropout",
+    "dropblock",
+    "random_dml",
+    "bdrop_dml",
+    "sdrop_dml",
+)
+"""Every regularizer variant, single-model ones first."""
+
+PAIRED_VARIANTS: tuple[str, ...] = ("random_dml", "bdrop_dml", "sdrop_dml")
+"""Variants that train two sub-models on a paired batch [x; x]."""
+
+MODELS: tuple[str, ...] = (
+    "resnet8",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "resnet110",
+    "preact_resnet18",
+    "vgg16",
+)
+DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "tinyimagenet", "imagefolder", "synthetic")
+SCHEDULES: tuple[str, ...] = ("linear", "constant")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is out of range: must be {allowed}")
+
+
+def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        hint = difflib.get_close_matches(str(value), choices, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"{key}={value!r} is not allowed{suggestion}: must be one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split and augmented.
+
+    Attributes:
+        name: dataset (``cifar10``, ``cifar100``, ``tinyimagenet``, ``imagefolder``, ``synthetic``).
+        root: folder holding the dataset; ``None`` means ``$RBLOCK_DATA_DIR``, else ``./data``.
+        download: fetch torchvision's CIFAR release into ``root`` when it is missing.
+        subset: stratified subset of the training images after the validation split:
+            an int is a number of images, a float in (0, 1) a fraction; ``None`` keeps all.
+        val_size: images held out of the training set for validation; ``None`` means the
+            dataset's default (5000 for CIFAR, 10000 for TinyImageNet, 10% otherwise).
+        split_seed: seed of the validation split and of ``subset``; independent of the trial seed.
+        cache_dir: where decoded tensors are cached; ``None`` means ``$RBLOCK_CACHE_DIR``,
+            else ``~/.cache/rblock-tune``.
+        crop_padding: zero padding (pixels) of the random-crop augmentation; 0 disables it.
+        flip: random horizontal flips.
+        image_size: resize image-folder images to this square size; size of synthetic images.
+        synthetic_size: number of synthetic training images (the test set is a quarter of it).
+        synthetic_classes: number of synthetic classes.
+    """
+
+    _SECTION: ClassVar[str] = "data"
+
+    name: str = "cifar10"
+    root: str | None = None
+    download: bool = True
+    subset: int | float | None = None
+    val_size: int | None = None
+    split_seed: int = 0
+    cache_dir: str | None = None
+    crop_padding: int = 4
+    flip: bool = True
+    image_size: int | None = None
+    synthetic_size: int = 1024
+    synthetic_classes: int = 10
+
+    def __post_init__(self) -> None:
+        _check_choice("data.name", self.name, DATASETS)
+        if self.subset is not None:
+            if isinstance(self.subset, float) and not 0.0 < self.subset < 1.0:
+                raise _fail("data.subset", self.subset, "an image count >= 1 or a fraction in (0, 1)")
+            if isinstance(self.subset, int) and self.subset < 1:
+                raise _fail("data.subset", self.subset, "an image count >= 1 or a fraction in (0, 1)")
+        if self.val_size is not None and self.val_size < 0:
+            raise _fail("data.val_size", self.val_size, ">= 0")
+        if self.crop_padding < 0:
+            raise _fail("data.crop_padding", self.crop_padding, ">= 0")
+        if self.image_size is not None and self.image_size < 8:
+            raise _fail("data.image_size", self.image_size, ">= 8")
+        if self.synthetic_size < 16:
+            raise _fail("data.synthetic_size", self.synthetic_size, ">= 16")
+        if self.synthetic_classes < 2:
+            raise _fail("data.synthetic_classes", self.synthetic_classes, ">= 2")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network, and where its drop layers go.
+
+    Attributes:
+        name: architecture (see :data:`MODELS`).
+        drop_stages: 1-based stage indices that receive drop layers; ``None`` means the
+            spec's defaults (CIFAR ResNets: 2, 3; pre-act ResNet-18: 3, 4; VGG-16: 3, 4, 5).
+    """
+
+    _SECTION: ClassVar[str] = "model"
+
+    name: str = "resnet20"
+    drop_stages: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("model.name", self.name, MODELS)
+        if self.drop_stages is not None:
+            n_stages = 5 if self.name == "vgg16" else 4 if self.name == "preact_resnet18" else 3
+            for stage in self.drop_stages:
+                if not 1 <= stage <= n_stages:
+                    raise _fail(
+                        "model.drop_stages",
+                        list(self.drop_stages),
+                        f"stage numbers in 1..{n_stages} for {self.name}",
+                    )
+
+
+@dataclass(frozen=True)
+class RegConfig:
+    """The regularizer (see ``shared/spec/rblock.md``).
+
+    Attributes:
+        variant: one of :data:`VARIANTS`.
+        alpha: weight of the symmetric KL consistency term (two-sub-model variants only).
+        drop_prob: target drop probability p.
+        block_size: block size b (clipped to the feature map).
+        schedule: ``linear`` ramps p from 0 over the first ``ramp_fraction`` of training;
+            ``constant`` uses p from the first step.
+        ramp_fraction: share of all training steps over which the linear ramp runs.
+    """
+
+    _SECTION: ClassVar[str] = "reg"
+
+    variant: str = "bdrop_dml"
+    alpha: float = 1.0
+    drop_prob: float = 0.1
+    block_size: int = 3
+    schedule: str = "linear"
+    ramp_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_choice("reg.variant", self.variant, VARIANTS)
+        _check_choice("reg.schedule", self.schedule, SCHEDULES)
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):
+            raise _fail("reg.alpha", self.alpha, ">= 0")
+        if not 0.0 <= self.drop_prob < 1.0:
+            raise _fail("reg.drop_prob", self.drop_prob, "in [0, 1)")
+        if self.block_size < 1:
+            raise _fail("reg.block_size", self.block_size, ">= 1")
+        if not 0.0 < self.ramp_fraction <= 1.0:
+            raise _fail("reg.ramp_fraction", self.ramp_fraction, "in (0, 1]")
+
+    @property
+    def paired(self) -> bool:
+        """True for the two-sub-model variants."""
+        return self.variant in PAIRED_VARIANTS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and execution.
+
+    Attributes:
+        epochs: number of training epochs.
+        batch_size: images per step (paired variants run 2x this many rows).
+        lr: peak learning rate of SGD with Nesterov momentum.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        warmup_epochs: linear warm-up before the cosine decay (may be fractional).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        channels_last: channels-last memory format on CUDA (ignored on CPU).
+        compile: wrap the model in ``torch.compile``.
+        eval_batch_size: batch size for validation and test passes.
+        consistency_batch: size of the fixed validation batch for ``consistency_kl``.
+    """
+
+    _SECTION: ClassVar[str] = "train"
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    eval_batch_size: int = 512
+    consistency_batch: int = 256
+
+    def __post_init__(self) -> None:
+        _check_choice("train.device", self.device, DEVICES)
+        if self.epochs < 1:
+            raise _fail("train.epochs", self.epochs, ">= 1")
+        if self.batch_size < 2:
+            raise _fail("train.batch_size", self.batch_size, ">= 2")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise _fail("train.lr", self.lr, "> 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise _fail("train.momentum", self.momentum, "in [0, 1)")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise _fail("train.weight_decay", self.weight_decay, ">= 0")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            raise _fail("train.warmup_epochs", self.warmup_epochs, ">= 0")
+        if self.eval_batch_size < 1:
+            raise _fail("train.eval_batch_size", self.eval_batch_size, ">= 1")
+        if self.consistency_batch < 1:
+            raise _fail("train.consistency_batch", self.consistency_batch, ">= 1")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One training run: seed, data, model, regularizer and optimisation."""
+
+    _SECTION: ClassVar[str] = ""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "reg": RegConfig,
+    "train": TrainConfig,
+}
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a trial config accepts, in declaration order."""
+    keys = ["seed"]
+    for section, cls in _SECTIONS.items():
+        keys.extend(f"{section}.{f.name}" for f in dataclasses.fields(cls))
+    return keys
+
+
+def _unknown_key(key: str) -> ConfigError:
+    hint = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.6)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"unknown key {key!r}{suggestion}")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` converted to type ``tp`` or raise a one-line ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin is not None and origin is not tuple:  # a union such as ``int | None``
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        # Exact type match first, so ``int | float`` keeps ints as ints.
+        for arg in args:
+            if arg is not type(None) and type(value) is arg:
+                return value
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}={value!r} has the wrong type: must be {_type_name(tp)}")
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise ConfigError(f"{key}={value!r} has the wrong type: must be {_type_name(tp)}")
+        item_type = typing.get_args(tp)[0]
+        return tuple(_coerce(key, v, item_type) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key}={value!r} has the wrong type: must be {_type_name(tp)}")
+
+
+def _build_section(cls: type[Any], values: Mapping[str, Any]) -> Any:
+    section = cls._SECTION
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{section}.{key}"
+        if key not in names:
+            raise _unknown_key(dotted)
+        kwargs[key] = _coerce(dotted, value, hints[key])
+    return cls(**kwargs)
+
+
+def config_from_dict(values: Mapping[str, Any] | None) -> TrialConfig:
+    """Build and validate a :class:`TrialConfig` from a nested mapping.
+
+    Args:
+        values: nested mapping with the same keys as the YAML file; missing keys
+            take their defaults.
+
+    Raises:
+        ConfigError: on an unknown key, a wrong type or an out-of-range value.
+    """
+    values = dict(values or {})
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "seed":
+            kwargs["seed"] = _coerce("seed", value, int)
+        elif key in _SECTIONS:
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a mapping of keys, but got {value!r}")
+            kwargs[key] = _build_section(_SECTIONS[key], value)
+        else:
+            raise _unknown_key(str(key))
+    return TrialConfig(**kwargs)
+
+
+def config_to_dict(config: TrialConfig) -> dict[str, Any]:
+    """Nested plain-Python dict of ``config`` (tuples become lists), YAML/JSON safe."""
+    out: dict[str, Any] = {"seed": config.seed}
+    for section in _SECTIONS:
+        sub = getattr(config, section)
+        out[section] = {
+            f.name: list(v) if isinstance(v := getattr(sub, f.name), tuple) else v
+            for f in dataclasses.fields(sub)
+        }
+    return out
+
+
+def flatten_config(config: TrialConfig) -> dict[str, Any]:
+    """Flat dict with dotted keys (``reg.alpha``), as MLflow params and Ray configs use."""
+    nested = config_to_dict(config)
+    flat: dict[str, Any] = {"seed": nested.pop("seed")}
+    for section, sub in nested.items():
+        for key, value in sub.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is read as YAML (``true``, ``0.1``, ``null``, ``[2, 3]``)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r} is not key=value: write for example --set reg.alpha=1.0")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a deep copy of nested ``values`` with dotted ``overrides`` set.
+
+    Unknown dotted keys raise :class:`ConfigError` with the closest valid key.
+    """
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in dict(values).items()}
+    known = set(valid_keys())
+    for key, value in overrides.items():
+        if key not in known:
+            raise _unknown_key(key)
+        if "." in key:
+            section, name = key.split(".", 1)
+            sub = out.get(section)
+            if not isinstance(sub, dict):
+                sub = {}
+                out[section] = sub
+            sub[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, not {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrialConfig:
+    """Build a config from an optional YAML file plus ``key=value`` override strings."""
+    values = read_yaml(path) if path is not None else {}
+    parsed = dict(parse_override(o) for o in overrides)
+    return config_from_dict(apply_overrides(values, parsed))
+
+
+def with_overrides(config: TrialConfig, overrides: Mapping[str, Any]) -> TrialConfig:
+    """Return ``config`` with dotted ``overrides`` applied and everything re-validated."""
+    return config_from_dict(apply_overrides(config_to_dict(config), overrides))

@@ -1,0 +1,178 @@
+"""Pure mask samplers for every regularizer variant (spec: ``shared/spec/rblock.md``).
+
+All masks are per sample and per channel, shape (B, C, H, W), 1 = keep and 0 = drop,
+and unscaled. Every random draw comes from the optional ``generator`` (else torch's
+global RNG), on ``device``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from rblock_tune.config import PAIRED_VARIANTS, VARIANTS
+from rblock_tune.errors import ConfigError
+
+__all__ = ["dropblock_gamma", "expected_dropblock_rate", "sample_masks"]
+
+Shape = tuple[int, int, int, int]
+
+
+def _check_args(variant: str, shape: Sequence[int], drop_prob: float, block_size: int) -> Shape:
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant={variant!r} is not allowed: must be one of {', '.join(VARIANTS)}")
+    if len(shape) != 4 or any(int(s) < 1 for s in shape):
+        raise ConfigError(f"shape must be (B, C, H, W) with positive sizes, but got {tuple(shape)}")
+    if not 0.0 <= drop_prob < 1.0:
+        raise ConfigError(f"drop_prob must be in [0, 1), but got {drop_prob=}")
+    if block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, but got {block_size=}")
+    b, c, h, w = (int(s) for s in shape)
+    return b, c, h, w
+
+
+def dropblock_gamma(drop_prob: float, block_size: int, height: int, width: int) -> float:
+    """Seed rate of DropBlock (Ghiasi et al. 2018), block size clipped to the map.
+
+    ``gamma = p / b^2 * (H * W) / ((H - b + 1) * (W - b + 1))``
+    """
+    b = min(block_size, height, width)
+    valid = (height - b + 1) * (width - b + 1)
+    return drop_prob / (b * b) * (height * width) / valid
+
+
+def expected_dropblock_rate(drop_prob: float, block_size: int, height: int, width: int) -> float:
+    """Exact expected share of units a D(p, b) mask drops.
+
+    Seeds are independent, so a unit covered by k possible seed positions is dropped with
+    probability ``1 - (1 - gamma)^k``. Overlapping blocks make this slightly below ``p``.
+    """
+    b = min(block_size, height, width)
+    gamma = min(dropblock_gamma(drop_prob, block_size, height, width), 1.0)
+    rows = torch.arange(height)
+    cols = torch.arange(width)
+    # number of valid seed rows i (0 <= i <= H - b) with i <= r <= i + b - 1
+    k_r = torch.minimum(rows, torch.tensor(height - b)) - torch.clamp(rows - b + 1, min=0) + 1
+    k_c = torch.minimum(cols, torch.tensor(width - b)) - torch.clamp(cols - b + 1, min=0) + 1
+    k = (k_r[:, None] * k_c[None, :]).double()
+    return float((1.0 - (1.0 - gamma) ** k).mean())
+
+
+def _bernoulli(
+    shape: Sequence[int], prob: float, generator: torch.Generator | None, device: torch.device | None
+) -> torch.Tensor:
+    """{0, 1} float tensor with P(1) = prob."""
+    return (torch.rand(tuple(shape), generator=generator, device=device) < prob).float()
+
+
+def _dropblock(
+    shape: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    device: torch.device | None,
+) -> torch.Tensor:
+    """Keep-mask D(p, b): seeds in the valid region grown into b x b squares."""
+    bsz, ch, h, w = shape
+    b = min(block_size, h, w)
+    gamma = min(dropblock_gamma(drop_prob, block_size, h, w), 1.0)
+    seeds = _bernoulli((bsz, ch, h - b + 1, w - b + 1), gamma, generator, device)
+    if b == 1:
+        return 1.0 - seeds
+    # A seed at (i, j) drops rows i..i+b-1 and columns j..j+b-1: pad by b-1 on every side
+    # and max-pool with a b x b window at stride 1, giving back an (H, W) map.
+    dropped = F.max_pool2d(F.pad(seeds, (b - 1, b - 1, b - 1, b - 1)), kernel_size=b, stride=1)
+    return 1.0 - dropped
+
+
+def _sdrop_assignment(
+    shape: Shape, block_size: int, generator: torch.Generator | None, device: torch.device | None
+) -> torch.Tensor:
+    """{0, 1} map: 1 where a unit's grid block goes to sub-model a.
+
+    Each (sample, channel) gets a grid of b x b cells with a random offset in [0, b) on
+    each axis (cells clipped at the border) and a fair coin per cell.
+    """
+    bsz, ch, h, w = shape
+    b = min(block_size, h, w)
+    n_rows = (h + b - 1) // b + 1
+    n_cols = (w + b - 1) // b + 1
+    offsets = torch.randint(0, b, (bsz, ch, 2), generator=generator, device=device)
+    coins = torch.randint(0, 2, (bsz, ch, n_rows * n_cols), generator=generator, device=device)
+    cell_r = (torch.arange(h, device=device) + offsets[..., 0:1]) // b  # (B, C, H)
+    cell_c = (torch.arange(w, device=device) + offsets[..., 1:2]) // b  # (B, C, W)
+    index = (cell_r[..., :, None] * n_cols + cell_c[..., None, :]).reshape(bsz, ch, h * w)
+    return torch.gather(coins, 2, index).reshape(bsz, ch, h, w).float()
+
+
+def sample_masks(
+    variant: str,
+    shape: Sequence[int],
+    drop_prob: float,
+    block_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Sample the unscaled keep-masks of a regularizer variant.
+
+    Args:
+        variant: one of ``none``, ``dropout``, ``spatial_dropout``, ``dropblock``,
+            ``random_dml``, ``bdrop_dml``, ``sdrop_dml``.
+        shape: (B, C, H, W) of the feature map of one sub-model's half of the batch.
+        drop_prob: target drop probability p in [0, 1).
+        block_size: block size b >= 1, clipped to min(H, W).
+        generator: source of every random draw (must live on ``device``); default: global RNG.
+        device: device of the masks; default: the generator's device, else CPU.
+
+    Returns:
+        One float32 mask in {0, 1} of ``shape`` for a single-model variant (all ones for
+        ``none``), or the pair ``(m_a, m_b)`` for a two-sub-model variant:
+
+        * ``random_dml``: two independent draws of D(p, b).
+        * ``bdrop_dml``: a shared M = D(p, b) and a fair coin r per (sample, channel);
+          ``m_a = M where r else 1``, ``m_b = 1 where r else M``, so
+          ``(1 - m_a) + (1 - m_b) == 1 - M`` exactly.
+        * ``sdrop_dml``: channels selected with probability p; on a selected channel
+          the map is cut into a randomly offset grid of b x b cells and each cell is
+          dropped by exactly one sub-model (``m_a + m_b == 1``); other channels keep all.
+
+    Raises:
+        ConfigError: on an unknown variant or an out-of-range argument.
+
+    Reference: Wang & Hu, "R-Block: Regularized Block of Dropout for convolutional
+    networks", arXiv 2307.15150.
+    """
+    bsz, ch, h, w = _check_args(variant, shape, drop_prob, block_size)
+    if device is None and generator is not None:
+        device = generator.device
+    dev = torch.device(device) if device is not None else None
+    full = (bsz, ch, h, w)
+
+    if variant == "none":
+        return (torch.ones(full, device=dev),)
+    if variant == "dropout":
+        return (_bernoulli(full, 1.0 - drop_prob, generator, dev),)
+    if variant == "spatial_dropout":
+        return (_bernoulli((bsz, ch, 1, 1), 1.0 - drop_prob, generator, dev).expand(full),)
+    if variant == "dropblock":
+        return (_dropblock(full, drop_prob, block_size, generator, dev),)
+    if variant == "random_dml":
+        return (
+            _dropblock(full, drop_prob, block_size, generator, dev),
+            _dropblock(full, drop_prob, block_size, generator, dev),
+        )
+    if variant == "bdrop_dml":
+        shared = _dropblock(full, drop_prob, block_size, generator, dev)
+        to_a = _bernoulli((bsz, ch, 1, 1), 0.5, generator, dev)
+        m_a = 1.0 - (1.0 - shared) * to_a
+        m_b = 1.0 - (1.0 - shared) * (1.0 - to_a)
+        return m_a, m_b
+    assert variant == "sdrop_dml" and variant in PAIRED_VARIANTS
+    selected = _bernoulli((bsz, ch, 1, 1), drop_prob, generator, dev)
+    to_a = _sdrop_assignment(full, block_size, generator, dev)
+    m_a = 1.0 - selected * to_a
+    m_b = 1.0 - selected * (1.0 - to_a)
+    return m_a, m_b

@@ -1,0 +1,521 @@
+"""The trainer: epochs of SGD on one trial config, one metrics record per epoch.
+
+It knows nothing of Ray, Optuna or MLflow. :class:`Trainer` holds the whole state of
+a run and can save and restore it exactly; :func:`run_training` drives a trainer into
+a run directory (``metrics.json`` + ``checkpoint.pt``), as ``rblock-tune train`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rblock_tune import __version__
+from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
+from rblock_tune.data import Dataset, DeviceLoader, load_dataset
+from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
+from rblock_tune.models import build_model
+from rblock_tune.regularizers import (
+    DropSchedule,
+    drop_factory,
+    drop_layers,
+    rblock_loss_terms,
+    set_drop_prob,
+    symmetric_kl,
+)
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "METRICS_FILE",
+    "RESUMABLE_KEYS",
+    "Trainer",
+    "resolve_device",
+    "run_training",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.json"
+CONSISTENCY_SEED = 20230728
+"""Seed of the masks used for ``consistency_kl``: the same masks every epoch."""
+
+RESUMABLE_KEYS = frozenset({"train.device", "train.compile", "data.root", "data.cache_dir"})
+"""Keys that may differ between a checkpoint's config and the config of ``--resume``."""
+
+TIMING_KEYS = ("epoch_seconds", "images_per_second")
+"""Record fields that measure wall time; everything else is reproducible by seed on CPU."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device='cuda' but no CUDA device is available: use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+
+
+class Trainer:
+    """All the state of one training run.
+
+    Args:
+        config: the trial config.
+        dataset: an already loaded dataset (else loaded from ``config.data``).
+
+    The seed fixes the initialisation (global torch RNG, seeded before the model is
+    built, so every variant of the same architecture starts from the same weights),
+    the data order and augmentation (a dedicated CPU generator: the same for every
+    arm with the same seed) and the masks (global torch RNG after initialisation).
+    """
+
+    def __init__(self, config: TrialConfig, dataset: Dataset | None = None) -> None:
+        self.config = config
+        cfg = config.train
+        self.device = resolve_device(cfg.device)
+        self.on_cuda = self.device.type == "cuda"
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.data = dataset if dataset is not None else load_dataset(config.data)
+        self.paired = config.reg.paired
+        use_drop = config.reg.variant != "none"
+        torch.manual_seed(config.seed)
+        self.model: nn.Module = build_model(
+            config.model,
+            self.data.num_classes,
+            drop_factory(config.reg) if use_drop else None,
+            in_channels=self.data.in_channels,
+        )
+        self.channels_last = self.on_cuda and cfg.channels_last
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.model) if cfg.compile else self.model  # type: ignore[assignment]
+        )
+        self.drop_layers = drop_layers(self.model)
+        self.data_generator = torch.Generator().manual_seed(config.seed)
+
+        loader_args: dict[str, Any] = {
+            "device": self.device,
+            "mean": self.data.mean,
+            "std": self.data.std,
+            "channels_last": self.channels_last,
+        }
+        self.train_loader = DeviceLoader(
+            self.data.train_x,
+            self.data.train_y,
+            batch_size=cfg.batch_size,
+            train=True,
+            crop_padding=config.data.crop_padding,
+            flip=config.data.flip,
+            **loader_args,
+        )
+        self.val_loader = DeviceLoader(
+            self.data.val_x,
+            self.data.val_y,
+            batch_size=cfg.eval_batch_size,
+            train=False,
+            **loader_args,
+        )
+        self.test_loader = DeviceLoader(
+            self.data.test_x,
+            self.data.test_y,
+            batch_size=cfg.eval_batch_size,
+            train=False,
+            **loader_args,
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+        warmup_steps = round(cfg.warmup_epochs * self.steps_per_epoch)
+        total_steps = self.total_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: _lr_factor(step, warmup_steps, total_steps)
+        )
+        self.drop_schedule = DropSchedule(
+            config.reg.drop_prob, self.total_steps, config.reg.schedule, config.reg.ramp_fraction
+        )
+        self.epoch = 0
+        self.step = 0
+        self.records: list[dict[str, Any]] = []
+        self.test_acc: float | None = None
+        self._consistency_batch = self._fixed_batch(cfg.consistency_batch)
+
+    # ----------------------------------------------------------------- helpers
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.on_cuda and self.config.train.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _sync(self) -> None:
+        if self.on_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _fixed_batch(self, size: int) -> torch.Tensor:
+        """The first ``size`` validation images (test images when there is no validation set)."""
+        source = self.data.val_x if len(self.data.val_x) else self.data.test_x
+        x = source[:size].to(self.device)
+        mean = torch.tensor(self.data.mean, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.data.std, device=self.device).view(1, -1, 1, 1)
+        batch = (x.float() / 255.0 - mean) / std
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    @property
+    def done(self) -> bool:
+        """True once every epoch has run."""
+        return self.epoch >= self.config.train.epochs
+
+    # ---------------------------------------------------------------- training
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch at the scheduled drop rate.
+
+        Paired variants run one forward pass on ``[x; x]``.
+
+        Returns:
+            Detached ``(loss, ce, kl, correct)``; ``correct`` counts right predictions
+            (for paired variants the mean over the two sub-models).
+        """
+        set_drop_prob(self.model, self.drop_schedule(self.step))
+        with self._autocast():
+            if self.paired:
+                logits_a, logits_b = self.forward(torch.cat([x, x])).chunk(2)
+                loss, ce, kl = rblock_loss_terms(logits_a, logits_b, y, self.config.reg.alpha)
+                correct = 0.5 * ((logits_a.argmax(1) == y).sum() + (logits_b.argmax(1) == y).sum())
+            else:
+                logits = self.forward(x)
+                loss = ce = F.cross_entropy(logits.float(), y)
+                kl = torch.zeros((), device=self.device)
+                correct = (logits.argmax(1) == y).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return loss.detach(), ce.detach(), kl.detach(), correct
+
+    def train_epoch(self, progress: bool = False) -> dict[str, float]:
+        """One pass over the training set; returns the training part of the record."""
+        self.model.train()
+        sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss, ce, kl, correct
+        seen = 0
+        check_every = 25 if self.on_cuda else 1
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = self.train_loader.batches(self.data_generator)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                desc=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
+                unit="step",
+                leave=False,
+                file=sys.stderr,
+            )
+        for i, (x, y) in enumerate(batches):
+            loss, ce, kl, correct = self.train_step(x, y)
+            n = y.shape[0]
+            seen += n
+            sums += torch.stack([loss * n, ce * n, kl * n, correct]).double()
+            if ((i + 1) % check_every == 0 or i + 1 == self.steps_per_epoch) and not torch.isfinite(sums[0]):
+                raise DivergedError(self.epoch + 1, self.step, float(loss))
+            if bar is not None:
+                bar.update(1)
+                if i % 20 == 0:  # reading the loss syncs a GPU: not every step
+                    bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        loss_sum, ce_sum, kl_sum, correct_sum = sums.tolist()
+        return {
+            "train_loss": loss_sum / seen,
+            "train_ce": ce_sum / seen,
+            "train_kl": kl_sum / seen,
+            "train_acc": correct_sum / seen,
+            "train_images": float(seen),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, loader: DeviceLoader) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of the full model (eval mode) on ``loader``."""
+        self.model.eval()
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)
+        for x, y in loader.batches():
+            with self._autocast():
+                logits = self.forward(x).float()
+            sums += torch.stack(
+                [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()]
+            ).double()
+        loss_sum, correct = sums.tolist()
+        return loss_sum / loader.num_samples, correct / loader.num_samples
+
+    @torch.no_grad()
+    def consistency_kl(self) -> float:
+        """Mean symmetric KL between sub-model outputs (train-mode masks at the current
+        drop rate) and the full model (eval mode) on a fixed validation batch.
+
+        Only the drop layers switch to training mode: BatchNorm stays in eval mode, so
+        the metric measures what the masks change and updates no statistics. The masks
+        come from a generator with a fixed seed, the same every epoch, and the global
+        RNG is untouched. 0 for ``none`` and at p = 0.
+        """
+        if not self.drop_layers or self.drop_layers[0].drop_prob == 0.0:
+            return 0.0
+        x = self._consistency_batch
+        self.model.eval()
+        generator = torch.Generator(device=self.device).manual_seed(CONSISTENCY_SEED)
+        with self._autocast():
+            full = self.model(x).float()
+        try:
+            for layer in self.drop_layers:
+                layer.train()
+                layer.generator = generator
+            with self._autocast():
+                if self.paired:
+                    out_a, out_b = self.model(torch.cat([x, x])).float().chunk(2)
+                    value = 0.5 * (symmetric_kl(out_a, full) + symmetric_kl(out_b, full))
+                else:
+                    value = symmetric_kl(self.model(x).float(), full)
+        finally:
+            for layer in self.drop_layers:
+                layer.eval()
+                layer.generator = None
+        return float(value)
+
+    def run_epoch(self, progress: bool = False) -> dict[str, Any]:
+        """Train one epoch, validate, and return (and keep) its metrics record.
+
+        Raises:
+            DivergedError: when the training loss becomes non-finite.
+        """
+        if self.done:
+            raise CheckpointError(f"all {self.config.train.epochs} epochs have already run")
+        self._sync()
+        start = time.perf_counter()
+        train = self.train_epoch(progress)
+        self._sync()
+        train_seconds = time.perf_counter() - start
+        record: dict[str, Any] = {"epoch": self.epoch + 1}
+        train_images = train.pop("train_images")
+        record.update(train)
+        if self.val_loader.num_samples:
+            record["val_loss"], record["val_acc"] = self.evaluate(self.val_loader)
+        else:
+            record["val_loss"] = record["val_acc"] = None
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["drop_prob"] = self.drop_schedule(self.step - 1)
+        record["consistency_kl"] = self.consistency_kl()
+        self._sync()
+        record["epoch_seconds"] = time.perf_counter() - start
+        record["images_per_second"] = train_images / train_seconds
+        self.epoch += 1
+        self.records.append(record)
+        return record
+
+    def epochs(self, progress: bool = False) -> Iterator[dict[str, Any]]:
+        """Run the remaining epochs, yielding each record; the last one carries ``test_acc``."""
+        while not self.done:
+            record = self.run_epoch(progress)
+            if self.done:
+                record["test_acc"] = self.evaluate_test()
+            yield record
+
+    def evaluate_test(self) -> float:
+        """Test accuracy of the full model (kept in ``self.test_acc``)."""
+        self.test_acc = self.evaluate(self.test_loader)[1]
+        return self.test_acc
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimiser, schedule, RNG states."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "data": self.data_generator.get_state()}
+        if self.on_cuda:
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": 1,
+            "version": __version__,
+            "config": config_to_dict(self.config),
+            "epoch": self.epoch,
+            "step": self.step,
+            "records": self.records,
+            "test_acc": self.test_acc,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (its config must be compatible)."""
+        _check_compatible(config_from_dict(state["config"]), self.config)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.records = list(state["records"])
+        self.test_acc = state.get("test_acc")
+        torch.set_rng_state(state["rng"]["torch"])
+        self.data_generator.set_state(state["rng"]["data"])
+        if self.on_cuda and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        set_drop_prob(self.model, self.drop_schedule(max(self.step - 1, 0)))
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (a crash never leaves a half-written file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+    def restore(self, path: str | Path) -> None:
+        """Load a checkpoint written by :meth:`save`."""
+        self.load_state_dict(read_checkpoint(path))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file, with one-line errors for a missing or unreadable one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}); it may be truncated"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != 1:
+        raise CheckpointError(f"{path} is not an rblock-tune checkpoint")
+    return state
+
+
+def _check_compatible(saved: TrialConfig, current: TrialConfig) -> None:
+    from rblock_tune.config import flatten_config
+
+    old, new = flatten_config(saved), flatten_config(current)
+    for key, value in old.items():
+        if key not in RESUMABLE_KEYS and new[key] != value:
+            raise CheckpointError(
+                f"cannot resume: {key}={new[key]!r} differs from the checkpoint's {value!r}; "
+                "resume with the run's own config (omit --config/--set) or start a new --out"
+            )
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    tmp.replace(path)
+
+
+def _metrics_payload(trainer: Trainer, status: str, error: str | None = None) -> dict[str, Any]:
+    records = trainer.records
+    last = records[-1] if records else {}
+    payload: dict[str, Any] = {
+        "version": __version__,
+        "seed": trainer.config.seed,
+        "status": status,
+        "device": str(trainer.device),
+        "config": config_to_dict(trainer.config),
+        "epochs": records,
+        "val_acc": last.get("val_acc"),
+        "test_acc": trainer.test_acc,
+    }
+    if error is not None:
+        payload["error"] = error
+    return payload
+
+
+def load_run_config(out_dir: str | Path) -> TrialConfig:
+    """The config stored in a run directory's checkpoint."""
+    return config_from_dict(read_checkpoint(Path(out_dir) / CHECKPOINT_FILE)["config"])
+
+
+def run_training(
+    config: TrialConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into ``out_dir``: ``checkpoint.pt`` and ``metrics.json`` after every epoch.
+
+    Args:
+        config: the trial config (with ``resume``, it must match the checkpoint's apart
+            from :data:`RESUMABLE_KEYS`).
+        out_dir: the run directory.
+        resume: continue from ``out_dir/checkpoint.pt``.
+        progress: show a progress bar per epoch.
+        on_epoch: called with each epoch record.
+
+    Returns:
+        The final contents of ``metrics.json``.
+
+    Raises:
+        CheckpointError: ``out_dir`` already holds a run and ``resume`` is false, or
+            ``resume`` is true and there is nothing to resume.
+        DivergedError: the loss became non-finite (``metrics.json`` records it first).
+    """
+    out = Path(out_dir)
+    ckpt, metrics = out / CHECKPOINT_FILE, out / METRICS_FILE
+    if resume and not ckpt.is_file():
+        raise CheckpointError(f"nothing to resume: no {CHECKPOINT_FILE} in {out}")
+    if not resume and (ckpt.exists() or metrics.exists()):
+        raise CheckpointError(
+            f"{out} already holds a run: continue it with --resume, or choose another --out"
+        )
+    state = read_checkpoint(ckpt) if resume else None
+    if state is not None:
+        _check_compatible(config_from_dict(state["config"]), config)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config)
+    if state is not None:
+        trainer.load_state_dict(state)
+        log.info("resuming %s after epoch %d of %d", out, trainer.epoch, config.train.epochs)
+    _write_json(metrics, _metrics_payload(trainer, "running"))
+    try:
+        while not trainer.done:
+            record = trainer.run_epoch(progress)
+            trainer.save(ckpt)
+            _write_json(metrics, _metrics_payload(trainer, "running"))
+            if on_epoch is not None:
+                on_epoch(record)
+    except DivergedError as exc:
+        _write_json(metrics, _metrics_payload(trainer, "diverged", str(exc)))
+        raise
+    if trainer.test_acc is None:
+        trainer.records[-1]["test_acc"] = trainer.evaluate_test()
+        trainer.save(ckpt)
+    payload = _metrics_payload(trainer, "completed")
+    _write_json(metrics, payload)
+    return payload

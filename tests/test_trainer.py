@@ -1,0 +1,241 @@
+"""Trainer on synthetic data: records, reproducibility, exact resume, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rblock_tune.config import VARIANTS, TrialConfig, load_config
+from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
+from rblock_tune.trainer import TIMING_KEYS, Trainer, run_training
+
+RECORD_KEYS = {
+    "epoch",
+    "train_loss",
+    "train_ce",
+    "train_kl",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "drop_prob",
+    "consistency_kl",
+    "epoch_seconds",
+    "images_per_second",
+}
+
+
+def small_config(*overrides: str) -> TrialConfig:
+    base = [
+        "data.name=synthetic",
+        "data.synthetic_size=256",
+        "data.val_size=64",
+        "model.name=resnet8",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.lr=0.05",
+        "train.eval_batch_size=64",
+        "train.warmup_epochs=0.5",
+        "reg.drop_prob=0.2",
+        "reg.block_size=3",
+        "train.device=cpu",
+        "train.consistency_batch=32",
+    ]
+    return load_config(None, [*base, *overrides])
+
+
+def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_trains_and_reports_a_full_record(variant: str) -> None:
+    trainer = Trainer(small_config(f"reg.variant={variant}", "train.epochs=1"))
+    records = list(trainer.epochs())
+    assert len(records) == 1
+    record = records[0]
+    assert RECORD_KEYS | {"test_acc"} == set(record)
+    for key, value in record.items():
+        assert math.isfinite(value), key
+    for key in ("train_acc", "val_acc", "test_acc"):
+        assert 0.0 <= record[key] <= 1.0
+    if variant in ("random_dml", "bdrop_dml", "sdrop_dml"):
+        assert record["train_kl"] > 0.0
+        assert record["train_loss"] == pytest.approx(record["train_ce"] + 1.0 * record["train_kl"], rel=1e-6)
+    else:
+        assert record["train_kl"] == 0.0
+        assert record["train_loss"] == pytest.approx(record["train_ce"])
+    if variant == "none":
+        assert record["consistency_kl"] == 0.0
+    else:
+        assert record["consistency_kl"] > 0.0
+    assert record["drop_prob"] == pytest.approx(0.2)  # linear ramp reaches the target on the last step
+
+
+def test_training_learns_synthetic_data() -> None:
+    cfg = small_config("reg.variant=bdrop_dml", "train.epochs=6", "data.synthetic_size=512")
+    records = list(Trainer(cfg).epochs())
+    assert records[-1]["val_acc"] > 0.5  # 10 classes: chance is 0.1
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["lr"] < 1e-3  # cosine decays to ~0 at the end
+    drop = [r["drop_prob"] for r in records]
+    assert drop == sorted(drop) and drop[0] == pytest.approx(0.2 / 6, rel=0.05)
+
+
+def test_same_seed_same_metrics_and_different_seed_differs() -> None:
+    a = list(Trainer(small_config("seed=1")).epochs())
+    b = list(Trainer(small_config("seed=1")).epochs())
+    c = list(Trainer(small_config("seed=2")).epochs())
+    assert strip_timing(a) == strip_timing(b)
+    assert strip_timing(a) != strip_timing(c)
+
+
+def test_arms_with_the_same_seed_share_init_and_data_order() -> None:
+    none = Trainer(small_config("reg.variant=none", "seed=4"))
+    rblock = Trainer(small_config("reg.variant=sdrop_dml", "seed=4"))
+    for (ka, va), (kb, vb) in zip(
+        none.model.state_dict().items(), rblock.model.state_dict().items(), strict=True
+    ):
+        assert ka == kb and torch.equal(va, vb)
+    xa, ya = next(iter(none.train_loader.batches(none.data_generator)))
+    xb, yb = next(iter(rblock.train_loader.batches(rblock.data_generator)))
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_run_training_writes_metrics_and_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_training(small_config(), out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result))
+    assert metrics["status"] == "completed"
+    assert metrics["seed"] == 0
+    assert metrics["version"] == "0.1.0"
+    assert metrics["config"]["reg"]["variant"] == "bdrop_dml"
+    assert len(metrics["epochs"]) == 2
+    assert metrics["val_acc"] == metrics["epochs"][-1]["val_acc"]
+    assert metrics["test_acc"] == metrics["epochs"][-1]["test_acc"]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= set(state)
+    assert state["epoch"] == 2 and {"torch", "data"} <= set(state["rng"])
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        run_training(small_config(), out)
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
+    cfg = small_config("train.epochs=3", "reg.variant=sdrop_dml")
+    full = run_training(cfg, tmp_path / "full")
+
+    def stop_after_first(record: dict[str, Any]) -> None:
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "cut", on_epoch=stop_after_first)
+    partial = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert partial["status"] == "running" and len(partial["epochs"]) == 1
+    resumed = run_training(cfg, tmp_path / "cut", resume=True)
+    assert strip_timing(resumed["epochs"]) == strip_timing(full["epochs"])
+    assert resumed["test_acc"] == full["test_acc"]
+
+
+def test_resume_refuses_missing_or_changed_runs(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        run_training(small_config(), tmp_path / "none", resume=True)
+    run_training(small_config("train.epochs=1"), tmp_path / "run")
+    with pytest.raises(CheckpointError, match=r"reg.alpha=2.0 differs from the checkpoint's 1.0"):
+        run_training(small_config("train.epochs=1", "reg.alpha=2"), tmp_path / "run", resume=True)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        run_training(small_config(), tmp_path / "bad", resume=True)
+
+
+def test_diverged_run_raises_and_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rblock_tune.trainer as trainer_module
+
+    real = trainer_module.rblock_loss_terms
+    calls = {"n": 0}
+
+    def exploding(*args: Any) -> Any:
+        calls["n"] += 1
+        loss, ce, kl = real(*args)
+        if calls["n"] >= 10:  # in the second epoch (6 steps per epoch)
+            return loss * float("nan"), ce, kl
+        return loss, ce, kl
+
+    monkeypatch.setattr(trainer_module, "rblock_loss_terms", exploding)
+    with pytest.raises(DivergedError) as info:
+        run_training(small_config(), tmp_path / "run")
+    assert info.value.epoch == 2 and info.value.step == 10
+    assert "diverged" in str(info.value)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    assert "diverged" in metrics["error"]
+    assert len(metrics["epochs"]) == 1  # the finished epoch is kept
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_cuda_request_without_gpu_is_a_config_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        Trainer(small_config("train.device=cuda"))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_via_cli(tmp_path: Path) -> None:
+    """A crash (SIGKILL) loses at most the epoch in progress; --resume finishes the run
+    with exactly the metrics of an uninterrupted one."""
+    args = [
+        "--set",
+        "data.name=synthetic",
+        "--set",
+        "data.synthetic_size=512",
+        "--set",
+        "model.name=resnet8",
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.device=cpu",
+        "--set",
+        "train.lr=0.05",
+        "--set",
+        "data.val_size=64",
+    ]
+    cmd = [sys.executable, "-m", "rblock_tune.cli", "-q", "train", *args]
+    env = {**os.environ, "RBLOCK_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "cut")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = tmp_path / "cut" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert partial["status"] == "running" and len(partial["epochs"]) < 4
+    subprocess.run(
+        [*cmd[:4], "train", "--out", str(tmp_path / "cut"), "--resume"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert resumed["status"] == "completed"
+    assert strip_timing(resumed["epochs"]) == strip_timing(full["epochs"])
+    assert resumed["test_acc"] == full["test_acc"]
