@@ -276,7 +276,8 @@ class Trainer:
                 [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()]
             ).double()
         loss_sum, correct = sums.tolist()
-        return loss_sum / loader.num_samples, correct / loader.num_samples
+        n = max(loader.num_samples, 1)  # an empty loader (val_size=0) gives 0, 0
+        return loss_sum / n, correct / n
 
     @torch.no_grad()
     def consistency_kl(self) -> float:

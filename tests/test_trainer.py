@@ -239,3 +239,19 @@ def test_sigkill_mid_run_then_resume_via_cli(tmp_path: Path) -> None:
     assert resumed["status"] == "completed"
     assert strip_timing(resumed["epochs"]) == strip_timing(full["epochs"])
     assert resumed["test_acc"] == full["test_acc"]
+
+
+def test_progress_bar_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = Trainer(small_config("train.epochs=1"))
+    trainer.run_epoch(progress=True)
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torch_compile_trains() -> None:
+    """``train.compile=true`` runs the compiled model (about a minute of compilation on CPU)."""
+    trainer = Trainer(small_config("train.compile=true", "train.epochs=1", "data.synthetic_size=128"))
+    assert trainer.forward is not trainer.model
+    (record,) = list(trainer.epochs())
+    assert all(math.isfinite(v) for v in record.values())
+    assert record["train_kl"] > 0.0
