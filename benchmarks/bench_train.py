@@ -50,54 +50,76 @@ class MaskTimer:
         return masks
 
 
-def bench_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
+def make_trainer(args: argparse.Namespace, variant: str, batch_size: int) -> Trainer:
     overrides = [
         "data.name=synthetic",
-        f"data.synthetic_size={max(4 * args.batch_size, 256)}",
+        f"data.synthetic_size={max(4 * batch_size, 256)}",
         "data.val_size=64",
         f"model.name={args.model}",
         f"reg.variant={variant}",
         "reg.drop_prob=0.1",
         "reg.block_size=3",
         "reg.schedule=constant",
-        f"train.batch_size={args.batch_size}",
+        f"train.batch_size={batch_size}",
         f"train.device={args.device}",
         f"train.compile={str(args.compile).lower()}",
         "train.epochs=1000",
     ]
     trainer = Trainer(load_config(None, overrides))
-    cuda = trainer.on_cuda
-    batches = list(trainer.train_loader.batches(trainer.data_generator))
-    timer = MaskTimer(cuda)
+    trainer.model.train()
+    return trainer
+
+
+def time_steps(trainer: Trainer, batches: list[Any], steps: int, timer: MaskTimer) -> tuple[float, float]:
+    """Seconds per step and the share of it spent sampling masks."""
+    timer.seconds = 0.0
+    if trainer.on_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(steps):
+        trainer.train_step(*batches[i % len(batches)])
+    if trainer.on_cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return elapsed / steps, timer.seconds / elapsed
+
+
+def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time every arm; repeats are interleaved across arms so machine drift hits all alike."""
+    arms = [(v, v, args.batch_size) for v in args.variants]
+    # The floor of the two-sub-model variants: a plain step on 2B rows, as [x; x] has.
+    arms.append(("none@2B", "none", 2 * args.batch_size))
+    trainers = {label: make_trainer(args, variant, bs) for label, variant, bs in arms}
+    batches = {label: list(t.train_loader.batches(t.data_generator)) for label, t in trainers.items()}
+    timer = MaskTimer(any(t.on_cuda for t in trainers.values()))
     original = layers_module.sample_masks
     layers_module.sample_masks = timer  # type: ignore[assignment]
+    steps: dict[str, list[float]] = {label: [] for label in trainers}
+    shares: dict[str, list[float]] = {label: [] for label in trainers}
     try:
-        trainer.model.train()
-        for i in range(args.warmup):
-            trainer.train_step(*batches[i % len(batches)])
-        step_times, mask_shares = [], []
+        for label, trainer in trainers.items():
+            time_steps(trainer, batches[label], args.warmup, timer)
         for _ in range(args.repeats):
-            timer.seconds = 0.0
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for i in range(args.steps):
-                trainer.train_step(*batches[i % len(batches)])
-            if cuda:
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            step_times.append(elapsed / args.steps)
-            mask_shares.append(timer.seconds / elapsed)
+            for label, trainer in trainers.items():
+                step, share = time_steps(trainer, batches[label], args.steps, timer)
+                steps[label].append(step)
+                shares[label].append(share)
     finally:
         layers_module.sample_masks = original
-    step = statistics.median(step_times)
-    return {
-        "variant": variant,
-        "step_seconds": step,
-        "images_per_second": args.batch_size / step,
-        "mask_share": statistics.median(mask_shares),
-        "step_seconds_all": step_times,
-    }
+    results = []
+    for label, _, batch_size in arms:
+        step = statistics.median(steps[label])
+        results.append(
+            {
+                "variant": label,
+                "batch_size": batch_size,
+                "step_seconds": step,
+                "images_per_second": batch_size / step,
+                "mask_share": statistics.median(shares[label]),
+                "step_seconds_all": steps[label],
+            }
+        )
+    return results
 
 
 def main() -> None:
@@ -107,18 +129,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    results = [bench_variant(args, v) for v in args.variants]
+    results = bench(args)
     base = next((r for r in results if r["variant"] == "none"), results[0])
     print(
         f"{args.model}, batch {args.batch_size}, device {args.device}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
+    print("none@2B = a plain step on 2B rows: the floor of the paired variants' [x; x] step")
     print(f"{'variant':<12} {'img/s':>8} {'ms/step':>9} {'vs none':>8} {'mask share':>11}")
     for r in results:
         r["relative_to_none"] = r["step_seconds"] / base["step_seconds"]

@@ -386,3 +386,13 @@ def test_linear_and_constant_schedules() -> None:
     assert constant(0) == constant(9) == 0.2
     with pytest.raises(ConfigError, match="schedule must be one of"):
         DropSchedule(0.2, 10, kind="cosine")
+
+
+@pytest.mark.parametrize("b", [2, 3, 5, 7])
+def test_block_growth_paths_agree(b: int) -> None:
+    """The CPU path (shifted ORs) equals the max-pool path used on accelerators."""
+    from rblock_tune.regularizers._masks import _grow_blocks
+
+    seeds = torch.rand(4, 3, 17 - b, 13 - b, generator=gen(b)) < 0.05
+    padded = F.pad(seeds.float(), (b - 1, b - 1, b - 1, b - 1))
+    assert torch.equal(_grow_blocks(seeds, b), F.max_pool2d(padded, kernel_size=b, stride=1) > 0)

@@ -60,11 +60,34 @@ def expected_dropblock_rate(drop_prob: float, block_size: int, height: int, widt
     return float((1.0 - (1.0 - gamma) ** k).mean())
 
 
-def _bernoulli(
+def _coin(
     shape: Sequence[int], prob: float, generator: torch.Generator | None, device: torch.device | None
 ) -> torch.Tensor:
-    """{0, 1} float tensor with P(1) = prob."""
-    return (torch.rand(tuple(shape), generator=generator, device=device) < prob).float()
+    """Boolean tensor, True with probability ``prob``."""
+    return torch.rand(tuple(shape), generator=generator, device=device) < prob
+
+
+def _grow_blocks(seeds: torch.Tensor, b: int) -> torch.Tensor:
+    """Dilate boolean seeds (B, C, H - b + 1, W - b + 1) into b x b squares on (B, C, H, W).
+
+    A seed at (i, j) covers rows i..i+b-1 and columns j..j+b-1. On CUDA this is one
+    max-pool over the seeds padded by b - 1; on CPU, where that max-pool is slow, 2b
+    shifted ORs (rows, then columns) give the identical result about 8x faster.
+    """
+    bsz, ch, vh, vw = seeds.shape
+    h, w = vh + b - 1, vw + b - 1
+    if b == 1:
+        return seeds
+    if seeds.device.type != "cpu":
+        padded = F.pad(seeds.float(), (b - 1, b - 1, b - 1, b - 1))
+        return F.max_pool2d(padded, kernel_size=b, stride=1) > 0
+    rows = torch.zeros((bsz, ch, h, vw), dtype=torch.bool, device=seeds.device)
+    for d in range(b):
+        rows[:, :, d : d + vh, :] |= seeds
+    out = torch.zeros((bsz, ch, h, w), dtype=torch.bool, device=seeds.device)
+    for d in range(b):
+        out[:, :, :, d : d + vw] |= rows
+    return out
 
 
 def _dropblock(
@@ -74,23 +97,18 @@ def _dropblock(
     generator: torch.Generator | None,
     device: torch.device | None,
 ) -> torch.Tensor:
-    """Keep-mask D(p, b): seeds in the valid region grown into b x b squares."""
+    """Boolean *dropped* map of D(p, b): seeds in the valid region grown into b x b squares."""
     bsz, ch, h, w = shape
     b = min(block_size, h, w)
     gamma = min(dropblock_gamma(drop_prob, block_size, h, w), 1.0)
-    seeds = _bernoulli((bsz, ch, h - b + 1, w - b + 1), gamma, generator, device)
-    if b == 1:
-        return 1.0 - seeds
-    # A seed at (i, j) drops rows i..i+b-1 and columns j..j+b-1: pad by b-1 on every side
-    # and max-pool with a b x b window at stride 1, giving back an (H, W) map.
-    dropped = F.max_pool2d(F.pad(seeds, (b - 1, b - 1, b - 1, b - 1)), kernel_size=b, stride=1)
-    return 1.0 - dropped
+    seeds = _coin((bsz, ch, h - b + 1, w - b + 1), gamma, generator, device)
+    return _grow_blocks(seeds, b)
 
 
 def _sdrop_assignment(
     shape: Shape, block_size: int, generator: torch.Generator | None, device: torch.device | None
 ) -> torch.Tensor:
-    """{0, 1} map: 1 where a unit's grid block goes to sub-model a.
+    """Boolean map: True where a unit's grid block goes to sub-model a.
 
     Each (sample, channel) gets a grid of b x b cells with a random offset in [0, b) on
     each axis (cells clipped at the border) and a fair coin per cell.
@@ -100,11 +118,15 @@ def _sdrop_assignment(
     n_rows = (h + b - 1) // b + 1
     n_cols = (w + b - 1) // b + 1
     offsets = torch.randint(0, b, (bsz, ch, 2), generator=generator, device=device)
-    coins = torch.randint(0, 2, (bsz, ch, n_rows * n_cols), generator=generator, device=device)
+    coins = _coin((bsz, ch, n_rows * n_cols), 0.5, generator, device)
     cell_r = (torch.arange(h, device=device) + offsets[..., 0:1]) // b  # (B, C, H)
     cell_c = (torch.arange(w, device=device) + offsets[..., 1:2]) // b  # (B, C, W)
     index = (cell_r[..., :, None] * n_cols + cell_c[..., None, :]).reshape(bsz, ch, h * w)
-    return torch.gather(coins, 2, index).reshape(bsz, ch, h, w).float()
+    return torch.gather(coins, 2, index).reshape(bsz, ch, h, w)
+
+
+def _keep(dropped: torch.Tensor) -> torch.Tensor:
+    return (~dropped).float()
 
 
 def sample_masks(
@@ -154,25 +176,21 @@ def sample_masks(
     if variant == "none":
         return (torch.ones(full, device=dev),)
     if variant == "dropout":
-        return (_bernoulli(full, 1.0 - drop_prob, generator, dev),)
+        return (_keep(_coin(full, drop_prob, generator, dev)),)
     if variant == "spatial_dropout":
-        return (_bernoulli((bsz, ch, 1, 1), 1.0 - drop_prob, generator, dev).expand(full),)
+        return (_keep(_coin((bsz, ch, 1, 1), drop_prob, generator, dev)).expand(full),)
     if variant == "dropblock":
-        return (_dropblock(full, drop_prob, block_size, generator, dev),)
+        return (_keep(_dropblock(full, drop_prob, block_size, generator, dev)),)
     if variant == "random_dml":
         return (
-            _dropblock(full, drop_prob, block_size, generator, dev),
-            _dropblock(full, drop_prob, block_size, generator, dev),
+            _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
+            _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
         )
     if variant == "bdrop_dml":
         shared = _dropblock(full, drop_prob, block_size, generator, dev)
-        to_a = _bernoulli((bsz, ch, 1, 1), 0.5, generator, dev)
-        m_a = 1.0 - (1.0 - shared) * to_a
-        m_b = 1.0 - (1.0 - shared) * (1.0 - to_a)
-        return m_a, m_b
+        to_a = _coin((bsz, ch, 1, 1), 0.5, generator, dev)
+        return _keep(shared & to_a), _keep(shared & ~to_a)
     assert variant == "sdrop_dml" and variant in PAIRED_VARIANTS
-    selected = _bernoulli((bsz, ch, 1, 1), drop_prob, generator, dev)
+    selected = _coin((bsz, ch, 1, 1), drop_prob, generator, dev)
     to_a = _sdrop_assignment(full, block_size, generator, dev)
-    m_a = 1.0 - selected * to_a
-    m_b = 1.0 - selected * (1.0 - to_a)
-    return m_a, m_b
+    return _keep(selected & to_a), _keep(selected & ~to_a)
