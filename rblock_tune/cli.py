@@ -132,7 +132,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_text = "n/a" if val is None else f"{val:.4f}"
     print(
         f"{config.reg.variant} {config.model.name} seed {config.seed}: "
-        f"val_acc {val_text}  test_acc {result['test_acc']:.4f}  ({epochs} epochs, {result['device']})"
+        f"val_acc {val_text}  test_acc {result['test_acc']:.4f}  "
+        f"({epochs} epoch{'s' if epochs != 1 else ''}, {result['device']})"
     )
     print(f"results: {out / 'metrics.json'}  checkpoint: {out / 'checkpoint.pt'}")
     return 0
