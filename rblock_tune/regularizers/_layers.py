@@ -33,6 +33,20 @@ __all__ = [
 ]
 
 
+@torch.compiler.disable  # type: ignore[untyped-decorator]
+def _sample_eager(
+    variant: str,
+    shape: tuple[int, int, int, int],
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, ...]:
+    """Masks are sampled eagerly under ``torch.compile``: explicit generators and the
+    boolean block growth stay out of the compiled graph (one graph break per drop layer)."""
+    return sample_masks(variant, shape, drop_prob, block_size, generator=generator, device=device)
+
+
 def _rescale(mask: torch.Tensor) -> torch.Tensor:
     kept = mask.sum()
     return mask * (mask.numel() / kept.clamp(min=1.0))
@@ -79,14 +93,7 @@ class DropLayer(nn.Module):
                 )
             rows //= 2
         shape = (rows, x.shape[1], x.shape[2], x.shape[3])
-        masks = sample_masks(
-            self.variant,
-            shape,
-            self.drop_prob,
-            self.block_size,
-            generator=self.generator,
-            device=x.device,
-        )
+        masks = _sample_eager(self.variant, shape, self.drop_prob, self.block_size, self.generator, x.device)
         scaled = torch.cat([_rescale(m) for m in masks]) if self.paired else _rescale(masks[0])
         return x * scaled.to(x.dtype)
 
