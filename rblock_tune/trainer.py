@@ -498,8 +498,8 @@ def run_training(
     state = read_checkpoint(ckpt) if resume else None
     if state is not None:
         _check_compatible(config_from_dict(state["config"]), config)
+    trainer = Trainer(config)  # loads the data first: a data error leaves no directory behind
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config)
     if state is not None:
         trainer.load_state_dict(state)
         log.info("resuming %s after epoch %d of %d", out, trainer.epoch, config.train.epochs)

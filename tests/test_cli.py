@@ -109,6 +109,7 @@ def test_missing_dataset_is_one_line(
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert str(tmp_path / "empty") in err and "RBLOCK_DATA_DIR" in err
+    assert not (tmp_path / "r").exists()  # no empty run directory left behind
 
 
 def test_resume_with_changed_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
