@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rblock_tune import __version__
-from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
+from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict, flatten_config
 from rblock_tune.data import Dataset, DeviceLoader, load_dataset
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.models import build_model
@@ -421,8 +421,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _check_compatible(saved: TrialConfig, current: TrialConfig) -> None:
-    from rblock_tune.config import flatten_config
-
     old, new = flatten_config(saved), flatten_config(current)
     for key, value in old.items():
         if key not in RESUMABLE_KEYS and new[key] != value:

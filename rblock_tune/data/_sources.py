@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,21 @@ _CIFAR = {
 }
 
 
+def _set_difference(wanted: Sequence[str], found: Sequence[str], missing_label: str, extra_label: str) -> str:
+    """``"missing a, b; unexpected c"``: what ``found`` lacks and adds, at most 5 names each."""
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
+
+    missing = sorted(set(wanted) - set(found))
+    extra = sorted(set(found) - set(wanted))
+    parts = [
+        f"{missing_label} {names(missing)}" if missing else "",
+        f"{extra_label} {names(extra)}" if extra else "",
+    ]
+    return "; ".join(p for p in parts if p)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -89,16 +105,7 @@ def _check_folder_layout(
             f"{name}: {train} has no class folders: expected {train}/<class>/<image> files; {_FIX}"
         )
     if expected is not None and tuple(classes) != tuple(sorted(expected)):
-        missing = sorted(set(expected) - set(classes))
-        extra = sorted(set(classes) - set(expected))
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing)}" if missing else "",
-                f"unexpected {', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}" if extra else "",
-            )
-            if part
-        )
+        detail = _set_difference(expected, classes, "missing", "unexpected")
         raise DataError(
             f"{name}: {train} does not hold the {len(expected)} {name} class folders ({detail}); "
             f"expected exactly {' '.join(expected)}; {_FIX}"
@@ -107,16 +114,7 @@ def _check_folder_layout(
         raise DataError(f"{name}: {train} has {len(classes)} class folders, expected {n_classes}; {_FIX}")
     test_classes = _visible_dirs(test)
     if test_classes != classes:
-        missing = sorted(set(classes) - set(test_classes))
-        extra = sorted(set(test_classes) - set(classes))
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing in test: {', '.join(missing[:5])}" if missing else "",
-                f"only in test: {', '.join(extra[:5])}" if extra else "",
-            )
-            if part
-        )
+        detail = _set_difference(classes, test_classes, "missing in test:", "only in test:")
         raise DataError(f"{name}: {test} and {train} must hold the same class folders ({detail})")
     return classes
 
