@@ -72,7 +72,85 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)"
     )
+    study = verbs.add_parser(
+        "study",
+        help="run, resume or inspect a study (Ray Tune + Optuna + MLflow)",
+        description="Studies: an Optuna search with ASHA on Ray Tune, then a seed phase, tracked in MLflow.",
+    )
+    actions = study.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    run = actions.add_parser("run", help="run a study spec (search_spaces/*.yaml)")
+    run.add_argument("spec", metavar="SPEC.yaml")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a spec key by dotted path, e.g. --set search.num_samples=4 (repeatable)",
+    )
+    run.add_argument("--name", help="study name (default: the spec's name)")
+    run.add_argument("--workdir", default="rblock_runs", help="work directory (default: ./rblock_runs)")
+    run.add_argument("--address", help="join an existing Ray cluster (e.g. auto or HOST:6379)")
+    run.add_argument(
+        "--storage", help="Ray results and checkpoints (default: WORKDIR/ray); shared for a cluster"
+    )
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    for action in ("resume", "status"):
+        sub = actions.add_parser(action, help=f"{action} a study by name or folder")
+        sub.add_argument("study", metavar="NAME|DIR")
+        sub.add_argument("--workdir", default="rblock_runs", help="work directory holding NAME")
     return parser
+
+
+def _print_study(result: Any) -> None:
+    print(f"study {result.name} finished")
+    for i, entry in enumerate(result.best, start=1):
+        values = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry["overrides"].items()
+        )
+        metric = {k: v for k, v in entry.items() if k != "overrides"}
+        print(f"  best {i}: {values or '(the base config)'}  {metric}")
+    print(f"state: {result.state_file}")
+    print(f"ray results: {result.storage}")
+    print(f"optuna: {result.optuna_storage}  (optuna-dashboard {result.optuna_storage})")
+    if result.tracking_uri.startswith("http"):
+        print(f"mlflow: {result.tracking_uri}")
+    else:
+        print(f"mlflow: mlflow ui --backend-store-uri {result.tracking_uri}")
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from rblock_tune.tuning import load_study_spec, resume_study, run_study, study_status
+
+    if args.action == "run":
+        overrides = list(args.overrides) + ([f"name={args.name}"] if args.name else [])
+        spec = load_study_spec(args.spec, overrides)
+        result = run_study(
+            spec,
+            workdir=args.workdir,
+            address=args.address,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+        )
+        _print_study(result)
+        return 0
+    if args.action == "resume":
+        _print_study(resume_study(args.study, args.workdir))
+        return 0
+    if args.action == "status":
+        status = study_status(args.study, args.workdir)
+        print(
+            f"study {status['name']}: search {'done' if status['search_done'] else 'not done'}, "
+            f"seeds {'done' if status['seeds_done'] else 'not done'}"
+        )
+        for role, counts in status["phases"].items():
+            print(f"  {role}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if status.get("optuna"):
+            print("  optuna: " + ", ".join(f"{k} {v}" for k, v in status["optuna"].items() if v))
+        print(f"  best so far: {status['best']}")
+        print(f"state: {status['state_file']}")
+        return 0
+    raise ConfigError("study needs an action: run, resume or status (see rblock-tune study --help)")
 
 
 def _format_record(record: dict[str, Any], epochs: int) -> str:
@@ -155,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return _cmd_train(args)
+        return _cmd_study(args) if args.verb == "study" else _cmd_train(args)
     except DivergedError as exc:
         print(f"rblock-tune: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED

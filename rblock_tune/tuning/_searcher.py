@@ -1,0 +1,221 @@
+"""A Ray Tune searcher over an Optuna study that tells early-stopped trials as *pruned*.
+
+Ray's stock ``OptunaSearch`` tells a trial that ASHA stopped early as COMPLETE with its
+partial value, which misleads TPE. Here every epoch is reported to Optuna as an
+intermediate value, and the end of a trial is told as:
+
+* COMPLETE with the final metric when it ran its whole epoch budget;
+* PRUNED when it stopped before (ASHA), keeping its intermediate values;
+* FAIL when it diverged or raised (after its retries).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import pickle
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from rblock_tune.config import flatten_config
+from rblock_tune.tuning._spec import Dimension, StudySpec
+
+__all__ = ["OptunaStudySearcher", "grid_points", "sample_space"]
+
+log = logging.getLogger(__name__)
+
+
+def _active(dim: Dimension, chosen: dict[str, Any], base: dict[str, Any]) -> bool:
+    return all(chosen.get(key, base[key]) in allowed for key, allowed in dim.when)
+
+
+def sample_space(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    """Sample the spec's space define-by-run; conditional dimensions only when their condition holds.
+
+    Returns:
+        The dotted overrides of the base config (parameter names are the dotted keys).
+    """
+    base = flatten_config(spec.base)
+    chosen: dict[str, Any] = {}
+    for dim in spec.space:
+        if not _active(dim, chosen, base):
+            continue
+        if dim.type == "categorical":
+            chosen[dim.key] = trial.suggest_categorical(dim.key, list(dim.values))
+        elif dim.type == "int":
+            assert dim.low is not None and dim.high is not None
+            chosen[dim.key] = trial.suggest_int(dim.key, int(dim.low), int(dim.high), step=dim.step or 1)
+        else:
+            assert dim.low is not None and dim.high is not None
+            chosen[dim.key] = trial.suggest_float(dim.key, dim.low, dim.high, log=dim.type == "loguniform")
+    return chosen
+
+
+def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every combination of the (finite) dimensions, conditions applied, without repeats."""
+    base = flatten_config(spec.base)
+    points: list[dict[str, Any]] = [{}]
+    for dim in spec.space:
+        values = dim.possible_values() or ()
+        grown: list[dict[str, Any]] = []
+        for point in points:
+            if _active(dim, point, base):
+                grown.extend({**point, dim.key: v} for v in values)
+            else:
+                grown.append(point)
+        points = grown
+    unique: list[dict[str, Any]] = []
+    for point in points:
+        if point not in unique:
+            unique.append(point)
+    return unique
+
+
+def _sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    seed = spec.search.seed
+    if spec.search.algorithm == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=spec.search.max_concurrent > 1
+        )
+    # random, and grid (whose points are all enqueued: enqueued parameters take precedence)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+class OptunaStudySearcher(Searcher):  # type: ignore[misc]
+    """Ray Tune ``Searcher`` backed by a persistent Optuna study.
+
+    Args:
+        spec: the study spec (space, metric, mode, algorithm, starting points).
+        storage: Optuna storage URL (``sqlite:///.../optuna.db``), so the study survives
+            crashes and optuna-dashboard can read it.
+        study_name: Optuna study name.
+        budget: epochs of a full trial; a trial that ends earlier was stopped by ASHA.
+    """
+
+    def __init__(self, spec: StudySpec, storage: str, study_name: str, budget: int) -> None:
+        super().__init__(metric=spec.metric, mode=spec.mode)
+        self._spec = spec
+        self._storage = storage
+        self._study_name = study_name
+        self._budget = budget
+        self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
+        self._done: set[str] = set()
+        self._study: optuna.Study | None = None
+
+    # -------------------------------------------------------------- plumbing
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study, created on first use (or loaded when it exists)."""
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            direction: Literal["maximize", "minimize"] = (
+                "maximize" if self._spec.mode == "max" else "minimize"
+            )
+            self._study = optuna.create_study(
+                study_name=self._study_name,
+                storage=self._storage,
+                sampler=_sampler(self._spec),
+                direction=direction,
+                load_if_exists=True,
+            )
+            if not self._study.trials:
+                starts = list(self._spec.search.points)
+                if self._spec.search.algorithm == "grid":
+                    starts += grid_points(self._spec)
+                for point in starts:
+                    self._study.enqueue_trial(point, skip_if_exists=True)
+        return self._study
+
+    def _optuna_trial(self, trial_id: str) -> optuna.Trial:
+        number = self._trials[trial_id]
+        frozen = self.study.trials[number]
+        return optuna.Trial(self.study, frozen._trial_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_study"] = None  # reconnected to the storage on first use
+        return state
+
+    def save(self, checkpoint_path: str) -> None:
+        with Path(checkpoint_path).open("wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with Path(checkpoint_path).open("rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        return True  # metric and mode come from the study spec
+
+    # -------------------------------------------------------------- protocol
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id in self._trials:  # a restored trial asks again
+            return {"overrides": dict(self.study.trials[self._trials[trial_id]].params)}
+        trial = self.study.ask()
+        overrides = sample_space(trial, self._spec)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        self._trials[trial_id] = trial.number
+        return {"overrides": overrides}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self._trials or trial_id in self._done:
+            return
+        value = result.get(self._spec.metric)
+        epoch = result.get("epoch")
+        if result.get("diverged") or value is None or epoch is None or not math.isfinite(value):
+            return
+        trial = self._optuna_trial(trial_id)
+        if int(epoch) not in trial.storage.get_trial(trial._trial_id).intermediate_values:
+            trial.report(float(value), int(epoch))
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        if trial_id not in self._trials or trial_id in self._done:
+            return
+        self._done.add(trial_id)
+        number = self._trials[trial_id]
+        if self.study.trials[number].state != TrialState.RUNNING:
+            return
+        value = None if result is None else result.get(self._spec.metric)
+        if error or result is None or result.get("diverged"):
+            state = TrialState.FAIL
+            status = "diverged" if result and result.get("diverged") else "failed"
+            self._optuna_trial(trial_id).set_user_attr("rblock_status", status)
+        elif int(result.get("epoch", 0)) < self._budget:
+            state = TrialState.PRUNED
+            self._optuna_trial(trial_id).set_user_attr("rblock_status", "early_stopped")
+        elif value is None or not math.isfinite(float(value)):
+            state = TrialState.FAIL
+        else:
+            state = TrialState.COMPLETE
+        if state == TrialState.COMPLETE and value is not None:
+            self.study.tell(number, float(value), state=state)
+        else:
+            self.study.tell(number, state=state)
+
+    def fail_orphans(self) -> int:
+        """Tell FAIL for Optuna trials still RUNNING that Ray does not know (a driver crash
+        between ask and Ray's experiment checkpoint); returns how many."""
+        known = set(self._trials.values())
+        count = 0
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                self.study.tell(trial.number, state=TrialState.FAIL)
+                count += 1
+        return count
+
+
+def top_configs(study: optuna.Study, k: int) -> list[tuple[dict[str, Any], float]]:
+    """The ``k`` best COMPLETE trials as (overrides, value), best first."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
+    return [(dict(t.params), float(t.value)) for t in itertools.islice(done, k)]  # type: ignore[arg-type]

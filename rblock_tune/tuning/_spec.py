@@ -1,0 +1,529 @@
+"""The study spec: one YAML file describing a whole experiment protocol.
+
+It is validated completely before Ray starts; every problem is one line that names the
+dotted key (``space.reg.alpha.low``, ``search.num_samples``, ...). See README.md,
+"Studies", for the format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rblock_tune.config import (
+    TrialConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    flatten_config,
+    parse_override,
+    read_yaml,
+    valid_keys,
+)
+from rblock_tune.errors import ConfigError
+
+__all__ = [
+    "DIMENSION_TYPES",
+    "REPORTED_METRICS",
+    "Arm",
+    "Dimension",
+    "FailureSpec",
+    "ResourceSpec",
+    "SchedulerSpec",
+    "SearchSpec",
+    "SeedSpec",
+    "StudySpec",
+    "load_study_spec",
+    "spec_from_dict",
+]
+
+DIMENSION_TYPES = ("uniform", "loguniform", "int", "categorical")
+REPORTED_METRICS: dict[str, str] = {
+    "val_acc": "max",
+    "val_loss": "min",
+    "train_acc": "max",
+    "train_loss": "min",
+    "train_ce": "min",
+    "consistency_kl": "min",
+}
+"""Per-epoch metrics a study may optimise, with their natural direction."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TOP_KEYS = (
+    "name",
+    "base",
+    "metric",
+    "mode",
+    "space",
+    "search",
+    "scheduler",
+    "resources",
+    "failures",
+    "seeds",
+    "report",
+)
+
+
+def _unknown(key: str, choices: Sequence[str]) -> ConfigError:
+    last = key.rsplit(".", 1)[-1]
+    hint = difflib.get_close_matches(last, choices, n=1, cutoff=0.6)
+    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    suggestion = f" (did you mean {prefix + hint[0]!r}?)" if hint else ""
+    return ConfigError(f"unknown key {key!r}{suggestion}")
+
+
+def _mapping(key: str, value: Any, allowed: Sequence[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping, but got {value!r}")
+    for k in value:
+        if k not in allowed:
+            raise _unknown(f"{key}.{k}", allowed)
+    return dict(value)
+
+
+def _number(key: str, value: Any, *, integer: bool = False) -> float:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, str) and not integer:
+        try:
+            return float(value)
+        except ValueError:
+            ok = False
+    if not ok or isinstance(value, bool):
+        raise ConfigError(
+            f"{key}={value!r} has the wrong type: must be {'an integer' if integer else 'a number'}"
+        )
+    return float(value)
+
+
+def _int(key: str, value: Any, minimum: int) -> int:
+    number = int(_number(key, value, integer=True))
+    if number < minimum:
+        raise ConfigError(f"{key}={number} is out of range: must be >= {minimum}")
+    return number
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One search dimension over a dotted trial key.
+
+    ``when`` maps other keys to the values for which this dimension is sampled; when the
+    condition does not hold, the key keeps the base config's value.
+    """
+
+    key: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    step: int | None = None
+    values: tuple[Any, ...] = ()
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def possible_values(self) -> tuple[Any, ...] | None:
+        """The finite set of values this dimension can take, or None for a continuous one."""
+        if self.type == "categorical":
+            return self.values
+        if self.type == "int" and self.low is not None and self.high is not None:
+            return tuple(range(int(self.low), int(self.high) + 1, self.step or 1))
+        return None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    algorithm: str = "tpe"
+    num_samples: int = 8
+    max_concurrent: int = 2
+    seed: int = 0
+    points: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: str = "asha"
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    budget: int | None = None  # epochs of a search trial; None = base train.epochs
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class FailureSpec:
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the seed phase: a label and the overrides of its trial config."""
+
+    label: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    from_study: str | None = None
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    top_k: int = 1
+    n_seeds: int = 5
+    seeds: tuple[int, ...] = ()
+    arms: tuple[Arm, ...] = ()
+    epochs: int | None = None  # None = base train.epochs
+
+    def seed_list(self) -> list[int]:
+        """The seeds every arm runs (explicit ``seeds``, else ``0 .. n_seeds-1``)."""
+        return list(self.seeds) if self.seeds else list(range(self.n_seeds))
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study spec. ``base`` is the resolved trial config."""
+
+    name: str
+    base: TrialConfig
+    metric: str = "val_acc"
+    mode: str = "max"
+    space: tuple[Dimension, ...] = ()
+    search: SearchSpec = field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    failures: FailureSpec = field(default_factory=FailureSpec)
+    seeds: SeedSpec | None = None
+    report: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def search_epochs(self) -> int:
+        """Epoch budget of one search trial (ASHA's max_t)."""
+        return self.scheduler.budget or self.base.train.epochs
+
+    @property
+    def seed_epochs(self) -> int:
+        """Epochs of one seed-phase run (the full budget)."""
+        if self.seeds is not None and self.seeds.epochs:
+            return self.seeds.epochs
+        return self.base.train.epochs
+
+
+def _parse_dimension(key: str, value: Any, trial_keys: set[str]) -> Dimension:
+    where = f"space.{key}"
+    if key not in trial_keys:
+        hint = difflib.get_close_matches(key, sorted(trial_keys), n=1, cutoff=0.6)
+        suggestion = f" (did you mean 'space.{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"{where}: {key!r} is not a trial config key{suggestion}")
+    if isinstance(value, list):  # shorthand: a list is a categorical dimension
+        value = {"type": "categorical", "values": value}
+    spec = _mapping(where, value, ("type", "low", "high", "step", "values", "when"))
+    kind = spec.get("type")
+    if kind not in DIMENSION_TYPES:
+        raise ConfigError(
+            f"{where}.type={kind!r} is not allowed: must be one of {', '.join(DIMENSION_TYPES)}"
+        )
+    low = high = None
+    step = None
+    values: tuple[Any, ...] = ()
+    if kind == "categorical":
+        raw_values = spec.get("values")
+        if not isinstance(raw_values, list) or not raw_values:
+            raise ConfigError(f"{where}.values must be a non-empty list, but got {raw_values!r}")
+        values = tuple(raw_values)
+        for v in values:
+            if not (v is None or isinstance(v, (bool, int, float, str))):
+                raise ConfigError(f"{where}.values: {v!r} is not allowed: categorical values must be scalars")
+        for k in ("low", "high", "step"):
+            if k in spec:
+                raise ConfigError(f"{where}.{k} is not allowed for a categorical dimension (use values)")
+    else:
+        if "values" in spec:
+            raise ConfigError(f"{where}.values is only for categorical dimensions (use low and high)")
+        for k in ("low", "high"):
+            if k not in spec:
+                raise ConfigError(f"{where}.{k} is missing: a {kind} dimension needs low and high")
+        integer = kind == "int"
+        low = _number(f"{where}.low", spec["low"], integer=integer)
+        high = _number(f"{where}.high", spec["high"], integer=integer)
+        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+            raise ConfigError(f"{where}: low={spec['low']!r} must be below high={spec['high']!r}")
+        if kind == "loguniform" and low <= 0:
+            raise ConfigError(
+                f"{where}.low={spec['low']!r} is out of range: a loguniform dimension needs low > 0"
+            )
+        if "step" in spec:
+            if kind != "int":
+                raise ConfigError(f"{where}.step is only for int dimensions")
+            step = _int(f"{where}.step", spec["step"], 1)
+    when: list[tuple[str, tuple[Any, ...]]] = []
+    for cond_key, cond_values in _mapping(f"{where}.when", spec.get("when"), sorted(trial_keys)).items():
+        allowed = tuple(cond_values) if isinstance(cond_values, list) else (cond_values,)
+        if not allowed:
+            raise ConfigError(f"{where}.when.{cond_key} is empty: the dimension could never be sampled")
+        when.append((cond_key, allowed))
+    return Dimension(key, kind, low, high, step, values, tuple(when))
+
+
+def _check_space_values(dims: Sequence[Dimension], base: TrialConfig) -> None:
+    """Every value a dimension can take must make a valid trial config; conditions must be satisfiable."""
+    base_dict = config_to_dict(base)
+    seen: dict[str, Dimension] = {}
+    for dim in dims:
+        samples: list[Any] = list(dim.possible_values() or (dim.low, dim.high))
+        if dim.type == "int":
+            samples = [int(v) for v in samples]
+        for value in samples:
+            try:
+                config_from_dict(apply_overrides(base_dict, {dim.key: value}))
+            except ConfigError as exc:
+                raise ConfigError(f"space.{dim.key}: the value {value!r} is invalid: {exc}") from None
+        for cond_key, allowed in dim.when:
+            if cond_key == dim.key:
+                raise ConfigError(f"space.{dim.key}.when cannot refer to the dimension itself")
+            if cond_key in seen:
+                possible = seen[cond_key].possible_values()
+                if possible is not None and not set(map(repr, allowed)) & set(map(repr, possible)):
+                    raise ConfigError(
+                        f"space.{dim.key}.when.{cond_key}={list(allowed)!r} can never hold: "
+                        f"space.{cond_key} takes only {list(possible)!r}"
+                    )
+            elif any(d.key == cond_key for d in dims):
+                raise ConfigError(
+                    f"space.{dim.key}.when.{cond_key}: list space.{cond_key} before space.{dim.key} "
+                    "(conditions refer to dimensions sampled earlier)"
+                )
+            else:
+                base_value = _flat_value(base, cond_key)
+                if base_value not in allowed:
+                    raise ConfigError(
+                        f"space.{dim.key}.when.{cond_key}={list(allowed)!r} can never hold: "
+                        f"{cond_key} is fixed at {base_value!r} (not searched)"
+                    )
+        seen[dim.key] = dim
+
+
+def _flat_value(config: TrialConfig, key: str) -> Any:
+    return flatten_config(config)[key]
+
+
+def _parse_overrides(key: str, value: Any, base: TrialConfig) -> dict[str, Any]:
+    """A mapping of dotted trial keys, validated against ``base``."""
+    overrides = _mapping(key, value, valid_keys())
+    try:
+        config_from_dict(apply_overrides(config_to_dict(base), overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return overrides
+
+
+def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
+    """Validate a study spec mapping (a parsed YAML file) into a :class:`StudySpec`."""
+    raw = dict(raw)
+    top = _mapping("spec", raw, _TOP_KEYS)
+    name = top.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"name={name!r} is invalid: give the study a name of letters, digits, '-', '_' or '.'"
+        )
+    base_raw = top.get("base") or {}
+    if not isinstance(base_raw, Mapping):
+        raise ConfigError(f"base must be a mapping of trial keys, but got {base_raw!r}")
+    try:
+        base = config_from_dict(base_raw)
+    except ConfigError as exc:
+        raise ConfigError(f"base: {exc}") from None
+
+    metric = top.get("metric", "val_acc")
+    if metric not in REPORTED_METRICS:
+        raise ConfigError(
+            f"metric={metric!r} is not reported by trials: must be one of {', '.join(REPORTED_METRICS)}"
+        )
+    if metric.startswith("val_") and base.data.val_size == 0:
+        raise ConfigError(f"metric={metric!r} needs a validation set, but base.data.val_size is 0")
+    mode = top.get("mode", REPORTED_METRICS[metric])
+    if mode not in ("min", "max"):
+        raise ConfigError(f"mode={mode!r} is not allowed: must be min or max")
+
+    trial_keys = set(valid_keys())
+    space_value = top.get("space") or {}
+    if not isinstance(space_value, Mapping):
+        raise ConfigError(f"space must be a mapping of dotted trial keys, but got {space_value!r}")
+    space_raw = dict(space_value)
+    dims = tuple(_parse_dimension(k, v, trial_keys) for k, v in space_raw.items())
+    _check_space_values(dims, base)
+
+    s = _mapping("search", top.get("search"), [f.name for f in dataclasses.fields(SearchSpec)])
+    algorithm = s.get("algorithm", "tpe")
+    if algorithm not in ("tpe", "random", "grid"):
+        raise ConfigError(f"search.algorithm={algorithm!r} is not allowed: must be tpe, random or grid")
+    if algorithm == "grid":
+        for dim in dims:
+            if dim.possible_values() is None:
+                raise ConfigError(
+                    f"search.algorithm=grid needs finite dimensions, but space.{dim.key} is {dim.type}"
+                )
+    points = s.get("points") or []
+    if not isinstance(points, list):
+        raise ConfigError(f"search.points must be a list of mappings, but got {points!r}")
+    dim_keys = {d.key for d in dims}
+    checked_points = []
+    for i, point in enumerate(points):
+        p = _parse_overrides(f"search.points[{i}]", point, base)
+        for k in p:
+            if k not in dim_keys:
+                raise ConfigError(f"search.points[{i}].{k} is not a dimension of space")
+        checked_points.append(p)
+    search = SearchSpec(
+        algorithm=algorithm,
+        num_samples=_int("search.num_samples", s.get("num_samples", 8), 1),
+        max_concurrent=_int("search.max_concurrent", s.get("max_concurrent", 2), 1),
+        seed=_int("search.seed", s.get("seed", 0), 0),
+        points=tuple(checked_points),
+    )
+
+    sc = _mapping("scheduler", top.get("scheduler"), [f.name for f in dataclasses.fields(SchedulerSpec)])
+    kind = sc.get("type", "asha")
+    if kind not in ("asha", "fifo"):
+        raise ConfigError(f"scheduler.type={kind!r} is not allowed: must be asha or fifo")
+    budget = sc.get("budget")
+    scheduler = SchedulerSpec(
+        type=kind,
+        grace_period=_int("scheduler.grace_period", sc.get("grace_period", 1), 1),
+        reduction_factor=_number("scheduler.reduction_factor", sc.get("reduction_factor", 2.0)),
+        budget=None if budget is None else _int("scheduler.budget", budget, 1),
+    )
+    if scheduler.reduction_factor <= 1:
+        raise ConfigError(
+            f"scheduler.reduction_factor={scheduler.reduction_factor} is out of range: must be > 1"
+        )
+    max_t = scheduler.budget or base.train.epochs
+    if kind == "asha" and scheduler.grace_period > max_t:
+        raise ConfigError(
+            f"scheduler.grace_period={scheduler.grace_period} is larger than the budget of {max_t} epochs"
+        )
+
+    r = _mapping("resources", top.get("resources"), ("cpus", "gpus"))
+    resources = ResourceSpec(
+        cpus=_number("resources.cpus", r.get("cpus", 1.0)), gpus=_number("resources.gpus", r.get("gpus", 0.0))
+    )
+    if resources.cpus <= 0:
+        raise ConfigError(f"resources.cpus={resources.cpus} is out of range: must be > 0")
+    if resources.gpus < 0:
+        raise ConfigError(f"resources.gpus={resources.gpus} is out of range: must be >= 0")
+    f = _mapping("failures", top.get("failures"), ("retries",))
+    failures = FailureSpec(retries=_int("failures.retries", f.get("retries", 2), 0))
+
+    seeds = _parse_seeds(top.get("seeds"), base) if top.get("seeds") is not None else None
+    report = top.get("report", False)
+    if not isinstance(report, bool):
+        raise ConfigError(f"report={report!r} has the wrong type: must be true/false")
+    return StudySpec(
+        name=name,
+        base=base,
+        metric=metric,
+        mode=mode,
+        space=dims,
+        search=search,
+        scheduler=scheduler,
+        resources=resources,
+        failures=failures,
+        seeds=seeds,
+        report=report,
+        raw=dict(raw),
+    )
+
+
+def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:
+    s = _mapping("seeds", value, ("top_k", "n_seeds", "seeds", "arms", "epochs"))
+    explicit = s.get("seeds") or []
+    if not isinstance(explicit, list):
+        raise ConfigError(f"seeds.seeds must be a list of integers, but got {explicit!r}")
+    seed_list = tuple(_int(f"seeds.seeds[{i}]", v, 0) for i, v in enumerate(explicit))
+    if len(set(seed_list)) != len(seed_list):
+        raise ConfigError(f"seeds.seeds={list(seed_list)} repeats a seed")
+    arms_raw = s.get("arms") or []
+    if not isinstance(arms_raw, list):
+        raise ConfigError(f"seeds.arms must be a list, but got {arms_raw!r}")
+    arms = []
+    for i, arm in enumerate(arms_raw):
+        a = _mapping(f"seeds.arms[{i}]", arm, ("label", "set", "from_study"))
+        label = a.get("label")
+        if not isinstance(label, str) or not _NAME.match(label):
+            raise ConfigError(
+                f"seeds.arms[{i}].label={label!r} is invalid: a name of letters, digits, '-', '_'"
+            )
+        if label.startswith("top"):
+            raise ConfigError(
+                f"seeds.arms[{i}].label={label!r} is reserved for the search's top configurations"
+            )
+        overrides = _parse_overrides(f"seeds.arms[{i}].set", a.get("set"), base)
+        if "seed" in overrides:
+            raise ConfigError(f"seeds.arms[{i}].set.seed is not allowed: every arm runs the same seed list")
+        from_study = a.get("from_study")
+        if from_study is not None and (not isinstance(from_study, str) or not _NAME.match(from_study)):
+            raise ConfigError(f"seeds.arms[{i}].from_study={from_study!r} is not a study name")
+        arms.append(Arm(label, overrides, from_study))
+    labels = [a.label for a in arms]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"seeds.arms labels repeat: {labels}")
+    epochs = s.get("epochs")
+    spec = SeedSpec(
+        top_k=_int("seeds.top_k", s.get("top_k", 1), 0),
+        n_seeds=_int("seeds.n_seeds", s.get("n_seeds", 5), 1),
+        seeds=seed_list,
+        arms=tuple(arms),
+        epochs=None if epochs is None else _int("seeds.epochs", epochs, 1),
+    )
+    if spec.top_k == 0 and not spec.arms:
+        raise ConfigError("seeds has no arms: set seeds.top_k >= 1 or list seeds.arms")
+    return spec
+
+
+def load_study_spec(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
+    """Read a study spec file and apply ``--set`` overrides by dotted path (``search.num_samples=4``,
+    ``base.data.root=/data``), then validate it."""
+    raw = read_yaml(path)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(raw, key, value)
+    return spec_from_dict(raw)
+
+
+def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if parts[0] not in _TOP_KEYS:
+        raise _unknown(key.split(".")[0], _TOP_KEYS)
+    node: dict[str, Any] = raw
+    if parts[0] == "space" and len(parts) > 2:
+        # space keys are dotted trial keys themselves: space.reg.alpha.low
+        for n in (2, 1):
+            dim_key = ".".join(parts[1 : 1 + n])
+            if dim_key in valid_keys():
+                space = raw.setdefault("space", {})
+                rest = parts[1 + n :]
+                if not rest:
+                    space[dim_key] = value
+                    return
+                node = space.setdefault(dim_key, {})
+                parts = rest
+                break
+        else:
+            raise ConfigError(f"--set {key}: no trial key after 'space.'")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+        return
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value

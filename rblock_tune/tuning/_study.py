@@ -1,0 +1,440 @@
+"""Running, resuming and inspecting a study: search phase, then seed phase.
+
+Layout of a work directory (default ``./rblock_runs``)::
+
+    <workdir>/mlflow.db            MLflow tracking (unless --tracking-uri)
+    <workdir>/optuna.db            Optuna studies (optuna-dashboard sqlite:///<workdir>/optuna.db)
+    <workdir>/ray/                 Ray Tune results and trial checkpoints (unless --storage)
+    <workdir>/<study>/study.json   the study's state: spec, locations, phases done, best configs
+    <workdir>/<study>/spec.yaml    the spec as run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rblock_tune.config import config_to_dict, with_overrides
+from rblock_tune.errors import CheckpointError, ConfigError
+from rblock_tune.tuning._spec import StudySpec, spec_from_dict
+
+__all__ = ["StudyPaths", "StudyResult", "resume_study", "run_study", "study_status"]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "study.json"
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study keeps everything."""
+
+    workdir: Path
+    storage: str
+    tracking_uri: str
+    optuna_storage: str
+    address: str | None
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What a finished study returns (and the CLI prints)."""
+
+    name: str
+    state_file: Path
+    best: list[dict[str, Any]]
+    tracking_uri: str
+    storage: str
+    optuna_storage: str
+    seed_runs: int
+
+
+def _is_remote_uri(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def resolve_paths(
+    workdir: str | Path, address: str | None, storage: str | None, tracking_uri: str | None
+) -> StudyPaths:
+    """Defaults and the rules for a remote cluster (one-line errors)."""
+    work = Path(workdir).expanduser().resolve()
+    tracking = tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
+    ray_storage = storage or str(work / "ray")
+    if address and address not in ("local",):
+        if tracking.startswith(("sqlite:", "file:")) or "://" not in tracking:
+            raise ConfigError(
+                f"--address {address} runs trials on other machines, which cannot write the local "
+                f"tracking store {tracking}: start an MLflow server and pass --tracking-uri http://HOST:PORT"
+            )
+        if storage is None:
+            raise ConfigError(
+                f"--address {address} needs --storage: a path every node sees (NFS) or cloud storage "
+                "(s3://...), for Ray's results and checkpoints"
+            )
+    if not _is_remote_uri(ray_storage):
+        ray_storage = str(Path(ray_storage).expanduser().resolve())
+    return StudyPaths(work, ray_storage, tracking, f"sqlite:///{work / 'optuna.db'}", address)
+
+
+def _state_path(workdir: Path, name: str) -> Path:
+    return workdir / name / STATE_FILE
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False)
+
+
+def _mlflow(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    from rblock_tune.tuning._tracking import check_tracking
+
+    check_tracking(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _status_callback(tracking_uri: str, experiment_id: str, parent_run_id: str, budget: int) -> Any:
+    from ray.tune import Callback
+
+    from rblock_tune.tuning._tracking import PARENT_TAG, STATUS_TAG, TRIAL_TAG, _find, set_run_status
+
+    class _Status(Callback):  # type: ignore[misc]
+        """Driver-side final ``rblock.status`` of each trial's MLflow run."""
+
+        def _set(self, trial: Any, status: str) -> None:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=tracking_uri)
+            run_id = _find(client, experiment_id, {PARENT_TAG: parent_run_id, TRIAL_TAG: trial.trial_id})
+            if run_id is None:
+                return
+            if client.get_run(run_id).data.tags.get(STATUS_TAG) in ("completed", "diverged"):
+                return
+            set_run_status(client, run_id, status)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            last = trial.last_result or {}
+            if last.get("diverged"):
+                self._set(trial, "diverged")
+            elif int(last.get("epoch", 0)) < budget:
+                self._set(trial, "early_stopped")
+            else:
+                self._set(trial, "completed")
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._set(trial, "failed")
+
+    return _Status()
+
+
+def _run_tuner(name: str, trainable: Any, paths: StudyPaths, build: Any, resume: bool) -> Any:
+    from ray import tune
+
+    experiment = f"{paths.storage.rstrip('/')}/{name}"
+    if resume and tune.Tuner.can_restore(experiment):
+        log.info("restoring %s", experiment)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    else:
+        tuner = build()
+    return tuner.fit()
+
+
+def _search_phase(
+    spec: StudySpec, paths: StudyPaths, client: Any, experiment_id: str, resume: bool
+) -> list[dict[str, Any]]:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_configs
+    from rblock_tune.tuning._tracking import find_or_create_parent
+    from rblock_tune.tuning._trainable import TrialContext, run_trial
+
+    parent = find_or_create_parent(client, experiment_id, spec.name, "study")
+    budget = spec.search_epochs
+    context = TrialContext(
+        study=spec.name,
+        role="trial",
+        base=config_to_dict(spec.base),
+        epochs=budget,
+        metric=spec.metric,
+        mode=spec.mode,
+        tracking_uri=paths.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+    )
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+    searcher = OptunaStudySearcher(spec, paths.optuna_storage, spec.name, budget)
+    num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
+
+    def build() -> Any:
+        scheduler: Any
+        if spec.scheduler.type == "asha":
+            scheduler = ASHAScheduler(
+                time_attr="epoch",
+                metric=spec.metric,
+                mode=spec.mode,
+                max_t=budget,
+                grace_period=spec.scheduler.grace_period,
+                reduction_factor=spec.scheduler.reduction_factor,
+            )
+        else:
+            scheduler = FIFOScheduler()  # type: ignore[no-untyped-call]
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+                scheduler=scheduler,
+                num_samples=num_samples,
+            ),
+            run_config=_run_config(f"{spec.name}-search", spec, paths, experiment_id, parent, budget),
+        )
+
+    _run_tuner(f"{spec.name}-search", trainable, paths, build, resume)
+    study = searcher.study
+    searcher.fail_orphans()
+    k = spec.seeds.top_k if spec.seeds is not None else 1
+    best = [{"overrides": o, spec.metric: v} for o, v in top_configs(study, max(k, 1))]
+    artifacts = {
+        "best_configs.yaml": yaml.safe_dump(best, sort_keys=False),
+        "spec.yaml": yaml.safe_dump(spec.raw, sort_keys=False),
+    }
+    for file_name, text in artifacts.items():
+        client.log_text(parent, text, file_name)
+    from rblock_tune.tuning._tracking import set_run_status
+
+    set_run_status(client, parent, "completed")
+    return best
+
+
+def _run_config(
+    name: str, spec: StudySpec, paths: StudyPaths, experiment_id: str, parent: str, budget: int
+) -> Any:
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=paths.storage,
+        failure_config=tune.FailureConfig(max_failures=spec.failures.retries),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[_status_callback(paths.tracking_uri, experiment_id, parent, budget)],
+        verbose=1,
+    )
+
+
+def _seed_phase(
+    spec: StudySpec,
+    paths: StudyPaths,
+    client: Any,
+    experiment_id: str,
+    best: list[dict[str, Any]],
+    resume: bool,
+) -> tuple[dict[str, dict[str, Any]], int]:
+    from ray import tune
+
+    from rblock_tune.tuning._tracking import find_or_create_parent, set_run_status
+    from rblock_tune.tuning._trainable import TrialContext, run_trial
+
+    assert spec.seeds is not None
+    arms: dict[str, dict[str, Any]] = {}
+    for i, entry in enumerate(best[: spec.seeds.top_k]):
+        arms[f"top{i + 1}"] = dict(entry["overrides"])
+    for arm in spec.seeds.arms:
+        overrides = dict(arm.overrides)
+        if arm.from_study is not None:
+            other = _state_path(paths.workdir, arm.from_study)
+            if not other.is_file():
+                raise ConfigError(
+                    f"seeds arm {arm.label!r}: from_study {arm.from_study!r} has no state at {other}; "
+                    "run that study first in the same --workdir"
+                )
+            other_best = json.loads(other.read_text()).get("best") or []
+            if not other_best:
+                raise ConfigError(f"seeds arm {arm.label!r}: study {arm.from_study!r} has no completed trial")
+            overrides = {**other_best[0]["overrides"], **overrides}
+        arms[arm.label] = overrides
+    for overrides in arms.values():  # every arm must make a valid config
+        with_overrides(spec.base, overrides)
+    parent = find_or_create_parent(client, experiment_id, spec.name, "seeds")
+    epochs = spec.seed_epochs
+    context = TrialContext(
+        study=spec.name,
+        role="seed_run",
+        base=config_to_dict(spec.base),
+        epochs=epochs,
+        metric=spec.metric,
+        mode=spec.mode,
+        tracking_uri=paths.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        arms=arms,
+    )
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+    seeds = spec.seeds.seed_list()
+
+    def build() -> Any:
+        return tune.Tuner(
+            trainable,
+            param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(seeds)},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=spec.search.max_concurrent),
+            run_config=_run_config(f"{spec.name}-seeds", spec, paths, experiment_id, parent, epochs),
+        )
+
+    _run_tuner(f"{spec.name}-seeds", trainable, paths, build, resume)
+    client.log_text(parent, yaml.safe_dump({"arms": arms, "seeds": seeds}, sort_keys=False), "arms.yaml")
+    set_run_status(client, parent, "completed")
+    return arms, len(arms) * len(seeds)
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    workdir: str | Path = "rblock_runs",
+    address: str | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    resume: bool = False,
+) -> StudyResult:
+    """Run (or, with ``resume``, continue) a whole study. See the module docstring for the layout."""
+    paths = resolve_paths(workdir, address, storage, tracking_uri)
+    state_file = _state_path(paths.workdir, spec.name)
+    if state_file.exists() and not resume:
+        raise CheckpointError(
+            f"study {spec.name!r} already exists in {paths.workdir}: continue it with "
+            f"'rblock-tune study resume {spec.name} --workdir {paths.workdir}', or pick another --name"
+        )
+    paths.workdir.mkdir(parents=True, exist_ok=True)
+    client = _mlflow(paths.tracking_uri)
+    state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state.update(
+        {
+            "name": spec.name,
+            "spec": spec.raw,
+            "workdir": str(paths.workdir),
+            "storage": paths.storage,
+            "tracking_uri": paths.tracking_uri,
+            "optuna_storage": paths.optuna_storage,
+            "address": paths.address,
+        }
+    )
+    state.setdefault("search_done", not spec.space)
+    state.setdefault("seeds_done", spec.seeds is None)
+    state.setdefault("best", [])
+    _write_state(state_file, state)
+    (state_file.parent / "spec.yaml").write_text(yaml.safe_dump(spec.raw, sort_keys=False))
+    from rblock_tune.tuning._tracking import ensure_experiment
+
+    experiment_id = ensure_experiment(client, spec.name)
+    _init_ray(paths.address)
+    if not state["search_done"]:
+        state["best"] = _search_phase(spec, paths, client, experiment_id, resume)
+        state["search_done"] = True
+        _write_state(state_file, state)
+    elif not spec.space:
+        state["best"] = [{"overrides": {}, spec.metric: None}]
+    seed_runs = 0
+    if not state["seeds_done"]:
+        _, seed_runs = _seed_phase(spec, paths, client, experiment_id, state["best"], resume)
+        state["seeds_done"] = True
+        _write_state(state_file, state)
+    return StudyResult(
+        spec.name,
+        state_file,
+        state["best"],
+        paths.tracking_uri,
+        paths.storage,
+        paths.optuna_storage,
+        seed_runs,
+    )
+
+
+def locate_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> Path:
+    """The state file of a study given by name (in ``workdir``) or by its directory."""
+    candidates = [Path(name_or_dir) / STATE_FILE, Path(workdir) / name_or_dir / STATE_FILE]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    looked = ", ".join(str(c) for c in candidates)
+    raise CheckpointError(
+        f"no study {name_or_dir!r} (looked for {looked}); pass its name with --workdir, or its folder"
+    )
+
+
+def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> StudyResult:
+    """Continue an interrupted study where it stopped."""
+    state = json.loads(locate_study(name_or_dir, workdir).read_text())
+    spec = spec_from_dict(state["spec"])
+    storage = state["storage"] if state.get("address") else None
+    return run_study(
+        spec,
+        workdir=state["workdir"],
+        address=state.get("address"),
+        storage=storage,
+        tracking_uri=state["tracking_uri"],
+        resume=True,
+    )
+
+
+def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[str, Any]:
+    """Trials by state and the best so far, read from the Optuna study and MLflow."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from rblock_tune.tuning._tracking import ROLE_TAG, STATUS_TAG
+
+    state_file = locate_study(name_or_dir, workdir)
+    state = json.loads(state_file.read_text())
+    spec = spec_from_dict(state["spec"])
+    out: dict[str, Any] = {"name": spec.name, "state_file": str(state_file), "phases": {}}
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    experiment = client.get_experiment_by_name(spec.name)
+    counts: dict[str, dict[str, int]] = {}
+    if experiment is not None:
+        for run in client.search_runs([experiment.experiment_id], max_results=50000):
+            role = run.data.tags.get(ROLE_TAG)
+            if role in ("trial", "seed_run"):
+                status = run.data.tags.get(STATUS_TAG, "unknown")
+                counts.setdefault(role, {}).setdefault(status, 0)
+                counts[role][status] += 1
+    out["phases"] = counts
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best = None
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=state["optuna_storage"])
+        from rblock_tune.tuning._searcher import top_configs
+
+        top = top_configs(study, 1)
+        best = top[0] if top else None
+        out["optuna"] = {
+            s.name.lower(): sum(1 for t in study.trials if t.state == s) for s in optuna.trial.TrialState
+        }
+    except KeyError:
+        out["optuna"] = {}
+    out["best"] = None if best is None else {"overrides": best[0], spec.metric: best[1]}
+    out["search_done"] = state.get("search_done", False)
+    out["seeds_done"] = state.get("seeds_done", False)
+    out["tracking_uri"] = state["tracking_uri"]
+    return out
