@@ -167,6 +167,10 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id not in self._trials or trial_id in self._done:
             return
+        self._report(trial_id, result)
+
+    def _report(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Record one epoch's metric as an intermediate value (once per epoch)."""
         value = result.get(self._spec.metric)
         epoch = result.get("epoch")
         if result.get("diverged") or value is None or epoch is None or not math.isfinite(value):
@@ -190,6 +194,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             status = "diverged" if result and result.get("diverged") else "failed"
             self._optuna_trial(trial_id).set_user_attr("rblock_status", status)
         elif int(result.get("epoch", 0)) < self._budget:
+            # Ray passes the result that made ASHA stop the trial only here, not to on_trial_result
+            self._report(trial_id, result)
             state = TrialState.PRUNED
             self._optuna_trial(trial_id).set_user_attr("rblock_status", "early_stopped")
         elif value is None or not math.isfinite(float(value)):

@@ -54,7 +54,7 @@ REPORTED_METRICS: dict[str, str] = {
 }
 """Per-epoch metrics a study may optimise, with their natural direction."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TOP_KEYS = (
     "name",
     "base",
@@ -70,22 +70,22 @@ _TOP_KEYS = (
 )
 
 
-def _unknown(key: str, choices: Sequence[str]) -> ConfigError:
-    last = key.rsplit(".", 1)[-1]
-    hint = difflib.get_close_matches(last, choices, n=1, cutoff=0.6)
-    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+def _unknown(where: str, key: str, choices: Sequence[str]) -> ConfigError:
+    """``unknown key 'where.key' (did you mean 'where.choice'?)``; ``key`` may itself be dotted."""
+    hint = difflib.get_close_matches(str(key), [str(c) for c in choices], n=1, cutoff=0.6)
+    prefix = f"{where}." if where else ""
     suggestion = f" (did you mean {prefix + hint[0]!r}?)" if hint else ""
-    return ConfigError(f"unknown key {key!r}{suggestion}")
+    return ConfigError(f"unknown key {prefix + str(key)!r}{suggestion}")
 
 
-def _mapping(key: str, value: Any, allowed: Sequence[str]) -> dict[str, Any]:
+def _mapping(where: str, value: Any, allowed: Sequence[str]) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must be a mapping, but got {value!r}")
+        raise ConfigError(f"{where or 'the spec'} must be a mapping, but got {value!r}")
     for k in value:
         if k not in allowed:
-            raise _unknown(f"{key}.{k}", allowed)
+            raise _unknown(where, k, allowed)
     return dict(value)
 
 
@@ -93,13 +93,16 @@ def _number(key: str, value: Any, *, integer: bool = False) -> float:
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, str) and not integer:
         try:
-            return float(value)
+            value = float(value)
+            ok = True
         except ValueError:
             ok = False
     if not ok or isinstance(value, bool):
         raise ConfigError(
             f"{key}={value!r} has the wrong type: must be {'an integer' if integer else 'a number'}"
         )
+    if not math.isfinite(float(value)):
+        raise ConfigError(f"{key}={value!r} is out of range: must be a finite number")
     return float(value)
 
 
@@ -125,6 +128,16 @@ class Dimension:
     step: int | None = None
     values: tuple[Any, ...] = ()
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def can_take(self, value: Any) -> bool:
+        """Whether sampling this dimension can give ``value`` (compared with ==)."""
+        finite = self.possible_values()
+        if finite is not None:
+            return any((value == v and type(value) is not bool) or value is v for v in finite)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        assert self.low is not None and self.high is not None
+        return self.low <= value <= self.high
 
     def possible_values(self) -> tuple[Any, ...] | None:
         """The finite set of values this dimension can take, or None for a continuous one."""
@@ -288,11 +301,13 @@ def _check_space_values(dims: Sequence[Dimension], base: TrialConfig) -> None:
             if cond_key == dim.key:
                 raise ConfigError(f"space.{dim.key}.when cannot refer to the dimension itself")
             if cond_key in seen:
-                possible = seen[cond_key].possible_values()
-                if possible is not None and not set(map(repr, allowed)) & set(map(repr, possible)):
+                earlier = seen[cond_key]
+                if not any(earlier.can_take(v) for v in allowed):
+                    possible = earlier.possible_values()
+                    takes = list(possible) if possible is not None else f"[{earlier.low}, {earlier.high}]"
                     raise ConfigError(
                         f"space.{dim.key}.when.{cond_key}={list(allowed)!r} can never hold: "
-                        f"space.{cond_key} takes only {list(possible)!r}"
+                        f"space.{cond_key} takes only {takes}"
                     )
             elif any(d.key == cond_key for d in dims):
                 raise ConfigError(
@@ -326,9 +341,9 @@ def _parse_overrides(key: str, value: Any, base: TrialConfig) -> dict[str, Any]:
 def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     """Validate a study spec mapping (a parsed YAML file) into a :class:`StudySpec`."""
     raw = dict(raw)
-    top = _mapping("spec", raw, _TOP_KEYS)
+    top = _mapping("", raw, _TOP_KEYS)
     name = top.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"name={name!r} is invalid: give the study a name of letters, digits, '-', '_' or '.'"
         )
@@ -341,7 +356,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
         raise ConfigError(f"base: {exc}") from None
 
     metric = top.get("metric", "val_acc")
-    if metric not in REPORTED_METRICS:
+    if not isinstance(metric, str) or metric not in REPORTED_METRICS:
         raise ConfigError(
             f"metric={metric!r} is not reported by trials: must be one of {', '.join(REPORTED_METRICS)}"
         )
@@ -376,9 +391,12 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     checked_points = []
     for i, point in enumerate(points):
         p = _parse_overrides(f"search.points[{i}]", point, base)
-        for k in p:
+        for k, v in p.items():
             if k not in dim_keys:
                 raise ConfigError(f"search.points[{i}].{k} is not a dimension of space")
+            dim = next(d for d in dims if d.key == k)
+            if not dim.can_take(v):
+                raise ConfigError(f"search.points[{i}].{k}={v!r} is outside space.{k}")
         checked_points.append(p)
     search = SearchSpec(
         algorithm=algorithm,
@@ -424,6 +442,11 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     report = top.get("report", False)
     if not isinstance(report, bool):
         raise ConfigError(f"report={report!r} has the wrong type: must be true/false")
+    if report:
+        raise ConfigError(
+            "report=true: the analysis report is not part of this version yet; set report: false "
+            "and analyse the MLflow runs directly"
+        )
     return StudySpec(
         name=name,
         base=base,
@@ -455,7 +478,7 @@ def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:
     for i, arm in enumerate(arms_raw):
         a = _mapping(f"seeds.arms[{i}]", arm, ("label", "set", "from_study"))
         label = a.get("label")
-        if not isinstance(label, str) or not _NAME.match(label):
+        if not isinstance(label, str) or not _NAME.fullmatch(label):
             raise ConfigError(
                 f"seeds.arms[{i}].label={label!r} is invalid: a name of letters, digits, '-', '_'"
             )
@@ -467,7 +490,7 @@ def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:
         if "seed" in overrides:
             raise ConfigError(f"seeds.arms[{i}].set.seed is not allowed: every arm runs the same seed list")
         from_study = a.get("from_study")
-        if from_study is not None and (not isinstance(from_study, str) or not _NAME.match(from_study)):
+        if from_study is not None and (not isinstance(from_study, str) or not _NAME.fullmatch(from_study)):
             raise ConfigError(f"seeds.arms[{i}].from_study={from_study!r} is not a study name")
         arms.append(Arm(label, overrides, from_study))
     labels = [a.label for a in arms]
@@ -499,26 +522,38 @@ def load_study_spec(path: str | Path, overrides: Sequence[str] = ()) -> StudySpe
 def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     if parts[0] not in _TOP_KEYS:
-        raise _unknown(key.split(".")[0], _TOP_KEYS)
+        raise _unknown("", parts[0], _TOP_KEYS)
     node: dict[str, Any] = raw
     if parts[0] == "space" and len(parts) > 2:
         # space keys are dotted trial keys themselves: space.reg.alpha.low
         for n in (2, 1):
             dim_key = ".".join(parts[1 : 1 + n])
             if dim_key in valid_keys():
-                space = raw.setdefault("space", {})
-                rest = parts[1 + n :]
-                if not rest:
-                    space[dim_key] = value
-                    return
-                node = space.setdefault(dim_key, {})
-                parts = rest
                 break
         else:
             raise ConfigError(f"--set {key}: no trial key after 'space.'")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
+        if not isinstance(raw.get("space"), dict):
+            raw["space"] = {}
+        space = raw["space"]
+        rest = parts[1 + n :]
+        if not rest:
+            space[dim_key] = value
+            return
+        dim = space.get(dim_key)
+        if isinstance(dim, list):  # the list shorthand of a categorical dimension
+            dim = {"type": "categorical", "values": dim}
+        if not isinstance(dim, dict):
+            dim = {}
+        space[dim_key] = dim
+        if rest[0] == "when" and len(rest) > 1:  # space.K.when.<dotted trial key>
+            old_when = dim.get("when")
+            when: dict[str, Any] = old_when if isinstance(old_when, dict) else {}
+            when[".".join(rest[1:])] = value
+            dim["when"] = when
+        elif len(rest) == 1:
+            dim[rest[0]] = value
+        else:
+            raise ConfigError(f"--set {key}: a dimension has no key {'.'.join(rest)!r}")
         return
     for p in parts[:-1]:
         nxt = node.get(p)

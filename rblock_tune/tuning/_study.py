@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from rblock_tune.config import config_to_dict, with_overrides
+from rblock_tune.config import config_to_dict, flatten_config, with_overrides
 from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.tuning._spec import StudySpec, spec_from_dict
 
@@ -29,6 +29,8 @@ __all__ = ["StudyPaths", "StudyResult", "resume_study", "run_study", "study_stat
 log = logging.getLogger(__name__)
 
 STATE_FILE = "study.json"
+_LOCAL_KEYS = frozenset({"seed", "data.root", "data.cache_dir", "train.device", "train.epochs"})
+"""Keys a ``from_study`` arm does not take from the other study: where and how long it ran."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,41 @@ def _run_config(
     )
 
 
+def build_arms(spec: StudySpec, workdir: Path, best: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Seed-phase arms: ``top1..topK`` from the search, then the spec's arms.
+
+    A ``from_study`` arm takes the whole winning configuration of that study (its base plus
+    its best trial's parameters, as overrides of this study's base, apart from where and how
+    long it ran), then the arm's own ``set``.
+    """
+    assert spec.seeds is not None
+    arms: dict[str, dict[str, Any]] = {}
+    for i, entry in enumerate(best[: spec.seeds.top_k]):
+        arms[f"top{i + 1}"] = dict(entry["overrides"])
+    for arm in spec.seeds.arms:
+        overrides = dict(arm.overrides)
+        if arm.from_study is not None:
+            other = _state_path(workdir, arm.from_study)
+            if not other.is_file():
+                raise ConfigError(
+                    f"seeds arm {arm.label!r}: from_study {arm.from_study!r} has no state at {other}; "
+                    "run that study first in the same --workdir"
+                )
+            other_state = json.loads(other.read_text())
+            other_best = other_state.get("best") or []
+            if not other_best:
+                raise ConfigError(f"seeds arm {arm.label!r}: study {arm.from_study!r} has no completed trial")
+            other_spec = spec_from_dict(other_state["spec"])
+            winner = flatten_config(with_overrides(other_spec.base, other_best[0]["overrides"]))
+            mine = flatten_config(spec.base)
+            carried = {k: v for k, v in winner.items() if v != mine[k] and k not in _LOCAL_KEYS}
+            overrides = {**carried, **overrides}
+        arms[arm.label] = overrides
+    for overrides in arms.values():  # every arm must make a valid config
+        with_overrides(spec.base, overrides)
+    return arms
+
+
 def _seed_phase(
     spec: StudySpec,
     paths: StudyPaths,
@@ -258,25 +295,7 @@ def _seed_phase(
     from rblock_tune.tuning._trainable import TrialContext, run_trial
 
     assert spec.seeds is not None
-    arms: dict[str, dict[str, Any]] = {}
-    for i, entry in enumerate(best[: spec.seeds.top_k]):
-        arms[f"top{i + 1}"] = dict(entry["overrides"])
-    for arm in spec.seeds.arms:
-        overrides = dict(arm.overrides)
-        if arm.from_study is not None:
-            other = _state_path(paths.workdir, arm.from_study)
-            if not other.is_file():
-                raise ConfigError(
-                    f"seeds arm {arm.label!r}: from_study {arm.from_study!r} has no state at {other}; "
-                    "run that study first in the same --workdir"
-                )
-            other_best = json.loads(other.read_text()).get("best") or []
-            if not other_best:
-                raise ConfigError(f"seeds arm {arm.label!r}: study {arm.from_study!r} has no completed trial")
-            overrides = {**other_best[0]["overrides"], **overrides}
-        arms[arm.label] = overrides
-    for overrides in arms.values():  # every arm must make a valid config
-        with_overrides(spec.base, overrides)
+    arms = build_arms(spec, paths.workdir, best)
     parent = find_or_create_parent(client, experiment_id, spec.name, "seeds")
     epochs = spec.seed_epochs
     context = TrialContext(
@@ -347,7 +366,9 @@ def run_study(
     (state_file.parent / "spec.yaml").write_text(yaml.safe_dump(spec.raw, sort_keys=False))
     from rblock_tune.tuning._tracking import ensure_experiment
 
-    experiment_id = ensure_experiment(client, spec.name)
+    local = not paths.tracking_uri.startswith(("http://", "https://", "databricks"))
+    artifacts = (paths.workdir / "mlartifacts").as_uri() if local else None
+    experiment_id = ensure_experiment(client, spec.name, artifacts)
     _init_ray(paths.address)
     if not state["search_done"]:
         state["best"] = _search_phase(spec, paths, client, experiment_id, resume)

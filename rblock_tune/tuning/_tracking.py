@@ -65,14 +65,15 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def ensure_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created when missing."""
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``, created when missing (artifacts under ``artifact_location``;
+    None lets a tracking server choose)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return str(experiment.experiment_id)
-    return str(client.create_experiment(name))
+    return str(client.create_experiment(name, artifact_location=artifact_location))
 
 
 def _find(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:

@@ -77,12 +77,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial under Ray Tune (see the module docstring)."""
     cfg, arm = trial_config(config, context)
     trial_id = tune.get_context().get_trial_id()
-    trainer = Trainer(cfg)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            trainer.restore(Path(directory) / CHECKPOINT_FILE)
-    run = TrialRun(
+    run = TrialRun(  # first, so that a trial failing at start still has its run
         context.tracking_uri,
         context.experiment_id,
         context.parent_run_id,
@@ -93,6 +88,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         seed=cfg.seed,
         arm=arm,
     )
+    trainer = Trainer(cfg)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.restore(Path(directory) / CHECKPOINT_FILE)
     for record in trainer.records:  # epochs a crash may have kept out of MLflow
         run.log_epoch(record)
     try:

@@ -1,0 +1,316 @@
+"""Studies: the Optuna searcher's tells, paths, tracking checks, and whole studies on Ray."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from rblock_tune.errors import ConfigError
+from rblock_tune.tuning import run_study, spec_from_dict, study_status
+from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, sample_space
+from rblock_tune.tuning._study import resolve_paths
+from rblock_tune.tuning._tracking import check_tracking
+
+BASE = {
+    "data": {"name": "synthetic", "synthetic_size": 256, "val_size": 64},
+    "model": {"name": "resnet8"},
+    "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu", "eval_batch_size": 64},
+}
+PAIRED = ["random_dml", "bdrop_dml", "sdrop_dml"]
+
+
+def make_spec(**overrides: Any) -> Any:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "base": BASE,
+        "space": {
+            "reg.variant": ["dropblock", "bdrop_dml"],
+            "reg.alpha": {"type": "loguniform", "low": 0.1, "high": 10, "when": {"reg.variant": PAIRED}},
+        },
+        "search": {"num_samples": 3, "max_concurrent": 1},
+    }
+    raw.update(overrides)
+    return spec_from_dict(raw)
+
+
+def searcher_for(spec: Any, tmp_path: Path, budget: int = 4) -> OptunaStudySearcher:
+    return OptunaStudySearcher(spec, f"sqlite:///{tmp_path / 'optuna.db'}", "t", budget)
+
+
+# ------------------------------------------------------------ searcher (no Ray workers)
+def test_early_stopped_trial_is_told_pruned_with_intermediate_values(tmp_path: Path) -> None:
+    searcher = searcher_for(make_spec(), tmp_path, budget=4)
+    assert "overrides" in (searcher.suggest("a") or {})
+    searcher.on_trial_result("a", {"epoch": 1, "val_acc": 0.3, "diverged": 0})
+    searcher.on_trial_result("a", {"epoch": 2, "val_acc": 0.4, "diverged": 0})
+    searcher.on_trial_complete("a", {"epoch": 2, "val_acc": 0.4, "diverged": 0})
+    (trial,) = searcher.study.trials
+    # Ray's stock OptunaSearch would tell COMPLETE with value 0.4 here
+    assert trial.state == TrialState.PRUNED  # TPE treats pruned trials apart from complete ones
+    assert trial.intermediate_values == {1: 0.3, 2: 0.4}
+    assert trial.user_attrs["rblock_status"] == "early_stopped"
+
+
+def test_complete_failed_and_diverged_tells(tmp_path: Path) -> None:
+    searcher = searcher_for(make_spec(), tmp_path, budget=2)
+    for trial_id in ("done", "error", "nan"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_result("done", {"epoch": 2, "val_acc": 0.5})
+    searcher.on_trial_complete("done", {"epoch": 2, "val_acc": 0.5, "diverged": 0})
+    searcher.on_trial_complete("error", None, error=True)
+    searcher.on_trial_complete("nan", {"epoch": 1, "val_acc": 0.1, "diverged": 1})
+    searcher.on_trial_complete("done", {"epoch": 2, "val_acc": 0.9})  # a repeat is ignored
+    states = [(t.state, t.value, t.user_attrs.get("rblock_status")) for t in searcher.study.trials]
+    assert states == [
+        (TrialState.COMPLETE, 0.5, None),
+        (TrialState.FAIL, None, "failed"),
+        (TrialState.FAIL, None, "diverged"),
+    ]
+
+
+def test_searcher_survives_pickling_and_reconnects(tmp_path: Path) -> None:
+    searcher = searcher_for(make_spec(), tmp_path)
+    first = searcher.suggest("a")
+    path = tmp_path / "searcher.pkl"
+    searcher.save(str(path))
+    restored = searcher_for(make_spec(), tmp_path)
+    restored.restore(str(path))
+    assert restored.suggest("a") == first  # a restored trial gets its own parameters back
+    restored.on_trial_complete("a", {"epoch": 4, "val_acc": 0.7})
+    assert restored.study.trials[0].state == TrialState.COMPLETE
+    # an Optuna trial asked but never known to Ray (driver crash) is failed on resume
+    restored.study.ask()
+    assert restored.fail_orphans() == 1
+
+
+def test_conditional_dimension_is_sampled_only_when_its_condition_holds(tmp_path: Path) -> None:
+    spec = make_spec()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {"dropblock": 0, "bdrop_dml": 0}
+    for _ in range(30):
+        params = sample_space(study.ask(), spec)
+        seen[params["reg.variant"]] += 1
+        assert ("reg.alpha" in params) == (params["reg.variant"] == "bdrop_dml")
+    assert all(seen.values())
+
+
+def test_grid_points_respect_conditions() -> None:
+    spec = make_spec(
+        space={
+            "reg.variant": ["dropblock", "bdrop_dml"],
+            "reg.alpha": {"type": "categorical", "values": [0.5, 2.0], "when": {"reg.variant": PAIRED}},
+            "reg.block_size": {"type": "int", "low": 1, "high": 5, "step": 2},
+        },
+        search={"algorithm": "grid"},
+    )
+    points = grid_points(spec)
+    assert len(points) == (1 + 2) * 3
+    assert {"reg.variant": "dropblock", "reg.block_size": 3} in points
+    assert all(("reg.alpha" in p) == (p["reg.variant"] == "bdrop_dml") for p in points)
+
+
+def test_starting_points_are_tried_first(tmp_path: Path) -> None:
+    spec = make_spec(search={"num_samples": 3, "points": [{"reg.variant": "bdrop_dml", "reg.alpha": 3.0}]})
+    searcher = searcher_for(spec, tmp_path)
+    assert searcher.suggest("a") == {"overrides": {"reg.variant": "bdrop_dml", "reg.alpha": 3.0}}
+
+
+# ------------------------------------------------------------------ paths and tracking
+def test_remote_cluster_needs_server_tracking_and_shared_storage(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot write the local tracking store"):
+        resolve_paths(tmp_path, "10.0.0.1:6379", "/shared/ray", None)
+    with pytest.raises(ConfigError, match="needs --storage"):
+        resolve_paths(tmp_path, "auto", None, "http://mlflow:5000")
+    paths = resolve_paths(tmp_path, None, None, None)
+    assert paths.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert paths.storage == str(tmp_path.resolve() / "ray")
+    assert paths.optuna_storage == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_tracking_server_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_tracking(f"http://127.0.0.1:{_free_port()}", timeout=2)
+    assert "unreachable" in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------- whole studies
+@pytest.fixture(scope="module")
+def ray_session() -> Any:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def runs_by_role(tracking_uri: str, name: str) -> dict[str, list[Any]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    out: dict[str, list[Any]] = {}
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        out.setdefault(run.data.tags["rblock.role"], []).append(run)
+    return out
+
+
+@pytest.mark.slow
+def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    spec = make_spec(
+        name="layout",
+        seeds={"top_k": 1, "n_seeds": 2, "arms": [{"label": "none", "set": {"reg.variant": "none"}}]},
+    )
+    result = run_study(spec, workdir=tmp_path)
+    runs = runs_by_role(result.tracking_uri, "layout")
+    assert {r: len(v) for r, v in runs.items()} == {"study": 1, "seeds": 1, "trial": 3, "seed_run": 4}
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    study_parent, seeds_parent = runs["study"][0], runs["seeds"][0]
+    artifacts = {a.path for a in client.list_artifacts(study_parent.info.run_id)}
+    assert {"spec.yaml", "best_configs.yaml"} <= artifacts
+    for run in runs["trial"]:
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == study_parent.info.run_id
+        assert tags["rblock.study"] == "layout" and tags["rblock.status"] == "completed"
+        assert tags["rblock.trial_id"] and tags["rblock.seed"] == "0"
+        assert run.data.params["train.epochs"] == "2" and "reg.variant" in run.data.params
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert "test_acc" in run.data.metrics
+    pairs = set()
+    for run in runs["seed_run"]:
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == seeds_parent.info.run_id
+        assert tags["rblock.status"] == "completed"
+        pairs.add((tags["rblock.arm"], tags["rblock.seed"]))
+        assert run.data.params["seed"] == tags["rblock.seed"]
+    assert pairs == {("top1", "0"), ("top1", "1"), ("none", "0"), ("none", "1")}
+    status = study_status("layout", tmp_path)
+    assert status["phases"]["trial"] == {"completed": 3}
+    assert status["optuna"]["complete"] == 3
+    assert status["best"]["overrides"] == result.best[0]["overrides"]
+
+
+@pytest.mark.slow
+def test_diverging_and_raising_trials_do_not_stop_the_study(ray_session: Any, tmp_path: Path) -> None:
+    spec = make_spec(
+        name="faults",
+        space={
+            "train.lr": {"type": "categorical", "values": [0.05, 1.0e30]},
+            "data.name": ["synthetic", "imagefolder"],
+        },
+        search={
+            "num_samples": 3,
+            "max_concurrent": 1,
+            "algorithm": "random",
+            "points": [
+                {"train.lr": 0.05, "data.name": "synthetic"},
+                {"train.lr": 1.0e30, "data.name": "synthetic"},
+                {"train.lr": 0.05, "data.name": "imagefolder"},
+            ],
+        },
+        failures={"retries": 1},
+        base={**BASE, "data": {**BASE["data"], "root": str(tmp_path / "no-such-folder")}},
+    )
+    result = run_study(spec, workdir=tmp_path)
+    statuses = sorted(
+        r.data.tags["rblock.status"] for r in runs_by_role(result.tracking_uri, "faults")["trial"]
+    )
+    assert statuses == ["completed", "diverged", "failed"]
+    study = optuna.load_study(study_name="faults", storage=result.optuna_storage)
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
+    assert result.best[0]["overrides"] == {"train.lr": 0.05, "data.name": "synthetic"}
+
+
+@pytest.mark.slow
+def test_asha_stops_bad_trials_and_they_are_pruned(ray_session: Any, tmp_path: Path) -> None:
+    good, bad = {"train.lr": 0.05}, {"train.lr": 1.0e-7}
+    spec = make_spec(
+        name="asha",
+        base={**BASE, "train": {**BASE["train"], "epochs": 3}},
+        space={"train.lr": {"type": "categorical", "values": [0.05, 1.0e-7]}},
+        search={
+            "num_samples": 4,
+            "max_concurrent": 1,
+            "algorithm": "random",
+            "points": [good, good, bad, bad],
+        },
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    result = run_study(spec, workdir=tmp_path)
+    runs = runs_by_role(result.tracking_uri, "asha")["trial"]
+    by_lr = sorted((float(r.data.params["train.lr"]), r.data.tags["rblock.status"]) for r in runs)
+    assert by_lr[:2] == [(1e-7, "early_stopped"), (1e-7, "early_stopped")]
+    study = optuna.load_study(study_name="asha", storage=result.optuna_storage)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert len(pruned) == 2
+    assert all(t.params["train.lr"] == 1e-7 and t.intermediate_values for t in pruned)
+
+
+@pytest.mark.slow
+def test_unreachable_tracking_server_stops_before_any_trial(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unreachable"):
+        run_study(
+            make_spec(name="offline"), workdir=tmp_path, tracking_uri=f"http://127.0.0.1:{_free_port()}"
+        )
+    assert not (tmp_path / "ray").exists()
+
+
+def test_existing_study_is_not_overwritten(tmp_path: Path) -> None:
+    state = tmp_path / "t" / "study.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(yaml.safe_dump({"name": "t"}))
+    with pytest.raises(Exception, match="study resume t"):
+        run_study(make_spec(), workdir=tmp_path)
+
+
+def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
+    import json
+
+    from rblock_tune.tuning._study import build_arms
+
+    baseline_raw = {
+        "name": "base-dropblock",
+        "base": {**BASE, "reg": {"variant": "dropblock", "block_size": 5}},
+        "space": {"reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.5}},
+    }
+    state = {"spec": baseline_raw, "best": [{"overrides": {"reg.drop_prob": 0.3}, "val_acc": 0.5}]}
+    (tmp_path / "base-dropblock").mkdir()
+    (tmp_path / "base-dropblock" / "study.json").write_text(json.dumps(state))
+    spec = make_spec(seeds={
+        "top_k": 1, "n_seeds": 2,
+        "arms": [{"label": "dropblock", "from_study": "base-dropblock"},
+                 {"label": "none", "set": {"reg.variant": "none"}}],
+    })  # fmt: skip
+    arms = build_arms(spec, tmp_path, [{"overrides": {"reg.variant": "bdrop_dml", "reg.alpha": 2.0}}])
+    assert arms == {
+        "top1": {"reg.variant": "bdrop_dml", "reg.alpha": 2.0},
+        "dropblock": {"reg.variant": "dropblock", "reg.block_size": 5, "reg.drop_prob": 0.3},
+        "none": {"reg.variant": "none"},
+    }
+    missing = make_spec(seeds={"top_k": 0, "arms": [{"label": "x", "from_study": "nope"}]})
+    with pytest.raises(ConfigError, match="run that study first"):
+        build_arms(missing, tmp_path, [])
+
+
+def test_stopping_result_is_kept_as_an_intermediate_value(tmp_path: Path) -> None:
+    """Ray hands the result on which ASHA stops a trial only to on_trial_complete."""
+    searcher = searcher_for(make_spec(), tmp_path, budget=4)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"epoch": 1, "val_acc": 0.2, "diverged": 0})
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {1: 0.2}
