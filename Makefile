@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install everything, train one short R-Block run on CIFAR-10
+#   make demo   - create .venv, install everything, run the quickstart R-Block study on CIFAR-10
 #   make test   - create .venv, install everything, run ruff, mypy and the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,8 +10,9 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 SHARED_CIFAR ?= ../shared/datasets/cifar10-jpeg.tar.gz
 CACHE ?= $(HOME)/.cache/rblock-tune
 DEMO_OUT ?= rblock_runs/demo
+DEMO_WORKDIR ?= rblock_runs/quickstart-demo
 
-.PHONY: demo test lint typecheck unit install clean bench
+.PHONY: demo train-demo data test lint typecheck unit install clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +23,20 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-demo: $(BIN)/.installed
-	@if [ -z "$$RBLOCK_DATA_DIR" ] && [ -f "$(SHARED_CIFAR)" ]; then \
+# RBLOCK_DATA_DIR, or the shared copy unpacked into the cache, or ./data (downloaded when missing)
+DATA_ENV = if [ -z "$$RBLOCK_DATA_DIR" ] && [ -f "$(SHARED_CIFAR)" ]; then \
 	  mkdir -p "$(CACHE)"; \
 	  [ -d "$(CACHE)/cifar10-jpeg/test" ] || tar xzf "$(SHARED_CIFAR)" -C "$(CACHE)"; \
 	  export RBLOCK_DATA_DIR="$(CACHE)"; \
-	fi; \
+	fi
+
+demo: $(BIN)/.installed
+	@$(DATA_ENV); \
+	rm -rf "$(DEMO_WORKDIR)"; \
+	$(BIN)/rblock-tune study run search_spaces/quickstart.yaml --workdir "$(DEMO_WORKDIR)"
+
+train-demo: $(BIN)/.installed
+	@$(DATA_ENV); \
 	rm -rf "$(DEMO_OUT)"; \
 	$(BIN)/rblock-tune train --out "$(DEMO_OUT)" \
 	  --set data.name=cifar10 --set data.subset=10000 --set model.name=resnet8 \

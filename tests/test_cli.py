@@ -9,6 +9,7 @@ import pytest
 
 from rblock_tune.cli import main
 
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml")
 SMALL = [
     "--set",
     "data.name=synthetic",
@@ -139,3 +140,42 @@ def test_diverged_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert "rblock-tune 0.1.0" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- study verbs
+def test_study_spec_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: {model: {name: resnet8}}\nspace: {reg.alpah: [1, 2]}\n")
+    code, _, err = run(capsys, "study", "run", str(spec), "--workdir", str(tmp_path / "w"))
+    assert code == 2
+    assert "space.reg.alpah" in err and "did you mean 'space.reg.alpha'" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists()  # refused before any work
+    code, _, err = run(
+        capsys, "study", "run", QUICKSTART, "--set", "search.num_samples=0",
+        "--workdir", str(tmp_path / "w"),
+    )  # fmt: skip
+    assert code == 2 and "search.num_samples=0 is out of range" in err
+
+
+def test_study_remote_cluster_with_local_tracking_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "study", "run", QUICKSTART, "--address", "10.1.2.3:6379",
+        "--storage", str(tmp_path / "shared"), "--workdir", str(tmp_path / "w"),
+    )  # fmt: skip
+    assert code == 2 and "--tracking-uri http://HOST:PORT" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_study_resume_and_status_of_unknown_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for action in ("resume", "status"):
+        code, _, err = run(capsys, "study", action, "nope", "--workdir", str(tmp_path))
+        assert code == 2 and "no study 'nope'" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_study_without_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "study")
+    assert code == 2 and "study needs an action" in err

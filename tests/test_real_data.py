@@ -62,3 +62,35 @@ def test_resnet8_learns_a_cifar10_subset_in_one_epoch(cifar_dir: Path, tmp_path:
     # chance is 0.10; this run reached val_acc 0.32 and test_acc 0.32 when written (seed 0, CPU)
     assert result["val_acc"] > 0.25
     assert result["test_acc"] > 0.25
+
+
+def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> None:
+    """The shipped quickstart study, as a user runs it: search, seed phase, MLflow, status."""
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    spec = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "rblock_tune.cli", "-q", "study"]
+    done = subprocess.run(
+        [*cmd, "run", str(spec), "--set", f"base.data.root={cifar_dir}", "--workdir", str(work)],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "study quickstart finished" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quickstart")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    roles: dict[str, list[str]] = {}
+    for run in runs:
+        roles.setdefault(run.data.tags["rblock.role"], []).append(run.data.tags["rblock.status"])
+    assert len(roles["trial"]) == 8
+    assert set(roles["trial"]) <= {"completed", "early_stopped"}
+    assert sorted(roles["seed_run"]) == ["completed"] * 9  # top1, dropblock, none x 3 seeds
+    status = subprocess.run(
+        [*cmd, "status", "quickstart", "--workdir", str(work)], capture_output=True, text=True
+    )
+    assert status.returncode == 0 and "trial:" in status.stdout and "seed_run: completed 9" in status.stdout
