@@ -234,6 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return _cmd_study(args) if args.verb == "study" else _cmd_train(args)
+    except KeyboardInterrupt:  # a study interrupted mid-phase (train handles its own)
+        where = getattr(args, "workdir", "rblock_runs")
+        print(
+            f"rblock-tune: interrupted; finished trials are kept; continue with: "
+            f"rblock-tune study resume NAME --workdir {where}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except DivergedError as exc:
         print(f"rblock-tune: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED

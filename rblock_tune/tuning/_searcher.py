@@ -76,8 +76,10 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
     return unique
 
 
-def _sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    seed = spec.search.seed
+def _sampler(spec: StudySpec, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; ``offset`` (the trials a resumed study already has) moves its seed, so a
+    resumed search does not replay the draws it made before the interruption."""
+    seed = spec.search.seed + offset
     if spec.search.algorithm == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, constant_liar=spec.search.max_concurrent > 1
@@ -123,7 +125,9 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
                 direction=direction,
                 load_if_exists=True,
             )
-            if not self._study.trials:
+            if self._study.trials:  # resumed: a sampler seeded as at the start would repeat old configs
+                self._study.sampler = _sampler(self._spec, offset=len(self._study.trials))
+            else:
                 starts = list(self._spec.search.points)
                 if self._spec.search.algorithm == "grid":
                     starts += grid_points(self._spec)

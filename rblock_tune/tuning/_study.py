@@ -103,8 +103,8 @@ def _init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
-    else:
-        ray.init(include_dashboard=False)
+    else:  # "local": never join a cluster found through RAY_ADDRESS or an address file
+        ray.init(address="local", include_dashboard=False)
 
 
 def _mlflow(tracking_uri: str) -> Any:
@@ -150,7 +150,14 @@ def _status_callback(tracking_uri: str, experiment_id: str, parent_run_id: str, 
     return _Status()
 
 
-def _run_tuner(name: str, trainable: Any, paths: StudyPaths, build: Any, resume: bool) -> Any:
+def _run_tuner(name: str, trainable: Any, paths: StudyPaths, build: Any, resume: bool, expected: int) -> Any:
+    """Fit (or continue) one phase's Tuner; raise KeyboardInterrupt when it stopped before all
+    ``expected`` trials finished.
+
+    On SIGINT (Ctrl-C) Ray Tune saves the experiment state, stops, and returns from ``fit()`` as
+    if done, with its interrupted trials reported as terminated; the state it saved still holds
+    them as running. Then the phase must not be marked done (``study resume`` continues it).
+    """
     from ray import tune
 
     experiment = f"{paths.storage.rstrip('/')}/{name}"
@@ -159,7 +166,15 @@ def _run_tuner(name: str, trainable: Any, paths: StudyPaths, build: Any, resume:
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
     else:
         tuner = build()
-    return tuner.fit()
+    results = tuner.fit()
+    saved = tune.ExperimentAnalysis(experiment).trials
+    finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
+    if finished < expected:
+        raise KeyboardInterrupt(
+            f"{name} stopped with {expected - finished} of {expected} trials unfinished; "
+            "'rblock-tune study resume' continues it"
+        )
+    return results
 
 
 def _search_phase(
@@ -170,7 +185,7 @@ def _search_phase(
     from ray.tune.search import ConcurrencyLimiter
 
     from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_configs
-    from rblock_tune.tuning._tracking import find_or_create_parent
+    from rblock_tune.tuning._tracking import fail_orphan_runs, find_or_create_parent
     from rblock_tune.tuning._trainable import TrialContext, run_trial
 
     parent = find_or_create_parent(client, experiment_id, spec.name, "study")
@@ -210,13 +225,15 @@ def _search_phase(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
                 scheduler=scheduler,
                 num_samples=num_samples,
+                reuse_actors=True,  # a new trial skips the worker's start and imports
             ),
             run_config=_run_config(f"{spec.name}-search", spec, paths, experiment_id, parent, budget),
         )
 
-    _run_tuner(f"{spec.name}-search", trainable, paths, build, resume)
+    _run_tuner(f"{spec.name}-search", trainable, paths, build, resume, num_samples)
     study = searcher.study
     searcher.fail_orphans()
+    fail_orphan_runs(client, experiment_id, parent)
     k = spec.seeds.top_k if spec.seeds is not None else 1
     best = [{"overrides": o, spec.metric: v} for o, v in top_configs(study, max(k, 1))]
     artifacts = {
@@ -291,7 +308,7 @@ def _seed_phase(
 ) -> tuple[dict[str, dict[str, Any]], int]:
     from ray import tune
 
-    from rblock_tune.tuning._tracking import find_or_create_parent, set_run_status
+    from rblock_tune.tuning._tracking import fail_orphan_runs, find_or_create_parent, set_run_status
     from rblock_tune.tuning._trainable import TrialContext, run_trial
 
     assert spec.seeds is not None
@@ -318,11 +335,14 @@ def _seed_phase(
         return tune.Tuner(
             trainable,
             param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(seeds)},
-            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=spec.search.max_concurrent),
+            tune_config=tune.TuneConfig(
+                num_samples=1, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
+            ),
             run_config=_run_config(f"{spec.name}-seeds", spec, paths, experiment_id, parent, epochs),
         )
 
-    _run_tuner(f"{spec.name}-seeds", trainable, paths, build, resume)
+    _run_tuner(f"{spec.name}-seeds", trainable, paths, build, resume, len(arms) * len(seeds))
+    fail_orphan_runs(client, experiment_id, parent)
     client.log_text(parent, yaml.safe_dump({"arms": arms, "seeds": seeds}, sort_keys=False), "arms.yaml")
     set_run_status(client, parent, "completed")
     return arms, len(arms) * len(seeds)

@@ -30,6 +30,7 @@ __all__ = [
     "TrialRun",
     "check_tracking",
     "ensure_experiment",
+    "fail_orphan_runs",
     "find_or_create_parent",
     "set_run_status",
 ]
@@ -97,6 +98,25 @@ def set_run_status(client: MlflowClient, run_id: str, status: str) -> None:
     """Set ``rblock.status`` and end the run (FAILED for diverged/failed)."""
     client.set_tag(run_id, STATUS_TAG, status)
     client.set_terminated(run_id, "FAILED" if status in ("diverged", "failed") else "FINISHED")
+
+
+def fail_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
+    """End as ``failed`` the child runs of a finished phase that are still ``running``; returns how many.
+
+    Once Ray has finished a phase, every trial it knows has its final status; a run still
+    ``running`` belongs to a trial that started just before a driver crash and that Ray's saved
+    experiment state never recorded, so resume ran a new trial in its place.
+    """
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{STATUS_TAG}` = 'running'"
+    runs = client.search_runs([experiment_id], filter_string=query, max_results=1000)
+    for run in runs:
+        client.set_tag(
+            run.info.run_id,
+            "rblock.error",
+            "orphaned: the driver stopped before Ray recorded this trial; resume ran another trial instead",
+        )
+        set_run_status(client, run.info.run_id, "failed")
+    return len(runs)
 
 
 class TrialRun:
