@@ -275,7 +275,17 @@ def _kill_point(
     pytest.fail(f"no kill point within {timeout:.0f} s:\n{_tail(log)}")
 
 
-def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path) -> None:
+def _trial_folder(experiment: Path, trial_id: str) -> Path:
+    """The Ray trial folder (``result.json``, ``checkpoint_*``) of one trial."""
+    for path in experiment.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            if json.loads(line)["trial_id"] == trial_id:
+                return path.parent
+    raise AssertionError(f"no Ray folder for trial {trial_id} in {experiment}")
+
+
+@pytest.mark.parametrize("ray_checkpoint_lost", [False, True], ids=["ray-checkpoint", "own-copy"])
+def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, ray_checkpoint_lost: bool) -> None:
     """SIGKILL the whole ``study run`` (driver and its local Ray) while one trial is done and another
     is midway, then ``study resume``: ``num_samples`` trials complete, each with one MLflow run
     holding epochs 1..3 once, the interrupted trial continues from its checkpoint, and the resumed
@@ -287,11 +297,12 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path) -> None:
     ``rblock.error`` saying so (``fail_orphan_runs``); so the study has exactly ``num_samples``
     COMPLETE trials and completed runs, plus zero or more such FAIL/failed ones, nothing RUNNING.
 
-    The kill lands half a second after Ray took in the midway trial's epoch-2 checkpoint, not in
-    the instant between: with ``num_to_keep=1`` Ray deletes a trial's previous checkpoint before the
-    experiment state naming the new one reaches the storage, and a kill right then leaves a state
-    naming a deleted checkpoint; resume then fails that trial ("Could not recover from checkpoint as
-    it does not exist on storage anymore"). That gap is Ray's, reported, and not covered here.
+    ``own-copy``: with ``num_to_keep=1`` Ray deletes a trial's previous checkpoint before the
+    experiment state naming the new one reaches the storage, so a kill in that instant leaves a
+    state naming a deleted checkpoint (Ray's own restore then fails the trial for good: "Could not
+    recover from checkpoint as it does not exist on storage anymore"). The test makes that instant
+    certain by deleting the midway trial's Ray checkpoints after the kill; the trial must continue
+    from its own copy (``rblock_state``) all the same.
     """
     name, samples, epochs = "crash", 5, 3
     spec_file = _spec_file(tmp_path, name, samples, epochs)
@@ -316,6 +327,14 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path) -> None:
         (at_kill,) = [t for t in _trial_tags(db).values() if t["rblock.trial_id"] == midway]
         assert at_kill["rblock.status"] == "running", at_kill
         interrupted = {midway: int(at_kill["rblock.epochs_done"])}
+        own_copies = workdir / "ray" / f"{name}-search" / "rblock_state" / midway
+        assert sorted(p.name for p in own_copies.iterdir()) == [f"epoch-{interrupted[midway]:04d}.pt"]
+        if ray_checkpoint_lost:
+            trial_folder = _trial_folder(workdir / "ray" / f"{name}-search", midway)
+            ray_checkpoints = list(trial_folder.glob("checkpoint_*"))
+            assert ray_checkpoints, "the midway trial has no Ray checkpoint to lose"
+            for folder in ray_checkpoints:
+                shutil.rmtree(folder)
 
         resume = _cli(["study", "resume", name, "--workdir", str(workdir)], env, log)
         try:
@@ -365,8 +384,13 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path) -> None:
         kept = client.get_metric_history(run.info.run_id, "val_acc")
         assert all(m.timestamp <= killed_at * 1000 for m in kept if m.step <= done)
 
+    if ray_checkpoint_lost:
+        assert "continues from its own copy" in log.read_text(), _tail(log)
+    assert not (workdir / "ray" / f"{name}-search" / "rblock_state").exists()  # removed with the phase
+
     status = study_status(name, workdir)
-    assert status["phases"] == {"trial": {"completed": samples}} and status["search_done"]
+    expected = {"completed": samples} | ({"orphaned": len(trials) - samples} if len(trials) > samples else {})
+    assert status["phases"] == {"trial": expected} and status["search_done"], status
 
 
 def test_ctrl_c_stops_the_study_unfinished_and_resume_completes_it(tmp_path: Path) -> None:

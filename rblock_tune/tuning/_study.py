@@ -177,6 +177,40 @@ def _run_tuner(name: str, trainable: Any, paths: StudyPaths, build: Any, resume:
     return results
 
 
+def _phase_trainable(
+    spec: StudySpec,
+    paths: StudyPaths,
+    name: str,
+    role: str,
+    epochs: int,
+    experiment_id: str,
+    parent: str,
+    arms: dict[str, dict[str, Any]],
+) -> tuple[Any, str]:
+    """The Ray trainable of one phase (Ray experiment ``name``), and where its trials keep their
+    own checkpoint copies."""
+    from ray import tune
+
+    from rblock_tune.tuning._trainable import STATE_DIR, TrialContext, run_trial
+
+    state_uri = f"{paths.storage.rstrip('/')}/{name}/{STATE_DIR}"
+    context = TrialContext(
+        study=spec.name,
+        role=role,
+        base=config_to_dict(spec.base),
+        epochs=epochs,
+        metric=spec.metric,
+        mode=spec.mode,
+        tracking_uri=paths.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        state_uri=state_uri,
+        arms=arms,
+    )
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources), state_uri
+
+
 def _search_phase(
     spec: StudySpec, paths: StudyPaths, client: Any, experiment_id: str, resume: bool
 ) -> list[dict[str, Any]]:
@@ -186,23 +220,13 @@ def _search_phase(
 
     from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_configs
     from rblock_tune.tuning._tracking import fail_orphan_runs, find_or_create_parent
-    from rblock_tune.tuning._trainable import TrialContext, run_trial
+    from rblock_tune.tuning._trainable import delete_own_checkpoints
 
     parent = find_or_create_parent(client, experiment_id, spec.name, "study")
     budget = spec.search_epochs
-    context = TrialContext(
-        study=spec.name,
-        role="trial",
-        base=config_to_dict(spec.base),
-        epochs=budget,
-        metric=spec.metric,
-        mode=spec.mode,
-        tracking_uri=paths.tracking_uri,
-        experiment_id=experiment_id,
-        parent_run_id=parent,
+    trainable, state_uri = _phase_trainable(
+        spec, paths, f"{spec.name}-search", "trial", budget, experiment_id, parent, {}
     )
-    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
     searcher = OptunaStudySearcher(spec, paths.optuna_storage, spec.name, budget)
     num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
 
@@ -231,6 +255,7 @@ def _search_phase(
         )
 
     _run_tuner(f"{spec.name}-search", trainable, paths, build, resume, num_samples)
+    delete_own_checkpoints(state_uri)
     study = searcher.study
     searcher.fail_orphans()
     fail_orphan_runs(client, experiment_id, parent)
@@ -309,26 +334,15 @@ def _seed_phase(
     from ray import tune
 
     from rblock_tune.tuning._tracking import fail_orphan_runs, find_or_create_parent, set_run_status
-    from rblock_tune.tuning._trainable import TrialContext, run_trial
+    from rblock_tune.tuning._trainable import delete_own_checkpoints
 
     assert spec.seeds is not None
     arms = build_arms(spec, paths.workdir, best)
     parent = find_or_create_parent(client, experiment_id, spec.name, "seeds")
     epochs = spec.seed_epochs
-    context = TrialContext(
-        study=spec.name,
-        role="seed_run",
-        base=config_to_dict(spec.base),
-        epochs=epochs,
-        metric=spec.metric,
-        mode=spec.mode,
-        tracking_uri=paths.tracking_uri,
-        experiment_id=experiment_id,
-        parent_run_id=parent,
-        arms=arms,
+    trainable, state_uri = _phase_trainable(
+        spec, paths, f"{spec.name}-seeds", "seed_run", epochs, experiment_id, parent, arms
     )
-    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
     seeds = spec.seeds.seed_list()
 
     def build() -> Any:
@@ -342,6 +356,7 @@ def _seed_phase(
         )
 
     _run_tuner(f"{spec.name}-seeds", trainable, paths, build, resume, len(arms) * len(seeds))
+    delete_own_checkpoints(state_uri)
     fail_orphan_runs(client, experiment_id, parent)
     client.log_text(parent, yaml.safe_dump({"arms": arms, "seeds": seeds}, sort_keys=False), "arms.yaml")
     set_run_status(client, parent, "completed")
@@ -440,7 +455,12 @@ def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> Study
 
 
 def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[str, Any]:
-    """Trials by state and the best so far, read from the Optuna study and MLflow."""
+    """Trials by state and the best so far, read from the Optuna study and MLflow.
+
+    ``phases`` counts the runs of each phase by ``rblock.status``; an orphaned run (a trial the
+    driver started just before a crash, which Ray never recorded and replaced on resume) is
+    counted as ``orphaned`` rather than ``failed``.
+    """
     import optuna
     from mlflow.tracking import MlflowClient
 
@@ -458,6 +478,8 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
             role = run.data.tags.get(ROLE_TAG)
             if role in ("trial", "seed_run"):
                 status = run.data.tags.get(STATUS_TAG, "unknown")
+                if status == "failed" and run.data.tags.get("rblock.error", "").startswith("orphaned"):
+                    status = "orphaned"  # replaced by another trial on resume: not a failure of a config
                 counts.setdefault(role, {}).setdefault(status, 0)
                 counts[role][status] += 1
     out["phases"] = counts

@@ -3,11 +3,20 @@
 Each epoch: train, checkpoint through ``tune.Checkpoint``, log the record to the trial's
 MLflow run, ``tune.report``. A retried or resumed trial restores its last checkpoint and
 continues. A non-finite loss ends the trial with one result carrying ``diverged=1``.
+
+Besides the checkpoint it reports to Ray, a trial keeps its own copy of its latest checkpoint
+under ``<storage>/<phase>/rblock_state/<trial id>/``. With ``num_to_keep=1`` Ray deletes a
+trial's previous checkpoint as soon as it has the new one, but saves the experiment state that
+names the new one only later; a crash in between leaves a state naming a deleted checkpoint,
+and Ray's own restore would then fail the trial for good. Here the trial starts without Ray's
+checkpoint instead (:class:`_RestoreFallback`) and continues from its own copy.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +29,12 @@ from rblock_tune.errors import DivergedError
 from rblock_tune.trainer import CHECKPOINT_FILE, Trainer
 from rblock_tune.tuning._tracking import TrialRun
 
-__all__ = ["TrialContext", "run_trial", "trial_config"]
+__all__ = ["STATE_DIR", "OwnCheckpoints", "TrialContext", "run_trial", "trial_config"]
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = "rblock_state"
+"""Folder, in a phase's Ray experiment folder, of the trials' own checkpoint copies."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class TrialContext:
         tracking_uri: MLflow tracking URI.
         experiment_id: MLflow experiment id.
         parent_run_id: MLflow parent run of this phase.
+        state_uri: folder (path or URI on the Ray storage) of the trials' own checkpoint copies.
         arms: seed phase: arm label -> dotted overrides of the base config.
     """
 
@@ -49,6 +64,7 @@ class TrialContext:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+    state_uri: str
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -73,6 +89,94 @@ def _result(record: dict[str, Any], metric: str) -> dict[str, Any]:
     return result
 
 
+class OwnCheckpoints:
+    """A trial's own copy of its latest checkpoint, on the Ray storage (a path every node sees,
+    or cloud storage), as ``epoch-NNNN.pt``; written whole under a temporary name, then moved."""
+
+    _NAME = re.compile(r"^epoch-(\d+)\.pt$")
+
+    def __init__(self, state_uri: str, trial_id: str) -> None:
+        from pyarrow import fs as pafs
+
+        self._pafs = pafs
+        self.fs, root = pafs.FileSystem.from_uri(state_uri)
+        self.folder = f"{root.rstrip('/')}/{trial_id}"
+
+    def _epochs(self) -> list[int]:
+        selector = self._pafs.FileSelector(self.folder, allow_not_found=True)
+        found = (self._NAME.match(info.base_name) for info in self.fs.get_file_info(selector))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def save(self, local_file: Path, epoch: int) -> None:
+        """Copy ``local_file`` in as the latest checkpoint, then drop the older copies."""
+        self.fs.create_dir(self.folder, recursive=True)
+        final = f"{self.folder}/epoch-{epoch:04d}.pt"
+        tmp = final + ".tmp"
+        with local_file.open("rb") as src, self.fs.open_output_stream(tmp) as dst:
+            while chunk := src.read(1 << 22):
+                dst.write(chunk)
+        self.fs.move(tmp, final)
+        for older in self._epochs():
+            if older < epoch:
+                self.fs.delete_file(f"{self.folder}/epoch-{older:04d}.pt")
+
+    def fetch(self, local_file: Path) -> int | None:
+        """Copy the latest checkpoint to ``local_file``; its epoch, or None when there is none."""
+        epochs = self._epochs()
+        if not epochs:
+            return None
+        with self.fs.open_input_stream(f"{self.folder}/epoch-{epochs[-1]:04d}.pt") as src:
+            local_file.write_bytes(src.read())
+        return epochs[-1]
+
+
+def delete_own_checkpoints(state_uri: str) -> None:
+    """Remove a finished phase's own checkpoint copies (no trial of it will restore again)."""
+    from pyarrow import fs as pafs
+
+    filesystem, root = pafs.FileSystem.from_uri(state_uri)
+    if filesystem.get_file_info(root).type != pafs.FileType.NotFound:
+        filesystem.delete_dir(root)
+
+
+class _RestoreFallback:
+    """Mixed into Ray's function trainable: when the checkpoint Ray restores a trial from no
+    longer exists, start the trial without it (instead of failing it for good); :func:`run_trial`
+    then continues from the trial's own copy. Ray's iteration counters still continue from the
+    result that checkpoint was reported with."""
+
+    def restore(self, checkpoint_path: Any) -> Any:
+        from pyarrow import fs as pafs
+
+        checkpoint = getattr(checkpoint_path, "checkpoint", None)
+        if checkpoint is not None:
+            info = checkpoint.filesystem.get_file_info(checkpoint.path)
+            if info.type == pafs.FileType.NotFound:
+                log.warning("checkpoint %s is gone; the trial continues from its own copy", checkpoint.path)
+                metrics = dict(getattr(checkpoint_path, "metrics", None) or {})
+                self._iteration = int(metrics.get("training_iteration", 0))
+                self._time_total = float(metrics.get("time_total_s", 0.0))
+                self._time_since_restore = 0.0
+                self._iterations_since_restore = 0
+                return None
+        return super().restore(checkpoint_path)  # type: ignore[misc]
+
+
+def _restore(trainer: Trainer, own: OwnCheckpoints) -> None:
+    """Restore Ray's checkpoint when it gave one, else the trial's own copy, if any."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.restore(Path(directory) / CHECKPOINT_FILE)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        local = Path(directory) / CHECKPOINT_FILE
+        epoch = own.fetch(local)
+        if epoch is not None:
+            log.warning("restoring epoch %d from the trial's own checkpoint copy", epoch)
+            trainer.restore(local)
+
+
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial under Ray Tune (see the module docstring)."""
     cfg, arm = trial_config(config, context)
@@ -89,10 +193,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         arm=arm,
     )
     trainer = Trainer(cfg)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            trainer.restore(Path(directory) / CHECKPOINT_FILE)
+    own = OwnCheckpoints(context.state_uri, trial_id)
+    _restore(trainer, own)
     for record in trainer.records:  # epochs a crash may have kept out of MLflow
         run.log_epoch(record)
     try:
@@ -102,6 +204,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                 record["test_acc"] = trainer.evaluate_test()
             with tempfile.TemporaryDirectory() as directory:
                 trainer.save(Path(directory) / CHECKPOINT_FILE)
+                own.save(Path(directory) / CHECKPOINT_FILE, int(record["epoch"]))
                 run.log_epoch(record)
                 tune.report(
                     _result(record, context.metric), checkpoint=tune.Checkpoint.from_directory(directory)
@@ -114,3 +217,6 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tune.report({"epoch": exc.epoch, "diverged": 1, context.metric: last.get(context.metric, worst)})
         return
     run.finish("completed")
+
+
+run_trial.__mixins__ = (_RestoreFallback,)  # type: ignore[attr-defined]  # read by Ray's wrap_function
