@@ -99,7 +99,79 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(action, help=f"{action} a study by name or folder")
         sub.add_argument("study", metavar="NAME|DIR")
         sub.add_argument("--workdir", default="rblock_runs", help="work directory holding NAME")
+    report = verbs.add_parser(
+        "report",
+        help="compare arms over seeds: tables, figures, report.md and report.html",
+        description=(
+            "Read a study (MLflow experiment) and compare every arm with a baseline over seeds: paired "
+            "tests, bootstrap intervals, effect sizes, Holm correction, power; writes comparisons.csv, "
+            "runs.csv, figures/*.png, report.md and a self-contained report.html."
+        ),
+    )
+    report.add_argument("--experiment", required=True, help="MLflow experiment = the study name")
+    report.add_argument(
+        "--tracking-uri",
+        help="where the study tracked (default: the study's own, from WORKDIR/NAME/study.json, "
+        "else sqlite:///WORKDIR/mlflow.db)",
+    )
+    report.add_argument(
+        "--workdir", default="rblock_runs", help="work directory of the study (default: ./rblock_runs)"
+    )
+    report.add_argument("--out", help="output folder (default: WORKDIR/NAME/report)")
+    report.add_argument("--metric", default="test_acc", help="compared metric (default: test_acc)")
+    report.add_argument(
+        "--baseline", help="arm to compare with (default: the arm running dropblock, dropout, ...)"
+    )
+    report.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level after Holm (default: 0.05)"
+    )
+    report.add_argument(
+        "--resamples", type=int, default=10000, help="bootstrap resamples of the intervals (default: 10000)"
+    )
+    report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     return parser
+
+
+def _report_tracking_uri(args: argparse.Namespace) -> str:
+    import json
+
+    if args.tracking_uri:
+        return str(args.tracking_uri)
+    state = Path(args.workdir) / args.experiment / "study.json"
+    if state.is_file():
+        return str(json.loads(state.read_text())["tracking_uri"])
+    db = Path(args.workdir) / "mlflow.db"
+    if db.is_file():
+        return f"sqlite:///{db.resolve()}"
+    raise ConfigError(
+        f"no study {args.experiment!r} in {args.workdir} (no {state} or {db}); pass --tracking-uri "
+        "(e.g. sqlite:///path/mlflow.db or http://host:5000) or --workdir"
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rblock_tune.analysis import write_report
+
+    if args.resamples < 100:
+        raise ConfigError(f"--resamples {args.resamples} is too few for a BCa interval: use 1000 or more")
+    out = Path(args.out) if args.out else Path(args.workdir) / args.experiment / "report"
+    result = write_report(
+        args.experiment,
+        _report_tracking_uri(args),
+        out,
+        metric=args.metric,
+        baseline=args.baseline,
+        alpha=args.alpha,
+        n_resamples=args.resamples,
+        seed=args.seed,
+    )
+    shown = result.comparisons[["arm", "n", "mean_diff", "ci_low", "ci_high", "p_holm", "significant"]]
+    print(f"{args.experiment}: {args.metric} of each arm against {result.baseline} ({result.phase} runs)")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for caveat in result.caveats:
+        print(f"caveat: {caveat}")
+    print(f"report: {result.html}  (and report.md, comparisons.csv, runs.csv, figures/ in {result.out})")
+    return 0
 
 
 def _print_study(result: Any) -> None:
@@ -117,6 +189,10 @@ def _print_study(result: Any) -> None:
         print(f"mlflow: {result.tracking_uri}")
     else:
         print(f"mlflow: mlflow ui --backend-store-uri {result.tracking_uri}")
+    if result.report_error is not None:
+        print(f"report: not written ({result.report_error})")
+    elif result.report is not None:
+        print(f"report: {result.report}  (and report.md, comparisons.csv, figures/ beside it)")
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -233,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return _cmd_study(args) if args.verb == "study" else _cmd_train(args)
+        commands = {"study": _cmd_study, "report": _cmd_report, "train": _cmd_train}
+        return commands[args.verb](args)
     except KeyboardInterrupt:  # a study interrupted mid-phase (train handles its own)
         where = getattr(args, "workdir", "rblock_runs")
         print(

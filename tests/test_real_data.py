@@ -65,7 +65,7 @@ def test_resnet8_learns_a_cifar10_subset_in_one_epoch(cifar_dir: Path, tmp_path:
 
 
 def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> None:
-    """The shipped quickstart study, as a user runs it: search, seed phase, MLflow, status."""
+    """The shipped quickstart study, as a user runs it: search, seed phase, MLflow, status, report."""
     import subprocess
     import sys
 
@@ -94,3 +94,12 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
         [*cmd, "status", "quickstart", "--workdir", str(work)], capture_output=True, text=True
     )
     assert status.returncode == 0 and "trial:" in status.stdout and "seed_run: completed 9" in status.stdout
+    # the study ends with its report: R-Block's winner and no regularization against DropBlock on test_acc
+    report = work / "quickstart" / "report"
+    assert done.stdout.strip().splitlines()[-1].startswith(f"report: {report / 'report.html'}"), done.stdout
+    import pandas as pd
+
+    table = pd.read_csv(report / "comparisons.csv")
+    assert sorted(table["arm"]) == ["none", "top1"] and set(table["baseline"]) == {"dropblock"}
+    assert table["paired"].all() and (table["n_pairs"] == 3).all() and table["p_paired_t"].between(0, 1).all()
+    assert "## Caveats" in (report / "report.md").read_text()

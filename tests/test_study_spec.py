@@ -23,6 +23,7 @@ from rblock_tune.tuning._spec import (
     Arm,
     Dimension,
     FailureSpec,
+    ReportSpec,
     ResourceSpec,
     SchedulerSpec,
     SearchSpec,
@@ -123,7 +124,7 @@ def test_quickstart_loads() -> None:
         Arm("dropblock", {"reg.variant": "dropblock", "reg.drop_prob": 0.1, "reg.block_size": 3}),
         Arm("none", {"reg.variant": "none"}),
     )
-    assert spec.report is False
+    assert spec.report == ReportSpec(metric="test_acc", baseline="dropblock", alpha=0.05)
 
 
 def test_full_spec_parses_every_section() -> None:
@@ -165,7 +166,7 @@ def test_defaults() -> None:
     assert spec.resources == ResourceSpec(1.0, 0.0)
     assert spec.failures.retries == 2
     assert spec.seeds is None
-    assert spec.report is False
+    assert spec.report is None
     assert spec.search_epochs == spec.base.train.epochs == 200
 
 
@@ -292,6 +293,19 @@ def test_random_search_and_starting_points() -> None:
     assert search.points == ({"reg.variant": "sdrop_dml", "reg.alpha": 2.0, "reg.block_size": 5},)
 
 
+def test_report_settings() -> None:
+    raw = full()
+    raw["report"] = {"metric": "val_acc", "baseline": "none", "alpha": 0.01}
+    assert spec_from_dict(raw).report == ReportSpec("val_acc", "none", 0.01)
+    raw["report"] = {"baseline": "top1"}  # a search winner can be the baseline too
+    assert spec_from_dict(raw).report == ReportSpec("test_acc", "top1", 0.05)
+    raw["report"] = False
+    assert spec_from_dict(raw).report is None
+    del raw["seeds"]  # without a seed phase the report compares the searched variants
+    raw["report"] = {"baseline": "dropblock"}
+    assert spec_from_dict(raw).report == ReportSpec("test_acc", "dropblock", 0.05)
+
+
 def test_scheduler_budget_fifo_and_fractional_gpus() -> None:
     raw = full()
     raw["scheduler"] = {"type": "asha", "grace_period": 2, "reduction_factor": 3, "budget": 3}
@@ -303,7 +317,7 @@ def test_scheduler_budget_fifo_and_fractional_gpus() -> None:
     assert spec.search_epochs == 3 and spec.seed_epochs == 4
     assert spec.resources == ResourceSpec(2.0, 0.25)
     assert spec.failures.retries == 0
-    assert spec.report is False
+    assert spec.report is None
     # FIFO runs every trial to the budget: a grace period means nothing there.
     raw["scheduler"] = {"type": "fifo", "grace_period": 10}
     assert spec_from_dict(raw).scheduler.type == "fifo"
@@ -646,7 +660,21 @@ ERROR_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("name starting with a dot", _top("name", ".hidden"), ["name='.hidden'"]),
     ("name with a slash", _top("name", "a/b"), ["name='a/b'"]),
     ("report", _top("report", "yes"), ["report='yes'"]),
-    ("report not available yet", _top("report", True), ["report=true", "report: false"]),
+    ("report unknown key", _top("report", {"metrc": "test_acc"}), ["report.metrc", "report.metric"]),
+    ("report metric", _top("report", {"metric": "acc"}), ["report.metric='acc'", "test_acc"]),
+    ("report alpha", _top("report", {"alpha": 1.5}), ["report.alpha=1.5", "between 0 and 1"]),
+    ("report alpha type", _top("report", {"alpha": "x"}), ["report.alpha='x'"]),
+    ("report baseline", _top("report", {"baseline": "dropblok"}), ["report.baseline='dropblok'", "top1"]),
+    (
+        "report baseline without seeds",
+        lambda raw: raw.pop("seeds") and raw.__setitem__("report", {"baseline": "drop"}),
+        ["report.baseline='drop'", "a variant", "dropblock"],
+    ),
+    (
+        "report without seeds or variants",
+        lambda raw: (raw.pop("seeds"), raw["space"].pop("reg.variant"), raw.__setitem__("report", True)),
+        ["report:", "space.reg.variant", "add a seeds phase"],
+    ),
 ]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rblock_tune.config import (
+    VARIANTS,
     TrialConfig,
     apply_overrides,
     config_from_dict,
@@ -34,6 +35,7 @@ __all__ = [
     "Arm",
     "Dimension",
     "FailureSpec",
+    "ReportSpec",
     "ResourceSpec",
     "SchedulerSpec",
     "SearchSpec",
@@ -199,6 +201,15 @@ class SeedSpec:
 
 
 @dataclass(frozen=True)
+class ReportSpec:
+    """The report written when a study ends (``rblock-tune report`` with these settings)."""
+
+    metric: str = "test_acc"
+    baseline: str | None = None  # None: the first arm running dropblock, dropout, ... (see analysis)
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A validated study spec. ``base`` is the resolved trial config."""
 
@@ -212,7 +223,7 @@ class StudySpec:
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     failures: FailureSpec = field(default_factory=FailureSpec)
     seeds: SeedSpec | None = None
-    report: bool = False
+    report: ReportSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -439,14 +450,14 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     failures = FailureSpec(retries=_int("failures.retries", f.get("retries", 2), 0))
 
     seeds = _parse_seeds(top.get("seeds"), base) if top.get("seeds") is not None else None
-    report = top.get("report", False)
-    if not isinstance(report, bool):
-        raise ConfigError(f"report={report!r} has the wrong type: must be true/false")
-    if report:
-        raise ConfigError(
-            "report=true: the analysis report is not part of this version yet; set report: false "
-            "and analyse the MLflow runs directly"
-        )
+    report = _parse_report(top.get("report", False), seeds)
+    if report is not None and seeds is None:
+        variants = [d for d in dims if d.key == "reg.variant"]
+        if not variants or len(variants[0].possible_values() or ()) < 2:
+            raise ConfigError(
+                "report: without a seeds phase the report compares search trials by reg.variant, but "
+                "space.reg.variant is not searched over two or more variants; add a seeds phase"
+            )
     return StudySpec(
         name=name,
         base=base,
@@ -461,6 +472,38 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
         report=report,
         raw=dict(raw),
     )
+
+
+def _parse_report(value: Any, seeds: SeedSpec | None) -> ReportSpec | None:
+    """``report``: false (default), true (defaults), or {metric, baseline, alpha}."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"report={value!r} has the wrong type: must be true/false or {{metric, baseline, alpha}}"
+        )
+    r = _mapping("report", value, [f.name for f in dataclasses.fields(ReportSpec)])
+    compared = str(r.get("metric", "test_acc"))
+    if compared not in ("test_acc", *REPORTED_METRICS):
+        raise ConfigError(
+            f"report.metric={compared!r} is not reported by trials: must be test_acc or one of "
+            f"{', '.join(REPORTED_METRICS)}"
+        )
+    alpha = _number("report.alpha", r.get("alpha", 0.05))
+    if not 0 < alpha < 1:
+        raise ConfigError(f"report.alpha={alpha} is out of range: must be between 0 and 1 (e.g. 0.05)")
+    baseline = r.get("baseline")
+    if baseline is not None:
+        if seeds is not None:
+            labels = [f"top{i + 1}" for i in range(seeds.top_k)] + [a.label for a in seeds.arms]
+            where = "a seeds arm label"
+        else:
+            labels, where = list(VARIANTS), "a variant (the search is compared by variant)"
+        if baseline not in labels:
+            raise ConfigError(f"report.baseline={baseline!r} must be {where}: one of {', '.join(labels)}")
+    return ReportSpec(metric=compared, baseline=None if baseline is None else str(baseline), alpha=alpha)
 
 
 def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:

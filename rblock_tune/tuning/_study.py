@@ -55,6 +55,8 @@ class StudyResult:
     storage: str
     optuna_storage: str
     seed_runs: int
+    report: Path | None = None
+    report_error: str | None = None
 
 
 def _is_remote_uri(uri: str) -> bool:
@@ -416,6 +418,7 @@ def run_study(
         _, seed_runs = _seed_phase(spec, paths, client, experiment_id, state["best"], resume)
         state["seeds_done"] = True
         _write_state(state_file, state)
+    report, report_error = _write_report(spec, paths)
     return StudyResult(
         spec.name,
         state_file,
@@ -424,7 +427,32 @@ def run_study(
         paths.storage,
         paths.optuna_storage,
         seed_runs,
+        report,
+        report_error,
     )
+
+
+def _write_report(spec: StudySpec, paths: StudyPaths) -> tuple[Path | None, str | None]:
+    """The study's ``report`` step: the report in ``<workdir>/<study>/report/``. A report that
+    cannot be made (one arm left after divergences, say) does not fail the finished study: the
+    reason comes back, and ``rblock-tune report`` can be run again once it is fixed."""
+    if spec.report is None:
+        return None, None
+    from rblock_tune.analysis import write_report
+
+    try:
+        result = write_report(
+            spec.name,
+            paths.tracking_uri,
+            paths.workdir / spec.name / "report",
+            metric=spec.report.metric,
+            baseline=spec.report.baseline,
+            alpha=spec.report.alpha,
+        )
+    except ConfigError as exc:
+        log.warning("report not written: %s", exc)
+        return None, str(exc)
+    return result.html, None
 
 
 def locate_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> Path:

@@ -1,0 +1,57 @@
+"""Analysis of studies: MLflow runs as a table, multi-seed statistics, figures and the report.
+
+Typical use (or ``rblock-tune report --experiment NAME``)::
+
+    from rblock_tune.analysis import load_runs, compare_arms
+    runs = load_runs("quickstart", "sqlite:///rblock_runs/mlflow.db")
+    seeds = runs[(runs.role == "seed_run") & (runs.status == "completed")]
+    compare_arms(seeds, baseline="dropblock", metric="test_acc")
+"""
+
+from rblock_tune.analysis._load import TAG_COLUMNS, load_artifact_text, load_histories, load_runs, parse_value
+from rblock_tune.analysis.report import (
+    BASELINE_PREFERENCE,
+    Protocol,
+    ReportResult,
+    choose_baseline,
+    comparison_values,
+    param_importances,
+    read_protocol,
+    write_report,
+)
+from rblock_tune.analysis.stats import (
+    COMPARISON_COLUMNS,
+    bootstrap_diff_ci,
+    compare_arms,
+    hedges_g,
+    holm,
+    power,
+    prob_improvement,
+    seeds_needed,
+    summarize_arms,
+)
+
+__all__ = [
+    "BASELINE_PREFERENCE",
+    "COMPARISON_COLUMNS",
+    "TAG_COLUMNS",
+    "Protocol",
+    "ReportResult",
+    "bootstrap_diff_ci",
+    "choose_baseline",
+    "compare_arms",
+    "comparison_values",
+    "hedges_g",
+    "holm",
+    "load_artifact_text",
+    "load_histories",
+    "load_runs",
+    "param_importances",
+    "parse_value",
+    "power",
+    "prob_improvement",
+    "read_protocol",
+    "seeds_needed",
+    "summarize_arms",
+    "write_report",
+]

@@ -1,0 +1,187 @@
+"""Figures of a study: matplotlib, headless (Agg), each function returns its Figure.
+
+Inputs are the tidy tables of :mod:`rblock_tune.analysis` (runs from ``load_runs``, histories
+from ``load_histories``), so a notebook can call them on any subset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "plot_distribution",
+    "plot_hyperparameters",
+    "plot_importances",
+    "plot_learning_curves",
+    "plot_parallel",
+]
+
+_LABELS = {
+    "reg.alpha": "alpha (KL weight)",
+    "reg.drop_prob": "drop probability p",
+    "reg.block_size": "block size b",
+    "reg.variant": "variant",
+}
+
+
+def _label(key: str) -> str:
+    return _LABELS.get(key, key)
+
+
+def _order(arms: Sequence[str], baseline: str | None) -> list[str]:
+    arms = sorted({str(a) for a in arms})
+    if baseline in arms:
+        arms.remove(str(baseline))
+        arms.insert(0, str(baseline))
+    return arms
+
+
+def _is_categorical(values: pd.Series) -> bool:
+    clean = values.dropna()
+    return bool(clean.map(lambda v: isinstance(v, (str, bool))).any()) or clean.nunique() <= 1
+
+
+def _is_log(values: pd.Series) -> bool:
+    clean = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(clean) and clean.min() > 0 and clean.max() / clean.min() >= 20)
+
+
+def plot_distribution(
+    values: pd.DataFrame, metric: str = "test_acc", *, arm_col: str = "arm", baseline: str | None = None
+) -> Figure:
+    """Per-arm distribution over seeds: a box and every run as a point (baseline first)."""
+    data = values.dropna(subset=[metric])
+    arms = _order(data[arm_col].astype(str).tolist(), baseline)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(arms) + 1.5), 4.0))
+    groups = [data.loc[data[arm_col].astype(str) == arm, metric].to_numpy(float) for arm in arms]
+    ax.boxplot(groups, positions=range(len(arms)), widths=0.5, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, group in enumerate(groups):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(group)), group, s=18, alpha=0.8, zorder=3)
+    ax.set_xticks(range(len(arms)), [f"{a}\n(n={len(g)})" for a, g in zip(arms, groups, strict=True)])
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} over seeds, per arm")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(
+    histories: pd.DataFrame,
+    runs: pd.DataFrame,
+    metric: str = "val_acc",
+    *,
+    arm_col: str = "arm",
+    baseline: str | None = None,
+) -> Figure:
+    """Mean of ``metric`` per epoch for each arm, with a band of one standard deviation over seeds."""
+    data = histories[histories["metric"] == metric].merge(runs[["run_id", arm_col]], on="run_id")
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for arm in _order(data[arm_col].astype(str).tolist(), baseline):
+        per_epoch = data[data[arm_col].astype(str) == arm].groupby("epoch")["value"]
+        mean, sd, n = per_epoch.mean(), per_epoch.std(ddof=1).fillna(0.0), per_epoch.count()
+        ax.plot(mean.index, mean.to_numpy(), marker="o", ms=3, label=f"{arm} (n={int(n.max())})")
+        ax.fill_between(mean.index, (mean - sd).to_numpy(), (mean + sd).to_numpy(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by epoch: mean and ±1 sd over seeds")
+    ax.grid(alpha=0.3)
+    if len(ax.get_lines()):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_hyperparameters(trials: pd.DataFrame, params: Sequence[str], metric: str = "val_acc") -> Figure:
+    """``metric`` of each search trial against each searched hyperparameter (one panel each)."""
+    params = [p for p in params if p in trials.columns]
+    cols = max(1, min(len(params), 4))
+    rows = max(1, math.ceil(len(params) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    data = trials.dropna(subset=[metric])
+    for ax, param in zip(axes.flat, params, strict=False):
+        x = data[param]
+        if _is_categorical(x):
+            levels = sorted(x.dropna().astype(str).unique())
+            pos = x.astype(str).map({v: i for i, v in enumerate(levels)})
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(pos))
+            ax.scatter(pos + jitter, data[metric], s=20, alpha=0.8)
+            ax.set_xticks(range(len(levels)), levels, rotation=20)
+        else:
+            ax.scatter(pd.to_numeric(x), data[metric], s=20, alpha=0.8)
+            if _is_log(x):
+                ax.set_xscale("log")
+        ax.set_xlabel(_label(param))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(params) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"search trials: {metric} against each searched hyperparameter")
+    fig.tight_layout()
+    return fig
+
+
+def plot_importances(importances: Mapping[str, float]) -> Figure:
+    """Optuna parameter importances as horizontal bars (largest on top)."""
+    items = sorted(importances.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6.0, 0.5 * len(items) + 1.5))
+    ax.barh([_label(k) for k, _ in items], [v for _, v in items])
+    ax.set_xlabel("importance (fANOVA, share of the objective's variance)")
+    ax.set_title("hyperparameter importances")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parallel(trials: pd.DataFrame, params: Sequence[str], metric: str = "val_acc") -> Figure:
+    """Parallel coordinates of the search: one line per trial across the searched hyperparameters
+    and the metric, each axis scaled to [0, 1] (log axes for wide positive ranges), coloured by
+    the metric."""
+    params = [p for p in params if p in trials.columns]
+    data = trials.dropna(subset=[metric]).reset_index(drop=True)
+    axes_keys = [*params, metric]
+    scaled: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    ticks: dict[str, tuple[str, str]] = {}
+    for key in axes_keys:
+        x = data[key]
+        if _is_categorical(x):
+            levels = sorted(x.dropna().astype(str).unique())
+            codes = x.astype(str).map({v: i for i, v in enumerate(levels)}).to_numpy(float)
+            span = max(len(levels) - 1, 1)
+            scaled[key] = codes / span
+            ticks[key] = (levels[0], levels[-1]) if levels else ("", "")
+        else:
+            v = pd.to_numeric(x).to_numpy(float)
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            w = np.log(v) if _is_log(x) else v
+            wlo, whi = float(np.nanmin(w)), float(np.nanmax(w))
+            scaled[key] = (w - wlo) / (whi - wlo) if whi > wlo else np.full_like(w, 0.5)
+            ticks[key] = (f"{lo:.3g}", f"{hi:.3g}")
+    fig, ax = plt.subplots(figsize=(1.8 * len(axes_keys) + 2.0, 4.0))
+    colour = scaled[metric]
+    cmap = plt.get_cmap("viridis")
+    for i in range(len(data)):
+        ax.plot(range(len(axes_keys)), [scaled[k][i] for k in axes_keys], color=cmap(colour[i]), alpha=0.7)
+    for j, key in enumerate(axes_keys):
+        ax.axvline(j, color="black", lw=0.8)
+        ax.text(j, -0.06, ticks[key][0], ha="center", va="top", fontsize=7)
+        ax.text(j, 1.06, ticks[key][1], ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(axes_keys)), [_label(k) for k in axes_keys], rotation=15)
+    ax.set_yticks([])
+    ax.set_ylim(-0.15, 1.15)
+    ax.set_title(f"search trials across the hyperparameters (colour: {metric})")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,618 @@
+"""The report of a study or seed phase: tables, figures, ``report.md`` and a self-contained
+``report.html``.
+
+:func:`write_report` reads an MLflow experiment (the layout the studies write), picks the runs to
+compare (the seed phase when there is one; otherwise the completed search trials grouped by
+variant), compares every arm with a baseline (:func:`rblock_tune.analysis.stats.compare_arms`),
+draws the figures and writes everything to one folder::
+
+    comparisons.csv   one row per arm against the baseline (see stats.COMPARISON_COLUMNS)
+    runs.csv          the tidy run table (load_runs)
+    figures/*.png     distribution, learning_curves, hyperparameters, importances, parallel
+    report.md         question, protocol, table, figures, caveats (figures linked)
+    report.html       the same, figures embedded: one file to share
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from rblock_tune import __version__
+from rblock_tune.analysis._load import load_artifact_text, load_histories, load_runs
+from rblock_tune.analysis.stats import compare_arms, summarize_arms
+from rblock_tune.errors import ConfigError
+
+__all__ = [
+    "BASELINE_PREFERENCE",
+    "Protocol",
+    "ReportResult",
+    "choose_baseline",
+    "comparison_values",
+    "param_importances",
+    "read_protocol",
+    "write_report",
+]
+
+BASELINE_PREFERENCE = ("dropblock", "dropout", "spatial_dropout", "none", "random_dml")
+"""Default baseline: the first arm whose ``reg.variant`` comes first in this order."""
+
+MIN_SEEDS = 5
+"""Below this many runs per arm the report warns that n is too small."""
+
+_SEARCHED = ("reg.alpha", "reg.drop_prob", "reg.block_size", "reg.variant")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How the compared runs were made, read from the study's parent runs.
+
+    Attributes:
+        selection_metric: the metric the search optimised (chose the configurations), or None.
+        selection_mode: ``max`` or ``min``, or None.
+        space: searched dimensions (dotted key -> the spec's definition).
+        search_budget: epochs of a search trial, or None.
+        seeds: the seed list of the seed phase (empty when there is none).
+        arms: seed-phase arm label -> overrides of the base config.
+    """
+
+    selection_metric: str | None = None
+    selection_mode: str | None = None
+    space: dict[str, Any] = field(default_factory=dict)
+    search_budget: int | None = None
+    seeds: list[int] = field(default_factory=list)
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`write_report` wrote and found."""
+
+    out: Path
+    comparisons: pd.DataFrame
+    runs: pd.DataFrame
+    figures: dict[str, Path]
+    markdown: Path
+    html: Path
+    baseline: str
+    phase: str
+    caveats: list[str]
+
+
+def read_protocol(runs: pd.DataFrame) -> Protocol:
+    """The protocol of a study from its parent runs' artifacts (``spec.yaml``, ``arms.yaml``)."""
+    tracking_uri = str(runs.attrs["tracking_uri"])
+    spec: dict[str, Any] = {}
+    arms_doc: dict[str, Any] = {}
+    for role, name in (("study", "spec.yaml"), ("seeds", "arms.yaml")):
+        parents = runs.loc[runs["role"] == role, "run_id"]
+        text = load_artifact_text(str(parents.iloc[0]), name, tracking_uri) if len(parents) else None
+        doc = yaml.safe_load(text) if text else None
+        if isinstance(doc, dict):
+            if role == "study":
+                spec = doc
+            else:
+                arms_doc = doc
+    scheduler = spec.get("scheduler") or {}
+    base_train = (spec.get("base") or {}).get("train") or {}
+    budget = scheduler.get("budget") or base_train.get("epochs")
+    return Protocol(
+        selection_metric=(spec.get("metric", "val_acc") if spec else None),
+        selection_mode=(spec.get("mode", "max") if spec else None),
+        space=dict(spec.get("space") or {}),
+        search_budget=int(budget) if budget else None,
+        seeds=[int(s) for s in arms_doc.get("seeds", [])],
+        arms=dict(arms_doc.get("arms") or {}),
+    )
+
+
+def choose_baseline(values: pd.DataFrame, arm_col: str = "arm") -> str:
+    """The default baseline arm: the first arm (by label) whose ``reg.variant`` comes first in
+    :data:`BASELINE_PREFERENCE`.
+
+    Raises:
+        ConfigError: no arm runs a baseline method (then ``--baseline`` must name one).
+    """
+    arms = sorted(values[arm_col].astype(str).unique())
+    variants = (
+        values.groupby(values[arm_col].astype(str))["reg.variant"].first() if "reg.variant" in values else {}
+    )
+    for preferred in BASELINE_PREFERENCE:
+        for arm in arms:
+            if arm == preferred or (arm in variants and variants[arm] == preferred):
+                return arm
+    raise ConfigError(
+        f"no arm runs a baseline method ({', '.join(BASELINE_PREFERENCE)}); pass --baseline, one of: "
+        + ", ".join(arms)
+    )
+
+
+def comparison_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
+    """The runs to compare, which phase they come from, and the runs of that phase left out.
+
+    The seed phase's completed runs (``arm`` = the arm label, paired by ``seed``) when the
+    experiment has a seed phase; otherwise the completed search trials with ``arm`` = their
+    ``reg.variant`` and no pairing (``seed`` emptied: trials of a search differ in more than
+    their seed).
+
+    Raises:
+        ConfigError: the experiment has no completed trial or seed run, or no such metric.
+    """
+    if metric not in runs.columns:
+        numeric = [c for c in runs.columns if c not in ("seed", "epochs_done") and runs[c].dtype.kind == "f"]
+        raise ConfigError(
+            f"metric {metric!r} is not in the runs (metrics there: {', '.join(numeric) or 'none'}); "
+            "pass --metric with one of them"
+        )
+    seed_runs = runs[runs["role"] == "seed_run"]
+    if len(seed_runs):
+        phase, chosen = "seeds", seed_runs.copy()
+    else:
+        phase, chosen = "search", runs[runs["role"] == "trial"].copy()
+        if "reg.variant" in chosen:
+            chosen["arm"] = chosen["reg.variant"].astype(str)
+        chosen["seed"] = pd.array([pd.NA] * len(chosen), dtype="Int64")
+    if not len(chosen):
+        raise ConfigError(
+            f"experiment {runs.attrs.get('experiment')!r} has no trial or seed run to compare "
+            "(is it a study made by rblock-tune study run?)"
+        )
+    done = chosen["status"] == "completed"
+    kept, left = chosen[done & chosen[metric].notna()], chosen[~done | chosen[metric].isna()]
+    if not len(kept):
+        raise ConfigError(f"no completed {phase} run of {runs.attrs.get('experiment')!r} has {metric!r}")
+    return kept.reset_index(drop=True), phase, left.reset_index(drop=True)
+
+
+def param_importances(
+    trials: pd.DataFrame, space: Mapping[str, Any], metric: str = "val_acc", mode: str = "max", seed: int = 0
+) -> dict[str, float]:
+    """Optuna's fANOVA importances of the searched hyperparameters, from the completed trials
+    (an in-memory Optuna study rebuilt from MLflow, so no access to the Optuna storage is needed).
+
+    Returns {} when fewer than 4 trials or no dimension varies.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    data = trials.dropna(subset=[metric])
+    distributions: dict[str, Any] = {}
+    for key, dim in space.items():
+        if key not in data.columns or data[key].dropna().nunique() < 2:
+            continue
+        dim = {"type": "categorical", "values": dim} if isinstance(dim, list) else dict(dim)
+        seen = data[key].dropna()
+        if dim.get("type") == "categorical" or seen.map(lambda v: isinstance(v, (str, bool))).any():
+            choices = tuple(dict.fromkeys([*(dim.get("values") or []), *seen.tolist()]))
+            distributions[key] = CategoricalDistribution(choices)
+        else:
+            low = min(float(dim.get("low", seen.min())), float(seen.min()))
+            high = max(float(dim.get("high", seen.max())), float(seen.max()))
+            if dim.get("type") == "int":
+                distributions[key] = IntDistribution(int(low), int(high))
+            else:
+                distributions[key] = FloatDistribution(low, high, log=dim.get("type") == "loguniform")
+    if len(data) < 4 or not distributions:
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for _, row in data.iterrows():
+        params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=distributions, value=float(row[metric]))
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        return {
+            k: float(v)
+            for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()
+        }
+
+
+# ------------------------------------------------------------------------------- rendering
+@dataclass
+class _Doc:
+    """A report as blocks, rendered to Markdown and to HTML from the same source."""
+
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("heading", (level, text)))
+
+    def para(self, text: str) -> None:
+        self.blocks.append(("para", text))
+
+    def bullets(self, items: Sequence[str]) -> None:
+        if items:
+            self.blocks.append(("bullets", list(items)))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(("table", frame))
+
+    def figure(self, path: Path, caption: str) -> None:
+        self.blocks.append(("figure", (path, caption)))
+
+    def markdown(self, root: Path) -> str:
+        out: list[str] = []
+        for kind, value in self.blocks:
+            if kind == "heading":
+                out.append("#" * value[0] + " " + value[1])
+            elif kind == "para":
+                out.append(value)
+            elif kind == "bullets":
+                out.append("\n".join(f"- {item}" for item in value))
+            elif kind == "table":
+                header = "| " + " | ".join(map(str, value.columns)) + " |"
+                rule = "| " + " | ".join("---" for _ in value.columns) + " |"
+                rows = ["| " + " | ".join(map(str, row)) + " |" for row in value.itertuples(index=False)]
+                out.append("\n".join([header, rule, *rows]))
+            else:
+                path, caption = value
+                out.append(f"![{caption}]({path.relative_to(root).as_posix()})\n\n*{caption}*")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        def inline(text: str) -> str:
+            escaped = html.escape(text)
+            parts = escaped.split("`")
+            return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)).replace("**", "")
+
+        body: list[str] = []
+        for kind, value in self.blocks:
+            if kind == "heading":
+                body.append(f"<h{value[0]}>{inline(value[1])}</h{value[0]}>")
+            elif kind == "para":
+                body.append(f"<p>{inline(value)}</p>")
+            elif kind == "bullets":
+                body.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in value) + "</ul>")
+            elif kind == "table":
+                head = "".join(f"<th>{html.escape(str(c))}</th>" for c in value.columns)
+                rows = "".join(
+                    "<tr>" + "".join(f"<td>{inline(str(v))}</td>" for v in row) + "</tr>"
+                    for row in value.itertuples(index=False)
+                )
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            else:
+                path, caption = value
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                body.append(
+                    f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+        style = (
+            "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
+            "line-height:1.45}table{border-collapse:collapse;font-size:.85rem;display:block;overflow-x:auto}"
+            "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th{background:#f4f4f4}"
+            "img{max-width:100%}code{background:#f4f4f4;padding:0 .2rem}figcaption{font-style:italic}"
+        )
+        return (
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return f"{number:.{digits}g}" if abs(number) < 1e-3 and number != 0 else f"{number:.{digits}f}"
+    return str(value)
+
+
+def _table_for_people(comparisons: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    rows = []
+    for r in comparisons.itertuples(index=False):
+        mark = "**yes**" if r.significant else "no"
+        rows.append(
+            {
+                "arm": r.arm,
+                "n (pairs)": f"{r.n} ({r.n_pairs})" if r.paired else f"{r.n} (unpaired)",
+                "mean": _fmt(r.mean_arm),
+                "baseline mean": _fmt(r.mean_baseline),
+                "difference [95% CI]": f"{_fmt(r.mean_diff)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+                "test": r.primary_test,
+                "p": _fmt(r.p_primary),
+                "p (Holm)": _fmt(r.p_holm),
+                f"significant at {alpha}": mark,
+                "Hedges' g": _fmt(r.hedges_g, 2),
+                "P(arm > baseline)": _fmt(r.prob_improvement, 2),
+                "power": _fmt(r.power, 2),
+                "seeds for 80% power": "-" if pd.isna(r.seeds_needed) else str(int(r.seeds_needed)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(
+    experiment: str,
+    tracking_uri: str,
+    out: str | Path,
+    *,
+    metric: str = "test_acc",
+    baseline: str | None = None,
+    alpha: float = 0.05,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> ReportResult:
+    """Write the report of ``experiment`` into ``out`` (see the module docstring).
+
+    Args:
+        experiment: MLflow experiment (the study name).
+        tracking_uri: where it is (``sqlite:///...`` or ``http://...``).
+        out: output folder (created).
+        metric: the compared metric (default ``test_acc``).
+        baseline: the arm every other arm is compared with (default: :func:`choose_baseline`).
+        alpha: significance level of the Holm-adjusted primary p-values.
+        n_resamples: bootstrap resamples of the confidence intervals.
+        seed: seed of the bootstrap.
+
+    Raises:
+        ConfigError: no such experiment, metric or baseline, nothing to compare, bad alpha.
+    """
+    from rblock_tune.analysis import plots
+
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha={alpha} must be between 0 and 1 (e.g. 0.05)")
+    runs = load_runs(experiment, tracking_uri)
+    values, phase, left_out = comparison_values(runs, metric)
+    arms = sorted(values["arm"].astype(str).unique())
+    if baseline is None:
+        baseline = choose_baseline(values)
+    elif baseline not in arms:
+        raise ConfigError(f"--baseline {baseline!r} is not an arm of {experiment!r}; arms: {', '.join(arms)}")
+    if len(arms) < 2:
+        raise ConfigError(
+            f"only one arm ({arms[0]}) in the {phase} runs of {experiment!r}: nothing to compare with"
+        )
+    protocol = read_protocol(runs)
+    comparisons = compare_arms(
+        values, baseline=baseline, metric=metric, alpha=alpha, n_resamples=n_resamples, seed=seed
+    )
+    summary = summarize_arms(values, metric=metric)
+
+    folder = Path(out)
+    figures_dir = folder / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    comparisons.to_csv(folder / "comparisons.csv", index=False)
+    runs.to_csv(folder / "runs.csv", index=False)
+
+    figures: dict[str, Path] = {}
+    figures["distribution"] = _save(
+        plots.plot_distribution(values, metric, baseline=baseline), figures_dir / "distribution.png"
+    )
+    curve_metric = (
+        protocol.selection_metric if protocol.selection_metric in ("val_acc", "val_loss") else "val_acc"
+    )
+    histories = load_histories(values, [curve_metric])
+    if len(histories):
+        figures["learning_curves"] = _save(
+            plots.plot_learning_curves(histories, values, curve_metric, baseline=baseline),
+            figures_dir / "learning_curves.png",
+        )
+    trials = runs[(runs["role"] == "trial") & (runs["status"].isin(["completed", "early_stopped"]))]
+    selection = protocol.selection_metric or "val_acc"
+    searched = [k for k in (protocol.space or dict.fromkeys(_SEARCHED)) if k in runs.columns]
+    searched = [k for k in searched if trials[k].dropna().astype(str).nunique() > 1] if len(trials) else []
+    importances: dict[str, float] = {}
+    if searched and selection in trials.columns:
+        figures["hyperparameters"] = _save(
+            plots.plot_hyperparameters(trials, searched, selection), figures_dir / "hyperparameters.png"
+        )
+        space = protocol.space or {k: {"type": "categorical"} for k in searched}
+        importances = param_importances(
+            trials, {k: space[k] for k in searched}, selection, protocol.selection_mode or "max", seed
+        )
+        if importances:
+            figures["importances"] = _save(
+                plots.plot_importances(importances), figures_dir / "importances.png"
+            )
+        figures["parallel"] = _save(
+            plots.plot_parallel(trials, searched, selection), figures_dir / "parallel.png"
+        )
+
+    caveats = _caveats(comparisons, summary, left_out, protocol, metric, phase, len(trials), importances)
+    doc = _document(
+        experiment, tracking_uri, runs, values, phase, protocol, comparisons, summary, baseline, metric,
+        alpha,
+        figures, caveats, trials, importances, n_resamples,
+    )  # fmt: skip
+    markdown = folder / "report.md"
+    markdown.write_text(doc.markdown(folder))
+    html_path = folder / "report.html"
+    html_path.write_text(doc.html(f"R-Block report: {experiment}"))
+    return ReportResult(folder, comparisons, runs, figures, markdown, html_path, baseline, phase, caveats)
+
+
+def _caveats(
+    comparisons: pd.DataFrame,
+    summary: pd.DataFrame,
+    left_out: pd.DataFrame,
+    protocol: Protocol,
+    metric: str,
+    phase: str,
+    n_trials: int,
+    importances: Mapping[str, float],
+) -> list[str]:
+    caveats: list[str] = []
+    small = summary[summary["n"] < MIN_SEEDS]
+    if len(small):
+        listed = ", ".join(f"{a} (n={n})" for a, n in zip(small["arm"], small["n"], strict=True))
+        caveats.append(
+            f"n too small: {listed}. With fewer than {MIN_SEEDS} seeds per arm the tests have little power "
+            "and the bootstrap intervals are unreliable; see 'seeds for 80% power'."
+        )
+    unpaired = comparisons[~comparisons["paired"].astype(bool)]
+    if len(unpaired):
+        caveats.append(
+            f"unpaired: {', '.join(unpaired['arm'])} share fewer than 2 seeds with the baseline, so they "
+            "were "
+            "compared with Welch's t-test and Mann-Whitney U, which ignore seed-to-seed variation."
+        )
+    if phase == "search":
+        caveats.append(
+            "these are search trials grouped by variant: trials differ in more than the variant (each has "
+            "its own hyperparameters), so this is a description of the search, not a controlled comparison; "
+            "run a "
+            "seed phase for one."
+        )
+    if len(left_out):
+        counts = left_out["status"].fillna("unknown").value_counts()
+        listed = ", ".join(f"{n} {status}" for status, n in counts.items())
+        caveats.append(f"left out of the comparison: {listed} ({phase} runs without a final {metric}).")
+    diverged = left_out[left_out["status"] == "diverged"]
+    if len(diverged):
+        per_arm = diverged["arm"].astype(str).value_counts()
+        caveats.append(
+            "diverged runs were left out, which flatters their arms: "
+            + ", ".join(f"{a}: {n}" for a, n in per_arm.items())
+        )
+    if protocol.selection_metric is None:
+        caveats.append(
+            "the metric that selected the configurations is unknown (no spec.yaml on a parent run)."
+        )
+    elif protocol.selection_metric == metric:
+        caveats.append(
+            f"the compared metric ({metric}) is the one that selected the configurations: the winners' "
+            "scores "
+            "are biased upwards (winner's curse); compare on a held-out metric such as test_acc."
+        )
+    if n_trials and not importances:
+        caveats.append(
+            "hyperparameter importances need at least 4 finished search trials and a varying dimension."
+        )
+    return caveats
+
+
+def _document(
+    experiment: str,
+    tracking_uri: str,
+    runs: pd.DataFrame,
+    values: pd.DataFrame,
+    phase: str,
+    protocol: Protocol,
+    comparisons: pd.DataFrame,
+    summary: pd.DataFrame,
+    baseline: str,
+    metric: str,
+    alpha: float,
+    figures: Mapping[str, Path],
+    caveats: Sequence[str],
+    trials: pd.DataFrame,
+    importances: Mapping[str, float],
+    n_resamples: int,
+) -> _Doc:
+    doc = _Doc()
+    doc.heading(f"R-Block report: {experiment}", 1)
+    others = ", ".join(a for a in sorted(values["arm"].astype(str).unique()) if a != baseline)
+    doc.para(
+        f"**Question.** Does each arm ({others}) reach a different `{metric}` than the baseline "
+        f"`{baseline}`, "
+        "by how much, and how sure are we?"
+    )
+    significant = comparisons[comparisons["significant"].astype(bool)]
+    if len(significant):
+        lines = [
+            f"`{r.arm}`: {_fmt(r.mean_diff)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] (p Holm {_fmt(r.p_holm)})"
+            for r in significant.itertuples(index=False)
+        ]
+        doc.para(
+            f"**Answer.** At alpha = {alpha} after Holm's correction, these arms differ from `{baseline}`:"
+        )
+        doc.bullets(lines)
+    else:
+        doc.para(
+            f"**Answer.** No arm differs significantly from `{baseline}` at alpha = {alpha} after Holm's "
+            "correction. Read the intervals and the power column before concluding there is no difference."
+        )
+    doc.heading("Protocol")
+    seeds = sorted(int(s) for s in values["seed"].dropna().unique()) if phase == "seeds" else []
+    epochs = values["train.epochs"].dropna().unique() if "train.epochs" in values else []
+    n_trials = int((runs["role"] == "trial").sum())
+    items = [
+        f"experiment `{experiment}` at `{tracking_uri}`; {len(runs)} MLflow runs ({n_trials} search trials).",
+        (
+            f"compared: the seed phase, {len(values)} completed runs; every arm ran the same seeds "
+            f"{seeds}, so runs pair by seed (same data order and initialisation across arms)."
+            if phase == "seeds"
+            else f"compared: {len(values)} completed search trials, grouped by `reg.variant`, unpaired."
+        ),
+        f"epochs per compared run: {', '.join(str(int(e)) for e in epochs) or 'unknown'}"
+        + (f"; search trials had a budget of {protocol.search_budget} epochs (ASHA may stop them early)."
+           if protocol.search_budget else "."),
+        (
+            f"selection: the search ranked configurations by `{protocol.selection_metric}` "
+            f"({protocol.selection_mode}) on the validation split; this report compares `{metric}`"
+            + (" on the test split, which took no part in the selection." if metric.startswith("test")
+               else ".")
+            if protocol.selection_metric
+            else f"selection metric unknown; this report compares `{metric}`."
+        ),
+        "statistics: primary test = paired t-test for paired arms, Welch's t-test otherwise; p-values "
+        f"adjusted by Holm's method over the {len(comparisons)} comparison(s); 95% BCa bootstrap intervals "
+        f"({n_resamples} resamples, seeded) of the mean difference (of per-seed differences when paired); "
+        "Hedges' g; P(arm > baseline) = U / (n1 n2); power of the primary test at the observed difference "
+        "and spread, and the seeds needed for 80% power.",
+        f"made by rblock-tune {__version__}.",
+    ]  # fmt: skip
+    if protocol.arms:
+        items.append(
+            "arms: "
+            + "; ".join(
+                f"`{label}` = "
+                + (
+                    ", ".join(f"{k}={_fmt(v, 4) if isinstance(v, float) else v}" for k, v in sets.items())
+                    or "the base config"
+                )
+                for label, sets in protocol.arms.items()
+            )
+        )
+    doc.bullets(items)
+    doc.heading("Results")
+    doc.para(f"Per arm, `{metric}`:")
+    doc.table(summary.assign(**{c: summary[c].map(_fmt) for c in ("mean", "sd", "sem", "min", "max")}))
+    doc.para(
+        f"Each arm against `{baseline}` (difference = arm - baseline; `comparisons.csv` has every column):"
+    )
+    doc.table(_table_for_people(comparisons, alpha))
+    captions = {
+        "distribution": f"{metric} of every run, per arm (box: quartiles).",
+        "learning_curves": "Validation curves of the compared runs: mean and ±1 sd over seeds.",
+        "hyperparameters": "Search trials: the selection metric against each searched hyperparameter.",
+        "importances": "fANOVA importances of the searched hyperparameters (Optuna), over the search trials.",
+        "parallel": "Parallel coordinates of the search trials, coloured by the selection metric.",
+    }
+    doc.heading("Figures")
+    for key, path in figures.items():
+        doc.figure(path, captions[key])
+    if importances:
+        doc.para(
+            "Importances: "
+            + ", ".join(f"`{k}` {v:.2f}" for k, v in sorted(importances.items(), key=lambda kv: -kv[1]))
+            + f" (over {len(trials)} search trials)."
+        )
+    doc.heading("Caveats")
+    doc.bullets(list(caveats) or ["none found."])
+    return doc

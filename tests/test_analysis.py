@@ -1,0 +1,351 @@
+"""From MLflow to a table, the report and ``rblock-tune report``.
+
+Most tests write an MLflow store in the layout studies write (parent runs with ``spec.yaml`` and
+``arms.yaml``, trial and seed runs with dotted params, per-epoch metrics) with known numbers, so
+the answers are known; one test reads the report of a real tiny study (``tiny_study`` fixture).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from rblock_tune.analysis import (
+    COMPARISON_COLUMNS,
+    choose_baseline,
+    comparison_values,
+    load_histories,
+    load_runs,
+    parse_value,
+    read_protocol,
+    write_report,
+)
+from rblock_tune.analysis import _load as load_module
+from rblock_tune.cli import main
+from rblock_tune.errors import ConfigError
+
+SPEC = {
+    "name": "synth",
+    "metric": "val_acc",
+    "mode": "max",
+    "base": {"train": {"epochs": 3}},
+    "space": {
+        "reg.variant": ["bdrop_dml", "sdrop_dml"],
+        "reg.alpha": {"type": "loguniform", "low": 0.1, "high": 10},
+        "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.5},
+    },
+}
+ARM_VARIANTS = {"top1": "bdrop_dml", "dropblock": "dropblock", "none": "none"}
+
+
+def _run(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    tags: dict[str, str],
+    params: dict[str, Any],
+    curve: list[float],
+    test_acc: float | None,
+) -> str:
+    run = client.create_run(experiment_id, tags=tags)
+    run_id = str(run.info.run_id)
+    metrics = [Metric("val_acc", v, 1000 + e, e) for e, v in enumerate(curve, start=1)]
+    if test_acc is not None:
+        metrics.append(Metric("test_acc", test_acc, 2000, len(curve)))
+    client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()], tags=[])
+    status = tags.get("rblock.status", "completed")
+    client.set_terminated(run_id, "FAILED" if status in ("diverged", "failed") else "FINISHED")
+    return run_id
+
+
+def make_store(
+    folder: Path,
+    *,
+    shift: dict[str, float],
+    seeds: int = 8,
+    trials: int = 8,
+    seed_phase: bool = True,
+    diverged: int = 0,
+) -> str:
+    """An experiment ``synth``: ``trials`` search trials, and (``seed_phase``) arms top1, dropblock
+    and none over ``seeds`` seeds, test_acc = 0.7 + per-seed effect + ``shift[arm]`` + noise."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("synth", artifact_location=(folder / "art").as_uri())
+    study = client.create_run(experiment_id, tags={"rblock.role": "study", "rblock.study": "synth"})
+    client.log_text(study.info.run_id, yaml.safe_dump(SPEC), "spec.yaml")
+    rng = np.random.default_rng(1)
+    for i in range(trials):
+        alpha, p = float(10 ** rng.uniform(-1, 1)), float(rng.uniform(0.05, 0.5))
+        variant = ["bdrop_dml", "sdrop_dml"][i % 2]
+        val = 0.5 + 0.1 * p + 0.02 * i / trials + rng.normal(0, 0.01)
+        _run(
+            client,
+            experiment_id,
+            tags={
+                "rblock.role": "trial", "rblock.status": "completed", "rblock.trial_id": f"t{i}",
+                "rblock.seed": "0", "mlflow.parentRunId": study.info.run_id,
+            },
+            params={"reg.variant": variant, "reg.alpha": alpha, "reg.drop_prob": p, "reg.block_size": 3,
+                    "train.epochs": 3, "seed": 0},
+            curve=[val - 0.2, val - 0.1, val],
+            test_acc=val,
+        )  # fmt: skip
+    if seed_phase:
+        parent = client.create_run(experiment_id, tags={"rblock.role": "seeds", "rblock.study": "synth"})
+        arms = {"top1": {"reg.variant": "bdrop_dml"}, "dropblock": {"reg.variant": "dropblock"}, "none": {}}
+        client.log_text(
+            parent.info.run_id, yaml.safe_dump({"arms": arms, "seeds": list(range(seeds))}), "arms.yaml"
+        )
+        per_seed = rng.normal(0, 0.01, seeds)
+        for arm, variant in ARM_VARIANTS.items():
+            for s in range(seeds):
+                acc = 0.7 + per_seed[s] + shift.get(arm, 0.0) + rng.normal(0, 0.002)
+                status = "diverged" if arm == "none" and s < diverged else "completed"
+                _run(
+                    client,
+                    experiment_id,
+                    tags={
+                        "rblock.role": "seed_run", "rblock.status": status, "rblock.arm": arm,
+                        "rblock.seed": str(s), "rblock.trial_id": f"{arm}-{s}",
+                        "mlflow.parentRunId": parent.info.run_id,
+                    },
+                    params={"reg.variant": variant, "reg.alpha": 1.0, "reg.drop_prob": 0.1, "train.epochs": 3,
+                            "seed": s},
+                    curve=[acc - 0.2, acc - 0.1, acc],
+                    test_acc=None if status == "diverged" else acc,
+                )  # fmt: skip
+    return uri
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_store(tmp_path_factory.mktemp("store"), shift={"top1": 0.01})
+
+
+# ----------------------------------------------------------------------------- the table
+def test_parse_value() -> None:
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("1e-3") == 0.001
+    assert (
+        parse_value("True") is True
+        and parse_value("None") is None
+        and parse_value("bdrop_dml") == "bdrop_dml"
+    )
+
+
+def test_load_runs_is_one_tidy_row_per_run(store: str) -> None:
+    runs = load_runs("synth", store)
+    assert len(runs) == 1 + 8 + 1 + 24
+    assert runs["run_id"].is_unique
+    assert {
+        "role",
+        "arm",
+        "seed",
+        "status",
+        "trial_id",
+        "reg.alpha",
+        "reg.variant",
+        "val_acc",
+        "test_acc",
+    } <= set(runs.columns)
+    assert runs.attrs["tracking_uri"] == store and runs.attrs["experiment"] == "synth"
+    assert str(runs["seed"].dtype) == "Int64"
+    assert runs["reg.alpha"].dropna().map(type).eq(float).all()  # params parsed back to numbers
+    assert str(runs["reg.block_size"].dtype) == "Int64"  # even where some runs lack it
+    seeds = runs[runs["role"] == "seed_run"]
+    assert sorted(seeds["arm"].unique()) == ["dropblock", "none", "top1"]
+    assert (seeds.groupby("arm")["seed"].nunique() == 8).all()
+    # final metrics are the last epoch's
+    history = load_histories(seeds.head(2), ["val_acc"])
+    last = history.sort_values("epoch").groupby("run_id")["value"].last()
+    for run_id, value in last.items():
+        assert seeds.set_index("run_id").loc[run_id, "val_acc"] == pytest.approx(value)
+    assert sorted(history["epoch"].unique()) == [1, 2, 3]
+
+
+def test_load_runs_pages_through_many_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
+) -> None:
+    calls: list[int] = []
+    real = MlflowClient.search_runs
+
+    def counting(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("max_results", 0))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(load_module, "_PAGE", 10)
+    monkeypatch.setattr(MlflowClient, "search_runs", counting)
+    runs = load_runs("synth", store)
+    assert len(runs) == 34 and runs["run_id"].is_unique
+    assert len(calls) == 4  # 34 runs in pages of 10: a few requests, not one per run
+
+
+def test_unknown_experiment_lists_the_ones_there(store: str) -> None:
+    with pytest.raises(ConfigError, match=r"no MLflow experiment 'nope' .*synth"):
+        load_runs("nope", store)
+
+
+def test_protocol_is_read_from_the_parent_runs(store: str) -> None:
+    protocol = read_protocol(load_runs("synth", store))
+    assert protocol.selection_metric == "val_acc" and protocol.selection_mode == "max"
+    assert set(protocol.space) == {"reg.variant", "reg.alpha", "reg.drop_prob"}
+    assert protocol.search_budget == 3 and protocol.seeds == list(range(8))
+    assert set(protocol.arms) == {"top1", "dropblock", "none"}
+
+
+def test_comparison_picks_the_seed_phase_and_a_baseline(store: str) -> None:
+    runs = load_runs("synth", store)
+    values, phase, left = comparison_values(runs, "test_acc")
+    assert phase == "seeds" and len(values) == 24 and len(left) == 0
+    assert choose_baseline(values) == "dropblock"
+    assert choose_baseline(values[values["arm"] != "dropblock"]) == "none"
+    with pytest.raises(ConfigError, match="pass --baseline, one of: top1"):
+        choose_baseline(values[values["arm"] == "top1"])
+    with pytest.raises(ConfigError, match="metric 'tst_acc' is not in the runs"):
+        comparison_values(runs, "tst_acc")
+
+
+# ----------------------------------------------------------------------------- the report
+def test_report_finds_a_real_shift_and_writes_everything(store: str, tmp_path: Path) -> None:
+    result = write_report("synth", store, tmp_path / "rep", n_resamples=2000)
+    assert result.baseline == "dropblock" and result.phase == "seeds"
+    table = pd.read_csv(tmp_path / "rep" / "comparisons.csv")
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    top1 = table.set_index("arm").loc["top1"]
+    none = table.set_index("arm").loc["none"]
+    assert top1["paired"] and top1["n_pairs"] == 8
+    assert top1["significant"] and top1["mean_diff"] == pytest.approx(0.01, abs=0.003)
+    assert top1["ci_low"] < 0.01 < top1["ci_high"] and top1["ci_low"] > 0
+    assert not none["significant"]
+    # p-values are SciPy's on the seed-matched pairs
+    runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
+    seeds = runs[runs["role"] == "seed_run"].pivot(index="seed", columns="arm", values="test_acc")
+    assert top1["p_paired_t"] == pytest.approx(stats.ttest_rel(seeds["top1"], seeds["dropblock"]).pvalue)
+    assert top1["p_welch"] == pytest.approx(
+        stats.ttest_ind(seeds["top1"], seeds["dropblock"], equal_var=False).pvalue
+    )
+    assert len(runs) == 34
+    names = {p.name for p in (tmp_path / "rep" / "figures").iterdir()}
+    assert names == {f"{n}.png" for n in ("distribution", "learning_curves", "hyperparameters", "importances",
+                                          "parallel")}  # fmt: skip
+    for png in (tmp_path / "rep" / "figures").iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = result.markdown.read_text()
+    for fragment in (
+        "**Question.**",
+        "## Protocol",
+        "## Results",
+        "## Figures",
+        "## Caveats",
+        "`val_acc`",
+        "which took no part in the selection",
+        "figures/distribution.png",
+        "`top1`",
+    ):
+        assert fragment in md, fragment  # fmt: skip
+    html = result.html.read_text()
+    assert html.count('src="data:image/png;base64,') == 5  # figures embedded: one file to share
+    assert not re.search(r'src="(?!data:)', html) and "<table>" in html
+
+
+def test_report_caveats(tmp_path: Path) -> None:
+    uri = make_store(tmp_path, shift={}, seeds=3, diverged=1)
+    result = write_report("synth", uri, tmp_path / "rep", metric="val_acc", n_resamples=1000)
+    text = "\n".join(result.caveats)
+    assert "n too small" in text and "none (n=2)" in text
+    assert "1 diverged" in text and "diverged runs were left out" in text
+    assert "is the one that selected the configurations" in text  # val_acc chose and is compared
+    assert "## Caveats" in result.markdown.read_text() and "winner" in result.markdown.read_text()
+
+
+def test_report_of_a_search_without_seed_phase_compares_variants(tmp_path: Path) -> None:
+    uri = make_store(tmp_path, shift={}, seed_phase=False)
+    with pytest.raises(ConfigError, match="pass --baseline"):
+        write_report("synth", uri, tmp_path / "rep", n_resamples=1000)
+    result = write_report("synth", uri, tmp_path / "rep", baseline="bdrop_dml", n_resamples=1000)
+    assert result.phase == "search" and list(result.comparisons["arm"]) == ["sdrop_dml"]
+    assert not result.comparisons["paired"].any()
+    assert any("not a controlled comparison" in c for c in result.caveats)
+
+
+def test_report_refuses_bad_input(store: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--baseline 'dropblok' is not an arm.*dropblock, none, top1"):
+        write_report("synth", store, tmp_path, baseline="dropblok")
+    with pytest.raises(ConfigError, match=r"alpha=1\.5"):
+        write_report("synth", store, tmp_path, alpha=1.5)
+
+
+# ----------------------------------------------------------------------------- the command
+def test_report_command(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    argv = [
+        "report",
+        "--experiment",
+        "synth",
+        "--tracking-uri",
+        store,
+        "--out",
+        str(out),
+        "--resamples",
+        "1000",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "against dropblock (seeds runs)" in printed and "top1" in printed
+    assert f"report: {out / 'report.html'}" in printed
+    assert (out / "comparisons.csv").is_file() and (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--experiment", "nope"], "no MLflow experiment 'nope'"),
+        (["--experiment", "synth", "--baseline", "x"], "--baseline 'x' is not an arm"),
+        (["--experiment", "synth", "--metric", "acc"], "metric 'acc' is not in the runs"),
+        (["--experiment", "synth", "--alpha", "0"], "alpha=0.0 must be between 0 and 1"),
+        (["--experiment", "synth", "--resamples", "10"], "--resamples 10 is too few"),
+    ],
+)
+def test_report_command_errors_are_one_line(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str
+) -> None:
+    assert main(["report", "--tracking-uri", store, "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_report_command_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--experiment", "x", "--workdir", str(tmp_path)]) == 2
+    assert "pass --tracking-uri" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- a real study
+@pytest.mark.slow
+def test_a_real_study_ends_with_its_report(tiny_study: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The tiny study (report: true) ran search, seeds and report; its output ends with the report,
+    and ``rblock-tune report`` finds the study by name in its workdir."""
+    last = tiny_study.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"report: {tiny_study.report / 'report.html'}"), tiny_study.stdout[-2000:]
+    table = pd.read_csv(tiny_study.report / "comparisons.csv")
+    assert sorted(table["arm"]) == ["none", "top1"] and set(table["baseline"]) == {"dropblock"}
+    assert table["paired"].all() and (table["n_pairs"] == 3).all()
+    runs = pd.read_csv(tiny_study.report / "runs.csv")
+    assert (runs["role"] == "trial").sum() == 6 and (runs["role"] == "seed_run").sum() == 9
+    assert {p.name for p in (tiny_study.report / "figures").iterdir()} >= {
+        "distribution.png", "learning_curves.png", "hyperparameters.png", "parallel.png"
+    }  # fmt: skip
+    out = tiny_study.workdir / "again"
+    assert (
+        main(["report", "--experiment", "tiny", "--workdir", str(tiny_study.workdir), "--out", str(out)]) == 0
+    )
+    assert "against dropblock (seeds runs)" in capsys.readouterr().out
+    assert pd.read_csv(out / "comparisons.csv")["p_paired_t"].tolist() == table["p_paired_t"].tolist()
