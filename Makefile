@@ -44,8 +44,8 @@ train-demo: $(BIN)/.installed
 	  --set train.epochs=3 --set train.lr=0.05 --set train.warmup_epochs=0.5 --set seed=0
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check rblock_tune tests benchmarks
-	$(BIN)/ruff format --check rblock_tune tests benchmarks
+	$(BIN)/ruff check rblock_tune tests benchmarks analysis
+	$(BIN)/ruff format --check rblock_tune tests benchmarks analysis
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -295,6 +296,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rblock-tune`` console script; returns the exit code."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # report figures: never a window from the command line
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)

@@ -586,6 +586,14 @@ def test_study_on_two_nodes_tracks_to_an_mlflow_server(
     status = study_status("two-nodes", workdir)
     assert status["tracking_uri"] == url and status["phases"] == {"trial": {"completed": 2}}
 
+    # the analysis reads the same study from the server: the tidy table and the protocol artifacts
+    from rblock_tune.analysis import load_histories, load_runs, read_protocol
+
+    table = load_runs("two-nodes", url)
+    assert sorted(table["role"]) == ["study", "trial", "trial"] and table["train.lr"].notna().sum() == 2
+    assert read_protocol(table).selection_metric == "val_acc" and read_protocol(table).search_budget == 2
+    assert sorted(load_histories(table[table["role"] == "trial"])["epoch"]) == [1, 1, 2, 2]
+
 
 def _watch(
     experiment: Path, found: dict[str, Any], act: Callable[[str], None], done: threading.Event

@@ -77,9 +77,9 @@ def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
     Columns: ``run_id``, ``run_name``, ``run_status`` (MLflow's), ``start_time``, ``end_time``, the
     ``rblock.*`` tags without their prefix (``role``, ``arm``, ``seed``, ``status``, ``trial_id``,
     ``study``, ``epochs_done``, ``error``) and ``parent_run_id``, then every param under its dotted
-    name (``reg.alpha``; values parsed back to numbers and booleans; integer params as ``Int64``), then the latest value of each
-    metric (``val_acc``, ``test_acc``, ...: the last epoch's). ``attrs`` keeps ``experiment``,
-    ``experiment_id`` and ``tracking_uri`` for :func:`load_histories`.
+    name (``reg.alpha``; values parsed back to numbers and booleans; integer params as ``Int64``),
+    then the latest value of each metric (``val_acc``, ``test_acc``, ...: the last epoch's).
+    ``attrs`` keeps ``experiment``, ``experiment_id`` and ``tracking_uri`` for :func:`load_histories`.
 
     Raises:
         ConfigError: the experiment does not exist there (the message lists those that do).

@@ -1,7 +1,8 @@
-"""Figures of a study: matplotlib, headless (Agg), each function returns its Figure.
+"""Figures of a study: matplotlib (pyplot) figures, each function returns its Figure.
 
 Inputs are the tidy tables of :mod:`rblock_tune.analysis` (runs from ``load_runs``, histories
-from ``load_histories``), so a notebook can call them on any subset.
+from ``load_histories``), so a notebook can call them on any subset. The backend is left to the
+caller: a notebook keeps its inline backend; the command line uses Agg (``MPLBACKEND``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -86,7 +84,8 @@ def plot_learning_curves(
     arm_col: str = "arm",
     baseline: str | None = None,
 ) -> Figure:
-    """Mean of ``metric`` per epoch for each arm, with a band of one standard deviation over seeds."""
+    """Mean of ``metric`` per epoch for each arm, with a band of one standard deviation over its runs
+    (its seeds, in a seed phase)."""
     data = histories[histories["metric"] == metric].merge(runs[["run_id", arm_col]], on="run_id")
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for arm in _order(data[arm_col].astype(str).tolist(), baseline):
@@ -97,7 +96,7 @@ def plot_learning_curves(
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by epoch: mean and ±1 sd over seeds")
+    ax.set_title(f"{metric} by epoch: mean and ±1 sd over each arm's runs")
     ax.grid(alpha=0.3)
     if len(ax.get_lines()):
         ax.legend(fontsize=8)
@@ -172,7 +171,7 @@ def plot_parallel(trials: pd.DataFrame, params: Sequence[str], metric: str = "va
             ticks[key] = (f"{lo:.3g}", f"{hi:.3g}")
     fig, ax = plt.subplots(figsize=(1.8 * len(axes_keys) + 2.0, 4.0))
     colour = scaled[metric]
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for i in range(len(data)):
         ax.plot(range(len(axes_keys)), [scaled[k][i] for k in axes_keys], color=cmap(colour[i]), alpha=0.7)
     for j, key in enumerate(axes_keys):
