@@ -93,9 +93,21 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", default="rblock_runs", help="work directory (default: ./rblock_runs)")
     run.add_argument("--address", help="join an existing Ray cluster (e.g. auto or HOST:6379)")
     run.add_argument(
-        "--storage", help="Ray results and checkpoints (default: WORKDIR/ray); shared for a cluster"
+        "--storage",
+        default=os.environ.get("RBLOCK_STORAGE"),
+        help="Ray results and checkpoints (default: $RBLOCK_STORAGE, else WORKDIR/ray); shared for a cluster",
     )
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    run.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("RBLOCK_TRACKING_URI"),
+        help="MLflow tracking URI (default: $RBLOCK_TRACKING_URI, else sqlite:///WORKDIR/mlflow.db)",
+    )
+    run.add_argument(
+        "--optuna-storage",
+        default=os.environ.get("RBLOCK_OPTUNA_STORAGE"),
+        help="Optuna storage URL, e.g. postgresql://USER:PASS@HOST:5432/optuna "
+        "(default: $RBLOCK_OPTUNA_STORAGE, else sqlite:///WORKDIR/optuna.db)",
+    )
     for action in ("resume", "status"):
         sub = actions.add_parser(action, help=f"{action} a study by name or folder")
         sub.add_argument("study", metavar="NAME|DIR")
@@ -185,7 +197,10 @@ def _print_study(result: Any) -> None:
         print(f"  best {i}: {values or '(the base config)'}  {metric}")
     print(f"state: {result.state_file}")
     print(f"ray results: {result.storage}")
-    print(f"optuna: {result.optuna_storage}  (optuna-dashboard {result.optuna_storage})")
+    from rblock_tune.tuning._study import redact_url
+
+    optuna_url = redact_url(result.optuna_storage)
+    print(f"optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
     if result.tracking_uri.startswith("http"):
         print(f"mlflow: {result.tracking_uri}")
     else:
@@ -208,6 +223,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
             address=args.address,
             storage=args.storage,
             tracking_uri=args.tracking_uri,
+            optuna_storage=args.optuna_storage,
         )
         _print_study(result)
         return 0

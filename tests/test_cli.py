@@ -179,3 +179,29 @@ def test_study_resume_and_status_of_unknown_study(tmp_path: Path, capsys: pytest
 def test_study_without_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "study")
     assert code == 2 and "study needs an action" in err
+
+
+def test_study_optuna_storage_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad or unreachable Optuna storage stops the study before Ray starts, with the password hidden;
+    RBLOCK_OPTUNA_STORAGE is the flag's default."""
+    work = str(tmp_path / "w")
+    code, _, err = run(capsys, "study", "run", QUICKSTART, "--workdir", work, "--optuna-storage", "optuna.db")
+    assert code == 2 and "is not a database URL" in err and len(err.strip().splitlines()) == 1
+    port = _closed_port()
+    url = f"postgresql://rblock:s3cret@127.0.0.1:{port}/optuna"
+    code, _, err = run(capsys, "study", "run", QUICKSTART, "--workdir", work, "--optuna-storage", url)
+    assert code == 2 and "cannot be opened" in err and "Connection refused" in err
+    assert "s3cret" not in err and "rblock:***@" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("RBLOCK_OPTUNA_STORAGE", url)
+    code, _, err = run(capsys, "study", "run", QUICKSTART, "--workdir", work)
+    assert code == 2 and f"127.0.0.1:{port}/optuna cannot be opened" in err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when this returns: nothing listens there

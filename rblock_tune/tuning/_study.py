@@ -3,7 +3,7 @@
 Layout of a work directory (default ``./rblock_runs``)::
 
     <workdir>/mlflow.db            MLflow tracking (unless --tracking-uri)
-    <workdir>/optuna.db            Optuna studies (optuna-dashboard sqlite:///<workdir>/optuna.db)
+    <workdir>/optuna.db            Optuna studies, unless --optuna-storage (optuna-dashboard URL)
     <workdir>/ray/                 Ray Tune results and trial checkpoints (unless --storage)
     <workdir>/<study>/study.json   the study's state: spec, locations, phases done, best configs
     <workdir>/<study>/spec.yaml    the spec as run
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rblock_tune.config import config_to_dict, flatten_config, with_overrides
 from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.tuning._spec import StudySpec, spec_from_dict
 
-__all__ = ["StudyPaths", "StudyResult", "resume_study", "run_study", "study_status"]
+__all__ = ["StudyPaths", "StudyResult", "redact_url", "resume_study", "run_study", "study_status"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,11 @@ def _is_remote_uri(uri: str) -> bool:
 
 
 def resolve_paths(
-    workdir: str | Path, address: str | None, storage: str | None, tracking_uri: str | None
+    workdir: str | Path,
+    address: str | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    optuna_storage: str | None = None,
 ) -> StudyPaths:
     """Defaults and the rules for a remote cluster (one-line errors)."""
     work = Path(workdir).expanduser().resolve()
@@ -83,7 +88,39 @@ def resolve_paths(
             )
     if not _is_remote_uri(ray_storage):
         ray_storage = str(Path(ray_storage).expanduser().resolve())
-    return StudyPaths(work, ray_storage, tracking, f"sqlite:///{work / 'optuna.db'}", address)
+    optuna_url = optuna_storage or f"sqlite:///{work / 'optuna.db'}"
+    if "://" not in optuna_url:
+        raise ConfigError(
+            f"--optuna-storage {optuna_url!r} is not a database URL: use sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST:5432/optuna"
+        )
+    return StudyPaths(work, ray_storage, tracking, optuna_url, address)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def check_optuna_storage(url: str) -> None:
+    """Fail fast, with one line, when the Optuna storage cannot be opened (before Ray starts)."""
+    import optuna
+    import sqlalchemy.exc
+
+    shown = redact_url(url)
+    try:
+        optuna.storages.RDBStorage(url)
+    except ImportError:  # optuna turns a missing driver (psycopg2, ...) into an ImportError
+        raise ConfigError(
+            f"optuna storage {shown} needs its database driver, which is not installed: "
+            "pip install 'rblock-tune[cluster]' (PostgreSQL), or the driver of that database"
+        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"optuna storage {shown} cannot be opened ({reason}); start the database or pass another "
+            "--optuna-storage"
+        ) from None
 
 
 def _state_path(workdir: Path, name: str) -> Path:
@@ -372,10 +409,11 @@ def run_study(
     address: str | None = None,
     storage: str | None = None,
     tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
     resume: bool = False,
 ) -> StudyResult:
     """Run (or, with ``resume``, continue) a whole study. See the module docstring for the layout."""
-    paths = resolve_paths(workdir, address, storage, tracking_uri)
+    paths = resolve_paths(workdir, address, storage, tracking_uri, optuna_storage)
     state_file = _state_path(paths.workdir, spec.name)
     if state_file.exists() and not resume:
         raise CheckpointError(
@@ -383,6 +421,8 @@ def run_study(
             f"'rblock-tune study resume {spec.name} --workdir {paths.workdir}', or pick another --name"
         )
     paths.workdir.mkdir(parents=True, exist_ok=True)
+    if spec.space:
+        check_optuna_storage(paths.optuna_storage)
     client = _mlflow(paths.tracking_uri)
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
     state.update(
@@ -478,6 +518,7 @@ def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> Study
         address=state.get("address"),
         storage=storage,
         tracking_uri=state["tracking_uri"],
+        optuna_storage=state["optuna_storage"],
         resume=True,
     )
 
