@@ -172,6 +172,18 @@ def test_load_runs_is_one_tidy_row_per_run(store: str) -> None:
     assert sorted(history["epoch"].unique()) == [1, 2, 3]
 
 
+def test_the_seed_tag_wins_over_the_seed_param(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("seeds", artifact_location=(tmp_path / "a").as_uri())
+    tagged = client.create_run(experiment_id, tags={"rblock.role": "seed_run", "rblock.seed": "5"})
+    client.log_batch(tagged.info.run_id, params=[Param("seed", "0"), Param("reg.alpha", "1.0")])
+    untagged = client.create_run(experiment_id, tags={})
+    client.log_batch(untagged.info.run_id, params=[Param("seed", "7")])
+    runs = load_runs("seeds", uri).set_index("run_id")
+    assert runs.loc[tagged.info.run_id, "seed"] == 5 and runs.loc[untagged.info.run_id, "seed"] == 7
+
+
 def test_load_runs_pages_through_many_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
 ) -> None:

@@ -106,6 +106,8 @@ def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
             for tag, column in TAG_COLUMNS.items():
                 row[column] = run.data.tags.get(tag)
             for key, value in run.data.params.items():
+                if row.get(key) is not None:  # the config's `seed` is also the tag rblock.seed: the tag wins
+                    continue
                 row[key] = parse_value(value)
                 params.add(key)
                 if not isinstance(row[key], int) or isinstance(row[key], bool):
