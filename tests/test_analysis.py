@@ -26,7 +26,9 @@ from rblock_tune.analysis import (
     load_histories,
     load_runs,
     parse_value,
+    planning_table,
     read_protocol,
+    seeds_needed,
     write_report,
 )
 from rblock_tune.analysis import _load as load_module
@@ -264,6 +266,18 @@ def test_report_finds_a_real_shift_and_writes_everything(store: str, tmp_path: P
         "`top1`",
     ):
         assert fragment in md, fragment  # fmt: skip
+    # planning: seeds needed for 0.25 / 0.5 / 1 accuracy points at the observed sd of the differences
+    diffs = (seeds["top1"] - seeds["dropblock"]).to_numpy()
+    plan = planning_table(
+        pd.DataFrame({"arm": runs["arm"], "seed": runs["seed"], "test_acc": runs["test_acc"]}).dropna(),
+        result.comparisons, "test_acc", 0.05,
+    ).set_index("arm")  # fmt: skip
+    assert list(plan.columns) == ["spread (sd)", "0.25 points", "0.5 points", "1 points"]
+    for label, size in (("0.25 points", 0.0025), ("1 points", 0.01)):
+        expected = seeds_needed(size, float(diffs.std(ddof=1)), paired=True)
+        assert plan.loc["top1", label] == str(expected)
+    assert int(plan.loc["top1", "0.25 points"]) > int(plan.loc["top1", "1 points"]) >= 2
+    assert "Planning: seeds per arm" in md
     html = result.html.read_text()
     assert html.count('src="data:image/png;base64,') == 5  # figures embedded: one file to share
     assert not re.search(r'src="(?!data:)', html) and "<table>" in html

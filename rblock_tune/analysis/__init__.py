@@ -16,6 +16,7 @@ from rblock_tune.analysis.report import (
     choose_baseline,
     comparison_values,
     param_importances,
+    planning_table,
     read_protocol,
     write_report,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "load_runs",
     "param_importances",
     "parse_value",
+    "planning_table",
     "power",
     "prob_improvement",
     "read_protocol",

@@ -30,7 +30,7 @@ import yaml
 
 from rblock_tune import __version__
 from rblock_tune.analysis._load import load_artifact_text, load_histories, load_runs
-from rblock_tune.analysis.stats import compare_arms, summarize_arms
+from rblock_tune.analysis.stats import compare_arms, seeds_needed, summarize_arms
 from rblock_tune.errors import ConfigError
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "choose_baseline",
     "comparison_values",
     "param_importances",
+    "planning_table",
     "read_protocol",
     "write_report",
 ]
@@ -338,6 +339,40 @@ def _table_for_people(comparisons: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def planning_table(
+    values: pd.DataFrame, comparisons: pd.DataFrame, metric: str, alpha: float, power: float = 0.8
+) -> pd.DataFrame:
+    """Seeds needed per arm to detect differences of a few sizes, at each comparison's observed spread.
+
+    The sizes are 0.25, 0.5 and 1 accuracy points for an accuracy metric (``*_acc``), else 0.25, 0.5 and
+    1 standard deviation of the baseline. The spread is the sd of the per-seed differences for a paired
+    comparison, the pooled sd otherwise.
+    """
+    sizes: list[tuple[str, float]]
+    if metric.endswith("acc"):
+        sizes = [(f"{d * 100:g} points", d) for d in (0.0025, 0.005, 0.01)]
+    else:
+        sd0 = float(comparisons["sd_baseline"].iloc[0]) if len(comparisons) else float("nan")
+        sizes = [(f"{k:g} sd ({k * sd0:.3g})", k * sd0) for k in (0.25, 0.5, 1.0)]
+    rows = []
+    for r in comparisons.itertuples(index=False):
+        arm = values[values["arm"].astype(str) == r.arm].set_index("seed")[metric]
+        base = values[values["arm"].astype(str) == r.baseline].set_index("seed")[metric]
+        if r.paired:
+            shared = arm.index.intersection(base.index).dropna()
+            spread = float((arm.loc[shared] - base.loc[shared]).std(ddof=1))
+        else:
+            na, nb = len(arm), len(base)
+            pooled = ((na - 1) * arm.var(ddof=1) + (nb - 1) * base.var(ddof=1)) / max(na + nb - 2, 1)
+            spread = float(np.sqrt(pooled))
+        row: dict[str, str] = {"arm": str(r.arm), "spread (sd)": _fmt(spread)}
+        for label, size in sizes:
+            needed = seeds_needed(size, spread, alpha=alpha, power=power, paired=bool(r.paired))
+            row[label] = "-" if needed is None else str(needed)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -597,6 +632,12 @@ def _document(
         f"Each arm against `{baseline}` (difference = arm - baseline; `comparisons.csv` has every column):"
     )
     doc.table(_table_for_people(comparisons, alpha))
+    planning = planning_table(values, comparisons, metric, alpha)
+    doc.para(
+        "Planning: seeds per arm needed to detect a difference of the given size with 80% power at "
+        f"alpha = {alpha}, at the spread observed here (of the per-seed differences when paired):"
+    )
+    doc.table(planning)
     captions = {
         "distribution": f"{metric} of every run, per arm (box: quartiles).",
         "learning_curves": "Validation curves of the compared runs: mean and ±1 sd over seeds.",
