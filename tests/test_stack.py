@@ -90,6 +90,25 @@ def _logs(stack_dir: str) -> str:
     )
 
 
+def _spec(folder: Path, name: str, *, size: int, epochs: int, space: dict[str, Any]) -> Path:
+    """A study spec of two concurrent resnet8 trials on synthetic data, one CPU each."""
+    path = folder / f"{name}.yaml"
+    raw = {
+        "name": name,
+        "base": {
+            "data": {"name": "synthetic", "synthetic_size": size, "val_size": 64},
+            "model": {"name": "resnet8"},
+            "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "device": "cpu"},
+        },
+        "space": space,
+        "search": {"algorithm": "random", "num_samples": 2, "max_concurrent": 2, "seed": 0},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpus": 1},
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def _marked(stack_dir: str) -> list[int]:
     found = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
@@ -116,29 +135,7 @@ def test_stack_runs_a_study_end_to_end(stack: tuple[dict[str, str], dict[str, st
     assert oct(Path(stack_dir, "stack.env").stat().st_mode)[-3:] == "600"
     assert written["PGPASSWORD"] and written["PGPASSWORD"] not in written["RBLOCK_OPTUNA_STORAGE"]
 
-    spec = tmp_path / "stacked.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "name": "stacked",
-                "base": {
-                    "data": {"name": "synthetic", "synthetic_size": 256, "val_size": 64},
-                    "model": {"name": "resnet8"},
-                    "train": {
-                        "epochs": 2,
-                        "batch_size": 64,
-                        "lr": 0.05,
-                        "device": "cpu",
-                        "eval_batch_size": 128,
-                    },
-                },
-                "space": {"reg.variant": ["bdrop_dml", "sdrop_dml"]},
-                "search": {"algorithm": "random", "num_samples": 2, "max_concurrent": 2, "seed": 0},
-                "scheduler": {"type": "fifo"},
-                "resources": {"cpus": 1},
-            }
-        )
-    )
+    spec = _spec(tmp_path, "stacked", size=256, epochs=2, space={"reg.variant": ["bdrop_dml", "sdrop_dml"]})
     run_env = {**env, **written}
     workdir = tmp_path / "work"
     command = [
@@ -236,23 +233,10 @@ def test_losing_the_head_node_then_up_and_resume(
 
     env, written = stack
     stack_dir = env["STACK_DIR"]
-    spec = tmp_path / "headloss.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "name": "headloss",
-                "base": {
-                    "data": {"name": "synthetic", "synthetic_size": 512, "val_size": 64},
-                    "model": {"name": "resnet8"},
-                    "train": {"epochs": 12, "batch_size": 64, "lr": 0.05, "device": "cpu"},
-                },
-                "space": {"reg.alpha": {"type": "loguniform", "low": 0.1, "high": 10}},
-                "search": {"algorithm": "random", "num_samples": 2, "max_concurrent": 2, "seed": 0},
-                "scheduler": {"type": "fifo"},
-                "resources": {"cpus": 1},
-            }
-        )
-    )
+    spec = _spec(
+        tmp_path, "headloss", size=512, epochs=12,
+        space={"reg.alpha": {"type": "loguniform", "low": 0.1, "high": 10}},
+    )  # fmt: skip
     run_env = {**env, **written}
     workdir, log = tmp_path / "work", tmp_path / "driver.log"
     cli = [sys.executable, "-m", "rblock_tune.cli", "-q", "study"]
