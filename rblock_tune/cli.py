@@ -238,6 +238,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
         )
         for role, counts in status["phases"].items():
             print(f"  {role}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        searched = "; ".join(f"{name} {seeds}" for name, seeds in status["search_seeds"].items() if seeds)
+        print(
+            f"  seeds: search trials {searched or 'none'}; seed phase {status['seed_phase_seeds'] or 'none'}"
+        )
         if status.get("optuna"):
             print("  optuna: " + ", ".join(f"{k} {v}" for k, v in status["optuna"].items() if v))
         print(f"  best so far: {status['best']}")
@@ -251,11 +255,17 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
         value = record.get(key)
         return "n/a" if value is None else format(value, spec)
 
+    dropped = (
+        fmt("drop_rate", ".3f")
+        if "drop_rate" in record
+        else f"{fmt('drop_rate_a', '.3f')}/{fmt('drop_rate_b', '.3f')}"
+    )
+
     return (
         f"epoch {record['epoch']}/{epochs}  loss {fmt('train_loss')}  train_acc {fmt('train_acc')}  "
         f"val_acc {fmt('val_acc')}  lr {fmt('lr', '.4g')}  p {fmt('drop_prob', '.3f')}  "
-        f"kl_cons {fmt('consistency_kl', '.4f')}  {fmt('images_per_second', '.0f')} img/s  "
-        f"{fmt('epoch_seconds', '.1f')} s"
+        f"dropped {dropped}  kl_probe {fmt('consistency_kl_probe', '.4f')}  "
+        f"{fmt('images_per_second', '.0f')} img/s  {fmt('epoch_seconds', '.1f')} s"
     )
 
 

@@ -25,9 +25,13 @@ from rblock_tune.errors import ConfigError
 
 __all__ = [
     "DATASETS",
+    "DEFAULT_SHORTCUTS",
     "MODELS",
     "PAIRED_VARIANTS",
+    "RATE_BASES",
     "SCHEDULES",
+    "SHORTCUTS",
+    "SPLIT_VARIANTS",
     "VARIANTS",
     "DataConfig",
     "ModelConfig",
@@ -57,6 +61,24 @@ VARIANTS: tuple[str, ...] = (
 
 PAIRED_VARIANTS: tuple[str, ...] = ("random_dml", "bdrop_dml", "sdrop_dml")
 """Variants that train two sub-models on a paired batch [x; x]."""
+
+SPLIT_VARIANTS: tuple[str, ...] = ("bdrop_dml", "sdrop_dml")
+"""Paired variants whose two sub-models split one shared mask (R-Block): each drops about half of it."""
+
+RATE_BASES: tuple[str, ...] = ("submodel", "shared")
+"""What ``reg.drop_prob`` means for :data:`SPLIT_VARIANTS`: each sub-model's drop rate (``submodel``,
+the shared mask then runs at 2p) or the shared mask's rate (``shared``, the spec's literal D(p, b))."""
+
+SHORTCUTS: tuple[str, ...] = ("A", "B")
+"""Residual shortcuts that change shape: ``A`` identity with stride-2 subsampling and zero-padded
+channels (He et al. 2016's CIFAR ResNets), ``B`` a 1x1 convolution (+ BN in post-activation blocks)."""
+
+DEFAULT_SHORTCUTS: dict[str, str] = {
+    **{name: "A" for name in ("resnet8", "resnet20", "resnet32", "resnet56", "resnet110")},
+    "preact_resnet18": "B",
+}
+"""Each architecture's published shortcut, used when ``model.shortcut`` is null: option A for He et al.'s
+CIFAR ResNets, the 1x1 projection for pre-activation ResNet-18. VGG-16 has none."""
 
 MODELS: tuple[str, ...] = (
     "resnet8",
@@ -147,15 +169,27 @@ class ModelConfig:
         name: architecture (see :data:`MODELS`).
         drop_stages: 1-based stage indices that receive drop layers; ``None`` means the
             spec's defaults (CIFAR ResNets: 2, 3; pre-act ResNet-18: 3, 4; VGG-16: 3, 4, 5).
+        shortcut: residual shortcuts that change shape (see :data:`SHORTCUTS`); ``None`` means
+            each architecture's published form: ``A`` for the CIFAR ResNets (He et al. 2016,
+            section 4.2; ResNet-20 then has 0.27M parameters), ``B`` for pre-act ResNet-18.
+            VGG-16 has no shortcuts and takes none.
     """
 
     _SECTION: ClassVar[str] = "model"
 
     name: str = "resnet20"
     drop_stages: tuple[int, ...] | None = None
+    shortcut: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("model.name", self.name, MODELS)
+        if self.shortcut is not None:
+            _check_choice("model.shortcut", self.shortcut, SHORTCUTS)
+            if self.name not in DEFAULT_SHORTCUTS:
+                raise ConfigError(
+                    f"model.shortcut={self.shortcut!r} does not apply to {self.name}, which has no residual "
+                    "shortcuts: leave model.shortcut unset"
+                )
         if self.drop_stages is not None:
             n_stages = 5 if self.name == "vgg16" else 4 if self.name == "preact_resnet18" else 3
             for stage in self.drop_stages:
@@ -165,6 +199,12 @@ class ModelConfig:
                         list(self.drop_stages),
                         f"stage numbers in 1..{n_stages} for {self.name}",
                     )
+
+    @property
+    def resolved_shortcut(self) -> str | None:
+        """The shortcut the model is built with: ``shortcut``, else the architecture's default
+        (:data:`DEFAULT_SHORTCUTS`); None for VGG-16."""
+        return self.shortcut or DEFAULT_SHORTCUTS.get(self.name)
 
 
 @dataclass(frozen=True)
@@ -176,9 +216,16 @@ class RegConfig:
         alpha: weight of the symmetric KL consistency term (two-sub-model variants only).
         drop_prob: target drop probability p.
         block_size: block size b (clipped to the feature map).
-        schedule: ``linear`` ramps p from 0 over the first ``ramp_fraction`` of training;
-            ``constant`` uses p from the first step.
-        ramp_fraction: share of all training steps over which the linear ramp runs.
+        rate_basis: what p means for ``bdrop_dml`` and ``sdrop_dml`` (:data:`RATE_BASES`):
+            ``submodel`` (default) p is each sub-model's drop rate, so their shared mask runs at
+            2p and p must be below 0.5; ``shared`` p is the rate of the shared mask, of which
+            each sub-model drops about half. Other variants drop p per model either way.
+        schedule: ``linear`` ramps p from 0 to its target over the ramp; ``constant`` uses p
+            from the first step (the ramp keys then do not apply).
+        ramp_fraction: linear ramp length as a share of all training steps; ``None`` means 1.0
+            unless ``ramp_epochs`` is set.
+        ramp_epochs: linear ramp length in epochs (may be fractional), the same whatever
+            ``train.epochs`` is, so a short search trial and a long seed run share one ramp.
     """
 
     _SECTION: ClassVar[str] = "reg"
@@ -187,25 +234,55 @@ class RegConfig:
     alpha: float = 1.0
     drop_prob: float = 0.1
     block_size: int = 3
+    rate_basis: str = "submodel"
     schedule: str = "linear"
-    ramp_fraction: float = 1.0
+    ramp_fraction: float | None = None
+    ramp_epochs: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("reg.variant", self.variant, VARIANTS)
+        _check_choice("reg.rate_basis", self.rate_basis, RATE_BASES)
         _check_choice("reg.schedule", self.schedule, SCHEDULES)
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise _fail("reg.alpha", self.alpha, ">= 0")
         if not 0.0 <= self.drop_prob < 1.0:
             raise _fail("reg.drop_prob", self.drop_prob, "in [0, 1)")
+        if self.doubles_shared_rate and self.drop_prob >= 0.5:
+            raise ConfigError(
+                f"reg.drop_prob={self.drop_prob!r} is out of range: must be in [0, 0.5) for "
+                f"{self.variant} with reg.rate_basis=submodel (each sub-model drops p, so the shared "
+                "mask drops 2p); lower it, or set reg.rate_basis=shared to make p the shared mask's rate"
+            )
         if self.block_size < 1:
             raise _fail("reg.block_size", self.block_size, ">= 1")
-        if not 0.0 < self.ramp_fraction <= 1.0:
+        if self.ramp_fraction is not None and not 0.0 < self.ramp_fraction <= 1.0:
             raise _fail("reg.ramp_fraction", self.ramp_fraction, "in (0, 1]")
+        if self.ramp_epochs is not None and not (math.isfinite(self.ramp_epochs) and self.ramp_epochs > 0):
+            raise _fail("reg.ramp_epochs", self.ramp_epochs, "> 0 (epochs)")
+        if self.ramp_fraction is not None and self.ramp_epochs is not None:
+            raise ConfigError(
+                f"reg.ramp_fraction={self.ramp_fraction!r} and reg.ramp_epochs={self.ramp_epochs!r} both "
+                "set the ramp length: set one of them"
+            )
 
     @property
     def paired(self) -> bool:
         """True for the two-sub-model variants."""
         return self.variant in PAIRED_VARIANTS
+
+    @property
+    def doubles_shared_rate(self) -> bool:
+        """True when the shared mask runs at 2p (a split variant with ``rate_basis=submodel``)."""
+        return self.rate_basis == "submodel" and self.variant in SPLIT_VARIANTS
+
+    def ramp_length(self, epochs: float) -> float:
+        """Epochs the linear ramp takes to reach the target in a run of ``epochs`` epochs (0 for
+        the constant schedule)."""
+        if self.schedule == "constant":
+            return 0.0
+        if self.ramp_epochs is not None:
+            return self.ramp_epochs
+        return (1.0 if self.ramp_fraction is None else self.ramp_fraction) * epochs
 
 
 @dataclass(frozen=True)
@@ -224,7 +301,10 @@ class TrainConfig:
         channels_last: channels-last memory format on CUDA (ignored on CPU).
         compile: wrap the model in ``torch.compile``.
         eval_batch_size: batch size for validation and test passes.
-        consistency_batch: size of the fixed validation batch for ``consistency_kl``.
+        consistency_batch: size of the fixed validation batch of the consistency metrics (a
+            seeded, class-stratified sample of the validation split, fixed by ``data.split_seed``).
+        probe_drop_prob: drop rate of the common DropBlock probe of ``consistency_kl_probe``.
+        probe_block_size: block size of that probe.
     """
 
     _SECTION: ClassVar[str] = "train"
@@ -241,6 +321,8 @@ class TrainConfig:
     compile: bool = False
     eval_batch_size: int = 512
     consistency_batch: int = 256
+    probe_drop_prob: float = 0.1
+    probe_block_size: int = 3
 
     def __post_init__(self) -> None:
         _check_choice("train.device", self.device, DEVICES)
@@ -260,6 +342,10 @@ class TrainConfig:
             raise _fail("train.eval_batch_size", self.eval_batch_size, ">= 1")
         if self.consistency_batch < 1:
             raise _fail("train.consistency_batch", self.consistency_batch, ">= 1")
+        if not 0.0 < self.probe_drop_prob < 1.0:
+            raise _fail("train.probe_drop_prob", self.probe_drop_prob, "in (0, 1)")
+        if self.probe_block_size < 1:
+            raise _fail("train.probe_block_size", self.probe_block_size, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -273,6 +359,14 @@ class TrialConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     reg: RegConfig = field(default_factory=RegConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        ramp = self.reg.ramp_epochs
+        if ramp is not None and ramp > self.train.epochs:
+            raise ConfigError(
+                f"reg.ramp_epochs={ramp!r} is longer than train.epochs={self.train.epochs}: the drop rate "
+                "would never reach its target; shorten the ramp or train longer"
+            )
 
 
 _SECTIONS: dict[str, type[Any]] = {

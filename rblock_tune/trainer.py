@@ -24,14 +24,17 @@ from torch import nn
 
 from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict, flatten_config
-from rblock_tune.data import Dataset, DeviceLoader, load_dataset
+from rblock_tune.data import Dataset, DeviceLoader, load_dataset, probe_rows
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.models import build_model
 from rblock_tune.regularizers import (
     DropSchedule,
     drop_factory,
     drop_layers,
+    dropblock_probe,
     rblock_loss_terms,
+    realised_drop_rates,
+    reset_drop_rates,
     set_drop_prob,
     symmetric_kl,
 )
@@ -49,8 +52,11 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint layout; 2 since models of every variant hold identity drop layers and
+CIFAR ResNets default to option-A shortcuts (format-1 weights do not load into these models)."""
 CONSISTENCY_SEED = 20230728
-"""Seed of the masks used for ``consistency_kl``: the same masks every epoch."""
+"""Seed of the masks of both consistency metrics: the same masks every epoch, for every trial."""
 
 RESUMABLE_KEYS = frozenset({"train.device", "train.compile", "data.root", "data.cache_dir"})
 """Keys that may differ between a checkpoint's config and the config of ``--resume``."""
@@ -87,6 +93,9 @@ class Trainer:
     built, so every variant of the same architecture starts from the same weights),
     the data order and augmentation (a dedicated CPU generator: the same for every
     arm with the same seed) and the masks (global torch RNG after initialisation).
+
+    Every variant's model has its drop layers in the same places (``none``'s are the
+    identity), so one DropBlock probe can measure any of them (``consistency_kl_probe``).
     """
 
     def __init__(self, config: TrialConfig, dataset: Dataset | None = None) -> None:
@@ -98,13 +107,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.data = dataset if dataset is not None else load_dataset(config.data)
         self.paired = config.reg.paired
-        use_drop = config.reg.variant != "none"
         torch.manual_seed(config.seed)
         self.model: nn.Module = build_model(
-            config.model,
-            self.data.num_classes,
-            drop_factory(config.reg) if use_drop else None,
-            in_channels=self.data.in_channels,
+            config.model, self.data.num_classes, drop_factory(config.reg), in_channels=self.data.in_channels
         )
         self.channels_last = self.on_cuda and cfg.channels_last
         self.model.to(self.device)
@@ -159,14 +164,19 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: _lr_factor(step, warmup_steps, total_steps)
         )
+        reg = config.reg
+        ramp_steps = (
+            None if reg.ramp_epochs is None else max(1, round(reg.ramp_epochs * self.steps_per_epoch))
+        )
         self.drop_schedule = DropSchedule(
-            config.reg.drop_prob, self.total_steps, config.reg.schedule, config.reg.ramp_fraction
+            reg.drop_prob, self.total_steps, reg.schedule, reg.ramp_fraction or 1.0, ramp_steps
         )
         self.epoch = 0
         self.step = 0
+        self.last_lr = cfg.lr
         self.records: list[dict[str, Any]] = []
         self.test_acc: float | None = None
-        self._consistency_batch = self._fixed_batch(cfg.consistency_batch)
+        self._consistency_batch = self._probe_batch(cfg.consistency_batch)
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self) -> AbstractContextManager[Any]:
@@ -178,10 +188,14 @@ class Trainer:
         if self.on_cuda:
             torch.cuda.synchronize(self.device)
 
-    def _fixed_batch(self, size: int) -> torch.Tensor:
-        """The first ``size`` validation images (test images when there is no validation set)."""
-        source = self.data.val_x if len(self.data.val_x) else self.data.test_x
-        x = source[:size].to(self.device)
+    def _probe_batch(self, size: int) -> torch.Tensor | None:
+        """The fixed probe batch of the consistency metrics: ``size`` validation images, a
+        class-stratified sample fixed by ``data.split_seed`` (:func:`rblock_tune.data.probe_rows`);
+        None without a validation split (test images are never used)."""
+        if not len(self.data.val_y):
+            return None
+        rows = probe_rows(self.data.val_y, self.data.num_classes, size, self.config.data.split_seed)
+        x = self.data.val_x[rows].to(self.device)
         mean = torch.tensor(self.data.mean, device=self.device).view(1, -1, 1, 1)
         std = torch.tensor(self.data.std, device=self.device).view(1, -1, 1, 1)
         batch = (x.float() / 255.0 - mean) / std
@@ -219,14 +233,17 @@ class Trainer:
                 correct = (logits.argmax(1) == y).sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this step uses
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         return loss.detach(), ce.detach(), kl.detach(), correct
 
     def train_epoch(self, progress: bool = False) -> dict[str, float]:
-        """One pass over the training set; returns the training part of the record."""
+        """One pass over the training set; returns the training part of the record, with the
+        realised drop rates of its steps (:meth:`drop_rate_record`)."""
         self.model.train()
+        reset_drop_rates(self.model)
         sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss, ce, kl, correct
         seen = 0
         check_every = 25 if self.on_cuda else 1
@@ -261,8 +278,20 @@ class Trainer:
             "train_ce": ce_sum / seen,
             "train_kl": kl_sum / seen,
             "train_acc": correct_sum / seen,
+            **self.drop_rate_record(),
             "train_images": float(seen),
         }
+
+    def drop_rate_record(self) -> dict[str, float]:
+        """Realised drop rates since the drop layers were last reset, measured from the masks
+        actually applied: share of units dropped, per sub-model, averaged over steps and drop
+        layers. ``drop_rate`` for single-model variants (0 for ``none``), ``drop_rate_a`` and
+        ``drop_rate_b`` for the two sub-models of paired ones."""
+        rates = None if self.config.reg.variant == "none" else realised_drop_rates(self.model)
+        if self.paired:
+            a, b = rates if rates is not None else (0.0, 0.0)
+            return {"drop_rate_a": a, "drop_rate_b": b}
+        return {"drop_rate": rates[0] if rates is not None else 0.0}
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader) -> tuple[float, float]:
@@ -280,18 +309,23 @@ class Trainer:
         return loss_sum / n, correct / n
 
     @torch.no_grad()
-    def consistency_kl(self) -> float:
-        """Mean symmetric KL between sub-model outputs (train-mode masks at the current
-        drop rate) and the full model (eval mode) on a fixed validation batch.
+    def consistency_kl_own(self) -> float | None:
+        """The train/inference inconsistency *through the model's own masks*: mean symmetric
+        KL between its sub-model outputs (its variant's masks at the current drop rate) and the
+        full model (eval mode) on the fixed probe batch. None without a validation split, and for
+        ``none``, which has no masks of its own.
 
         Only the drop layers switch to training mode: BatchNorm stays in eval mode, so
         the metric measures what the masks change and updates no statistics. The masks
         come from a generator with a fixed seed, the same every epoch, and the global
-        RNG is untouched. 0 for ``none`` and at p = 0.
+        RNG is untouched. 0 at p = 0. Variants differ in their masks, so
+        this does not compare variants on one scale: :meth:`consistency_kl_probe` does.
         """
-        if not self.drop_layers or self.drop_layers[0].drop_prob == 0.0:
-            return 0.0
         x = self._consistency_batch
+        if x is None or self.config.reg.variant == "none":  # none has no masks of its own
+            return None
+        if self.drop_layers[0].drop_prob == 0.0:
+            return 0.0
         self.model.eval()
         generator = torch.Generator(device=self.device).manual_seed(CONSISTENCY_SEED)
         with self._autocast():
@@ -300,6 +334,7 @@ class Trainer:
             for layer in self.drop_layers:
                 layer.train()
                 layer.generator = generator
+                layer.counting = False  # a measurement, not a training step
             with self._autocast():
                 if self.paired:
                     out_a, out_b = self.model(torch.cat([x, x])).float().chunk(2)
@@ -310,7 +345,28 @@ class Trainer:
             for layer in self.drop_layers:
                 layer.eval()
                 layer.generator = None
+                layer.counting = True
         return float(value)
+
+    @torch.no_grad()
+    def consistency_kl_probe(self) -> float | None:
+        """The train/inference inconsistency measured by one instrument for every variant: mean
+        symmetric KL between the model under a common DropBlock probe (single-model masks
+        D(``train.probe_drop_prob``, ``train.probe_block_size``) at every drop layer, drawn from a
+        fixed seed) and the full model, both with BatchNorm in eval mode, on the fixed probe batch.
+        Two models with the same weights give the same value whatever their variants. None
+        without a validation split."""
+        x = self._consistency_batch
+        if x is None:
+            return None
+        cfg = self.config.train
+        self.model.eval()
+        generator = torch.Generator(device=self.device).manual_seed(CONSISTENCY_SEED)
+        with self._autocast():
+            full = self.model(x).float()
+            with dropblock_probe(self.model, cfg.probe_drop_prob, cfg.probe_block_size, generator):
+                probed = self.model(x).float()
+        return float(symmetric_kl(probed, full))
 
     def run_epoch(self, progress: bool = False) -> dict[str, Any]:
         """Train one epoch, validate, and return (and keep) its metrics record.
@@ -332,9 +388,15 @@ class Trainer:
             record["val_loss"], record["val_acc"] = self.evaluate(self.val_loader)
         else:
             record["val_loss"] = record["val_acc"] = None
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["lr"] = self.last_lr
         record["drop_prob"] = self.drop_schedule(self.step - 1)
-        record["consistency_kl"] = self.consistency_kl()
+        for name, probe in (
+            ("consistency_kl_own", self.consistency_kl_own),
+            ("consistency_kl_probe", self.consistency_kl_probe),
+        ):
+            value = probe()
+            if value is not None:  # absent without a validation split (and the own-mask one for none)
+                record[name] = value
         self._sync()
         record["epoch_seconds"] = time.perf_counter() - start
         record["images_per_second"] = train_images / train_seconds
@@ -362,11 +424,12 @@ class Trainer:
         if self.on_cuda:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "version": __version__,
             "config": config_to_dict(self.config),
             "epoch": self.epoch,
             "step": self.step,
+            "last_lr": self.last_lr,
             "records": self.records,
             "test_acc": self.test_acc,
             "model": self.model.state_dict(),
@@ -383,6 +446,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
+        self.last_lr = float(state["last_lr"])
         self.records = list(state["records"])
         self.test_acc = state.get("test_acc")
         torch.set_rng_state(state["rng"]["torch"])
@@ -415,8 +479,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}); it may be truncated"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != 1:
+    if not isinstance(state, dict) or not isinstance(state.get("format"), int):
         raise CheckpointError(f"{path} is not an rblock-tune checkpoint")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by rblock-tune {state.get('version', '?')} in checkpoint format "
+            f"{state['format']}, which this version ({__version__}, format {CHECKPOINT_FORMAT}) cannot "
+            "continue: start a new run"
+        )
     return state
 
 
@@ -445,6 +515,10 @@ def _metrics_payload(trainer: Trainer, status: str, error: str | None = None) ->
         "status": status,
         "device": str(trainer.device),
         "config": config_to_dict(trainer.config),
+        "model": {
+            "shortcut": trainer.config.model.resolved_shortcut,
+            "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        },
         "epochs": records,
         "val_acc": last.get("val_acc"),
         "test_acc": trainer.test_acc,

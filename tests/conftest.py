@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 TINY_STUDY = {
     "name": "tiny",
@@ -85,3 +87,29 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
         report=workdir / "tiny" / "report",
         stdout=done.stdout,
     )
+
+
+def write_class_ordered_folder(
+    root: Path, n_classes: int = 4, n_train: int = 40, n_test: int = 8, size: int = 32
+) -> Path:
+    """An image folder shaped like the shared CIFAR-10 copy: ``root/{train,test}/<class>/NNNN.png``,
+    read class by class, so the training set (and the validation split carved from it) is in class
+    order. Each class has its own mean colour and a little noise; the green channel of pixel (0, 0)
+    is the class index times 40, so a test can read a decoded image's class back."""
+    rng = np.random.default_rng(0)
+    for label in range(n_classes):
+        colour = rng.integers(30, 220, size=3)
+        for split, n in (("train", n_train), ("test", n_test)):
+            folder = root / split / f"class{label:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = np.clip(colour + rng.normal(0, 20, size=(size, size, 3)), 0, 255).astype(np.uint8)
+                img[0, 0, 1] = 40 * label
+                Image.fromarray(img).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def class_ordered_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-class image folder in class order (see :func:`write_class_ordered_folder`)."""
+    return write_class_ordered_folder(tmp_path_factory.mktemp("class_ordered") / "data")

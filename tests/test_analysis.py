@@ -28,6 +28,7 @@ from rblock_tune.analysis import (
     parse_value,
     planning_table,
     read_protocol,
+    realised_rates,
     seeds_needed,
     write_report,
 )
@@ -43,10 +44,12 @@ SPEC = {
     "space": {
         "reg.variant": ["bdrop_dml", "sdrop_dml"],
         "reg.alpha": {"type": "loguniform", "low": 0.1, "high": 10},
-        "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.5},
+        "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.45},
     },
 }
 ARM_VARIANTS = {"top1": "bdrop_dml", "dropblock": "dropblock", "none": "none"}
+RATES = {"top1": 0.088, "dropblock": 0.094, "none": 0.0}
+"""Realised per-sub-model drop rates of the arms' runs (as reg.rate_basis=submodel gives)."""
 
 
 def _run(
@@ -57,10 +60,12 @@ def _run(
     params: dict[str, Any],
     curve: list[float],
     test_acc: float | None,
+    drop_rates: dict[str, float] | None = None,
 ) -> str:
     run = client.create_run(experiment_id, tags=tags)
     run_id = str(run.info.run_id)
     metrics = [Metric("val_acc", v, 1000 + e, e) for e, v in enumerate(curve, start=1)]
+    metrics += [Metric(k, v, 1000 + len(curve), len(curve)) for k, v in (drop_rates or {}).items()]
     if test_acc is not None:
         metrics.append(Metric("test_acc", test_acc, 2000, len(curve)))
     client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()], tags=[])
@@ -77,9 +82,16 @@ def make_store(
     trials: int = 8,
     seed_phase: bool = True,
     diverged: int = 0,
+    first_seed: int = 1,
+    rates: dict[str, float | None] | None = None,
+    allow_search_seeds: bool = False,
+    top1_basis: str = "submodel",
 ) -> str:
-    """An experiment ``synth``: ``trials`` search trials, and (``seed_phase``) arms top1, dropblock
-    and none over ``seeds`` seeds, test_acc = 0.7 + per-seed effect + ``shift[arm]`` + noise."""
+    """An experiment ``synth``: ``trials`` search trials (seed 0), and (``seed_phase``) arms top1,
+    dropblock and none over ``seeds`` seeds from ``first_seed`` on, test_acc = 0.7 + per-seed effect +
+    ``shift[arm]`` + noise; each seed run records the realised drop rate ``rates[arm]`` (default
+    :data:`RATES`; None: not recorded) as ``drop_rate`` or ``drop_rate_a``/``drop_rate_b``."""
+    rates = {**RATES, **(rates or {})}
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment("synth", artifact_location=(folder / "art").as_uri())
@@ -105,14 +117,19 @@ def make_store(
     if seed_phase:
         parent = client.create_run(experiment_id, tags={"rblock.role": "seeds", "rblock.study": "synth"})
         arms = {"top1": {"reg.variant": "bdrop_dml"}, "dropblock": {"reg.variant": "dropblock"}, "none": {}}
-        client.log_text(
-            parent.info.run_id, yaml.safe_dump({"arms": arms, "seeds": list(range(seeds))}), "arms.yaml"
-        )
+        seed_list = list(range(first_seed, first_seed + seeds))
+        record = {"arms": arms, "seeds": seed_list, "search_seeds": {"synth": [0]},
+                  "allow_search_seeds": allow_search_seeds}  # fmt: skip
+        client.log_text(parent.info.run_id, yaml.safe_dump(record), "arms.yaml")
         per_seed = rng.normal(0, 0.01, seeds)
         for arm, variant in ARM_VARIANTS.items():
-            for s in range(seeds):
-                acc = 0.7 + per_seed[s] + shift.get(arm, 0.0) + rng.normal(0, 0.002)
-                status = "diverged" if arm == "none" and s < diverged else "completed"
+            rate = rates[arm]
+            drop_rates = None if rate is None else (
+                {"drop_rate_a": rate, "drop_rate_b": rate} if variant == "bdrop_dml" else {"drop_rate": rate}
+            )  # fmt: skip
+            for i, s in enumerate(seed_list):
+                acc = 0.7 + per_seed[i] + shift.get(arm, 0.0) + rng.normal(0, 0.002)
+                status = "diverged" if arm == "none" and i < diverged else "completed"
                 _run(
                     client,
                     experiment_id,
@@ -122,9 +139,10 @@ def make_store(
                         "mlflow.parentRunId": parent.info.run_id,
                     },
                     params={"reg.variant": variant, "reg.alpha": 1.0, "reg.drop_prob": 0.1, "train.epochs": 3,
-                            "seed": s},
+                            "seed": s, "reg.rate_basis": top1_basis if arm == "top1" else "submodel"},
                     curve=[acc - 0.2, acc - 0.1, acc],
                     test_acc=None if status == "diverged" else acc,
+                    drop_rates=drop_rates,
                 )  # fmt: skip
     return uri
 
@@ -212,8 +230,9 @@ def test_protocol_is_read_from_the_parent_runs(store: str) -> None:
     protocol = read_protocol(load_runs("synth", store))
     assert protocol.selection_metric == "val_acc" and protocol.selection_mode == "max"
     assert set(protocol.space) == {"reg.variant", "reg.alpha", "reg.drop_prob"}
-    assert protocol.search_budget == 3 and protocol.seeds == list(range(8))
+    assert protocol.search_budget == 3 and protocol.seeds == list(range(1, 9))
     assert set(protocol.arms) == {"top1", "dropblock", "none"}
+    assert protocol.search_seeds == {"synth": [0]} and not protocol.allow_search_seeds
 
 
 def test_comparison_picks_the_seed_phase_and_a_baseline(store: str) -> None:
@@ -310,6 +329,58 @@ def test_report_refuses_bad_input(store: str, tmp_path: Path) -> None:
         write_report("synth", store, tmp_path, alpha=1.5)
 
 
+# ------------------------------------------------------------------------- fair comparisons
+def test_protocol_lists_the_seeds_of_each_phase_and_the_realised_rates(store: str, tmp_path: Path) -> None:
+    result = write_report("synth", store, tmp_path / "rep", n_resamples=1000)
+    md = result.markdown.read_text()
+    assert (
+        "seeds: the search trials ran with [0] (this study); the seed phase ran [1, 2, 3, 4, 5, 6, 7, 8], "
+        "disjoint from every search seed." in md
+    )
+    assert "realised drop rate per sub-model" in md
+    assert (
+        "`dropblock` 0.094 (dropblock, p=0.1)" in md
+        and "`top1` 0.088 (bdrop_dml, p=0.1, submodel basis)" in md
+    )
+    assert "`none` 0 (none)" in md
+    assert not any("reuses search seed" in c or "unequal drop rates" in c for c in result.caveats)
+    rates = realised_rates(result.runs[result.runs["role"] == "seed_run"]).set_index("arm")
+    assert rates.loc["top1", "realised"] == pytest.approx(0.088) and rates.loc["none", "realised"] == 0.0
+    assert rates.loc["top1", "rate_basis"] == "submodel"
+
+
+def test_caveat_when_the_seed_phase_reuses_a_search_seed(tmp_path: Path) -> None:
+    uri = make_store(tmp_path, shift={}, first_seed=0, allow_search_seeds=True)
+    result = write_report("synth", uri, tmp_path / "rep", n_resamples=1000)
+    (caveat,) = [c for c in result.caveats if "reuses search seed" in c]
+    assert "[0] (allowed by seeds.allow_search_seeds)" in caveat and "winner's curse" in caveat
+    assert (
+        "the seed phase ran [0, 1, 2, 3, 4, 5, 6, 7], reusing search seed(s) [0]."
+        in result.markdown.read_text()
+    )
+
+
+def test_caveat_when_compared_arms_drop_unequal_shares(tmp_path: Path) -> None:
+    """bdrop_dml on the shared basis drops about half of dropblock's rate per sub-model: more than 25%."""
+    uri = make_store(tmp_path, shift={}, rates={"top1": 0.047}, top1_basis="shared")
+    result = write_report("synth", uri, tmp_path / "rep", n_resamples=1000)
+    (caveat,) = [c for c in result.caveats if "unequal drop rates" in c]
+    assert "top1 0.047 vs dropblock 0.094 (-50%)" in caveat and "with reg.rate_basis=submodel" in caveat
+    assert "none" not in caveat.split(":")[1]  # no regularization is not a mismatch of rates
+    # already on the submodel basis (sdrop_dml at high p against DropBlock's overlapping blocks, say)
+    overlap = make_store(tmp_path / "overlap", shift={}, rates={"top1": 0.094 * 1.3})
+    (caveat,) = [c for c in write_report("synth", overlap, tmp_path / "o", n_resamples=1000).caveats
+                 if "unequal drop rates" in c]  # fmt: skip
+    assert "(+30%)" in caveat and "already read p per sub-model" in caveat and "choose each arm's p" in caveat
+    within = make_store(tmp_path / "within", shift={}, rates={"top1": 0.094 * 0.76})
+    assert not any(
+        "unequal" in c for c in write_report("synth", within, tmp_path / "w", n_resamples=1000).caveats
+    )
+    unknown = make_store(tmp_path / "unknown", shift={}, rates={"top1": None, "dropblock": None})
+    caveats = write_report("synth", unknown, tmp_path / "u", n_resamples=1000).caveats
+    assert any("drop rates were not recorded for dropblock, top1" in c for c in caveats)
+
+
 # ----------------------------------------------------------------------------- the command
 def test_report_command(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
@@ -366,6 +437,15 @@ def test_a_real_study_ends_with_its_report(tiny_study: Any, capsys: pytest.Captu
     assert table["paired"].all() and (table["n_pairs"] == 3).all()
     runs = pd.read_csv(tiny_study.report / "runs.csv")
     assert (runs["role"] == "trial").sum() == 6 and (runs["role"] == "seed_run").sum() == 9
+    # the realised drop rates are columns of the tidy run table, like every other metric
+    assert {"drop_rate", "drop_rate_a", "drop_rate_b", "consistency_kl_own", "consistency_kl_probe"} <= set(
+        runs
+    )
+    seed_runs = runs[runs["role"] == "seed_run"].set_index("arm")
+    assert (seed_runs.loc["none", "drop_rate"] == 0).all() and (
+        seed_runs.loc["dropblock", "drop_rate"] > 0
+    ).all()
+    assert sorted(seed_runs["seed"].unique()) == [1, 2, 3]
     assert {p.name for p in (tiny_study.report / "figures").iterdir()} >= {
         "distribution.png", "learning_curves.png", "hyperparameters.png", "parallel.png"
     }  # fmt: skip

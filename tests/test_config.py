@@ -97,6 +97,14 @@ def test_with_overrides_revalidates() -> None:
         ("model.drop_stages=[4]", "model.drop_stages=[4] is out of range: must be stage numbers in 1..3"),
         ("reg.schedule=cosine", "reg.schedule='cosine' is not allowed"),
         ("seed", "--set 'seed' is not key=value"),
+        ("reg.rate_basis=layer", "reg.rate_basis='layer' is not allowed: must be one of submodel, shared"),
+        ("reg.drop_prob=0.5", "reg.drop_prob=0.5 is out of range: must be in [0, 0.5) for bdrop_dml"),
+        ("reg.ramp_epochs=0", "reg.ramp_epochs=0.0 is out of range: must be > 0 (epochs)"),
+        ("reg.ramp_fraction=0", "reg.ramp_fraction=0.0 is out of range: must be in (0, 1]"),
+        ("reg.ramp_epochs=300", "reg.ramp_epochs=300.0 is longer than train.epochs=200"),
+        ("model.shortcut=C", "model.shortcut='C' is not allowed: must be one of A, B"),
+        ("train.probe_drop_prob=0", "train.probe_drop_prob=0.0 is out of range: must be in (0, 1)"),
+        ("train.probe_block_size=0", "train.probe_block_size=0 is out of range: must be >= 1"),
     ],
 )
 def test_bad_values_give_one_line_errors(override: str, message: str) -> None:
@@ -129,3 +137,29 @@ def test_parse_override_reads_yaml_values() -> None:
     assert parse_override("a.b=0.5") == ("a.b", 0.5)
     assert parse_override("a.b=null") == ("a.b", None)
     assert parse_override("a.b=/data/x=y") == ("a.b", "/data/x=y")
+
+
+def test_rate_basis_ramp_and_shortcut_defaults() -> None:
+    reg = TrialConfig().reg
+    assert (reg.rate_basis, reg.schedule, reg.ramp_fraction, reg.ramp_epochs) == (
+        "submodel",
+        "linear",
+        None,
+        None,
+    )
+    assert reg.doubles_shared_rate and reg.ramp_length(200) == 200
+    assert TrialConfig().model.shortcut is None  # each architecture's published form (A for CIFAR ResNets)
+    # p >= 0.5 is fine where p is the shared mask's rate, or for a variant that drops p per model anyway
+    assert load_config(None, ["reg.drop_prob=0.6", "reg.rate_basis=shared"]).reg.drop_prob == 0.6
+    assert load_config(None, ["reg.drop_prob=0.6", "reg.variant=dropblock"]).reg.drop_prob == 0.6
+    assert load_config(None, ["reg.drop_prob=0.6", "reg.variant=random_dml"]).reg.drop_prob == 0.6
+    assert not load_config(None, ["reg.variant=random_dml"]).reg.doubles_shared_rate
+    ramp = load_config(None, ["reg.ramp_epochs=10", "train.epochs=50"]).reg
+    assert ramp.ramp_length(50) == ramp.ramp_length(200) == 10
+    assert load_config(None, ["reg.ramp_fraction=0.25"]).reg.ramp_length(40) == 10
+    assert load_config(None, ["reg.schedule=constant"]).reg.ramp_length(40) == 0
+    # the ramp keys do not apply to the constant schedule (so a search may try both schedules)
+    assert load_config(None, ["reg.schedule=constant", "reg.ramp_epochs=5"]).reg.ramp_length(40) == 0
+    assert TrialConfig().model.resolved_shortcut == "A"
+    assert load_config(None, ["model.name=preact_resnet18"]).model.resolved_shortcut == "B"
+    assert load_config(None, ["model.name=vgg16"]).model.resolved_shortcut is None

@@ -19,6 +19,7 @@ from rblock_tune.data import (
     Dataset,
     DeviceLoader,
     load_dataset,
+    probe_rows,
     resolve_cache_dir,
     resolve_data_root,
 )
@@ -479,6 +480,18 @@ def test_allocate_and_stratified_pick() -> None:
 
 
 # ----------------------------------------------------------------------------- synthetic
+def test_probe_rows_are_a_seeded_stratified_sample_of_class_ordered_labels() -> None:
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)  # class-ordered, as image folders are read
+    torch.manual_seed(1)
+    rows = probe_rows(labels, 3, 10, split_seed=0)
+    assert torch.bincount(labels[rows], minlength=3).tolist() == [5, 3, 2]
+    assert torch.equal(rows, rows.sort().values) and rows.unique().numel() == 10
+    torch.manual_seed(2)  # the global RNG plays no part: only the split seed
+    assert torch.equal(rows, probe_rows(labels, 3, 10, split_seed=0))
+    assert not torch.equal(rows, probe_rows(labels, 3, 10, split_seed=1))
+    assert torch.equal(probe_rows(labels, 3, 500, split_seed=0), torch.arange(100))  # all rows, at most
+
+
 def test_synthetic_is_deterministic_and_balanced(tmp_path: Path) -> None:
     config = cfg(tmp_path, name="synthetic", synthetic_size=200, synthetic_classes=7, val_size=0)
     torch.manual_seed(1)

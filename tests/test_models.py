@@ -16,11 +16,11 @@ REG = RegConfig(variant="dropblock", drop_prob=0.1, block_size=3)
 @pytest.mark.parametrize(
     ("name", "params", "n_drop"),
     [
-        # CIFAR ResNets: He et al. 2016 report 0.27M / 0.46M / 0.85M / 1.7M parameters
-        ("resnet8", 0.078, 2),
+        # CIFAR ResNets (option-A shortcuts by default): He et al. 2016 report 0.27M / 0.46M / 0.85M / 1.7M
+        ("resnet8", 0.075, 2),
         ("resnet20", 0.27, 6),
-        ("resnet32", 0.47, 10),
-        ("resnet56", 0.86, 18),
+        ("resnet32", 0.46, 10),
+        ("resnet56", 0.85, 18),
         ("resnet110", 1.73, 36),
         ("preact_resnet18", 11.17, 4),
         ("vgg16", 14.72, 9),
@@ -69,3 +69,39 @@ def test_grayscale_input_and_unknown_name() -> None:
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ConfigError):
         ModelConfig(name="resnet18")
+
+
+def test_shortcut_option_a_by_default_for_cifar_resnets() -> None:
+    """He et al. 2016's CIFAR ResNets use option A (zero-padded identity): ResNet-20 has 269,722
+    parameters (0.27M); option B's 1x1 projections add 2,752."""
+
+    def count(config: ModelConfig) -> int:
+        return sum(p.numel() for p in build_model(config, 10, drop_factory(REG)).parameters())
+
+    assert count(ModelConfig(name="resnet20")) == count(ModelConfig(name="resnet20", shortcut="A")) == 269722
+    assert count(ModelConfig(name="resnet20", shortcut="B")) == 272474
+    # pre-act ResNet-18 keeps its usual 1x1 projection shortcuts unless asked for option A
+    preact_b = count(ModelConfig(name="preact_resnet18", shortcut="B"))
+    assert (
+        count(ModelConfig(name="preact_resnet18"))
+        == preact_b
+        > count(ModelConfig(name="preact_resnet18", shortcut="A"))
+    )
+    with pytest.raises(ConfigError, match="does not apply to vgg16"):
+        ModelConfig(name="vgg16", shortcut="A")
+    with pytest.raises(ConfigError, match=r"model\.shortcut='C' is not allowed"):
+        ModelConfig(name="resnet20", shortcut="C")
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads() -> None:
+    from rblock_tune.models._resnet import _PadShortcut
+
+    x = torch.randn(2, 16, 8, 8)
+    out = _PadShortcut(16, 32, 2)(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
+    assert not out[:, :8].any() and not out[:, 24:].any()
+    for name in ("resnet20", "preact_resnet18"):
+        model = build_model(ModelConfig(name=name, shortcut="A"), 10, drop_factory(REG)).train()
+        x = torch.randn(2, 3, 32, 32)
+        assert model(torch.cat([x, x])).shape == (4, 10)

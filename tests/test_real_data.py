@@ -40,6 +40,30 @@ def test_cifar10_image_folder_loads_with_the_standard_split(cifar_dir: Path) -> 
         assert got == pytest.approx(want, abs=0.005)
 
 
+def test_probe_batch_covers_every_class_of_the_class_ordered_copy(cifar_dir: Path) -> None:
+    """The shared copy is read class by class, so the validation split's first 256 images are all
+    airplanes; the consistency metrics' probe batch is a stratified sample of it instead."""
+    import torch
+
+    from rblock_tune.data import probe_rows
+
+    data = load_dataset(load_config(None, [f"data.root={cifar_dir}", "data.download=false"]).data)
+    assert data.val_y[:256].unique().tolist() == [0]
+    rows = probe_rows(data.val_y, data.num_classes, 256, split_seed=0)
+    counts = torch.bincount(data.val_y[rows], minlength=10).tolist()
+    assert sorted(set(counts)) == [25, 26] and sum(counts) == 256
+    # and the trainer measures on exactly those images
+    from rblock_tune.trainer import Trainer
+
+    cfg = load_config(None, [f"data.root={cifar_dir}", "data.download=false", "model.name=resnet8",
+                             "train.device=cpu"])  # fmt: skip
+    trainer = Trainer(cfg, dataset=data)
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    expected = (data.val_x[rows].float() / 255.0 - mean) / std
+    assert trainer._consistency_batch is not None and torch.equal(trainer._consistency_batch, expected)
+
+
 def test_resnet8_learns_a_cifar10_subset_in_one_epoch(cifar_dir: Path, tmp_path: Path) -> None:
     cfg = load_config(
         None,
@@ -90,10 +114,24 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
     assert len(roles["trial"]) == 8
     assert set(roles["trial"]) <= {"completed", "early_stopped"}
     assert sorted(roles["seed_run"]) == ["completed"] * 9  # top1, dropblock, none x 3 seeds
+    # the seed phase runs seeds after the search's seed 0, and every run records what its masks dropped
+    seed_runs = [r for r in runs if r.data.tags["rblock.role"] == "seed_run"]
+    assert {r.data.tags["rblock.seed"] for r in seed_runs} == {"1", "2", "3"}
+    assert {r.data.tags["rblock.seed"] for r in runs if r.data.tags["rblock.role"] == "trial"} == {"0"}
+    for run in seed_runs:
+        metrics = run.data.metrics
+        if run.data.tags["rblock.arm"] == "none":
+            assert metrics["drop_rate"] == 0.0
+        elif run.data.tags["rblock.arm"] == "dropblock":
+            assert 0.0 < metrics["drop_rate"] < 0.1
+        else:
+            assert 0.0 < metrics["drop_rate_a"] < 0.5 and 0.0 < metrics["drop_rate_b"] < 0.5
+        assert metrics["consistency_kl_probe"] > 0.0
     status = subprocess.run(
         [*cmd, "status", "quickstart", "--workdir", str(work)], capture_output=True, text=True
     )
     assert status.returncode == 0 and "trial:" in status.stdout and "seed_run: completed 9" in status.stdout
+    assert "seeds: search trials quickstart [0]; seed phase [1, 2, 3]" in status.stdout
     # the study ends with its report: R-Block's winner and no regularization against DropBlock on test_acc
     report = work / "quickstart" / "report"
     assert done.stdout.strip().splitlines()[-1].startswith(f"report: {report / 'report.html'}"), done.stdout
@@ -102,4 +140,6 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
     table = pd.read_csv(report / "comparisons.csv")
     assert sorted(table["arm"]) == ["none", "top1"] and set(table["baseline"]) == {"dropblock"}
     assert table["paired"].all() and (table["n_pairs"] == 3).all() and table["p_paired_t"].between(0, 1).all()
-    assert "## Caveats" in (report / "report.md").read_text()
+    markdown = (report / "report.md").read_text()
+    assert "## Caveats" in markdown and "disjoint from every search seed" in markdown
+    assert "realised drop rate per sub-model" in markdown and "reuses search seed" not in markdown

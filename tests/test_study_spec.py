@@ -27,6 +27,7 @@ from rblock_tune.tuning._spec import (
     ResourceSpec,
     SchedulerSpec,
     SearchSpec,
+    search_seeds,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ FULL: dict[str, Any] = {
             "high": 10,
             "when": {"reg.variant": ["bdrop_dml", "sdrop_dml"]},
         },
-        "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.5},
+        "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.45},
         "reg.block_size": {"type": "int", "low": 1, "high": 7, "step": 2},
     },
     "search": {"algorithm": "tpe", "num_samples": 8, "max_concurrent": 2, "seed": 0},
@@ -119,7 +120,13 @@ def test_quickstart_loads() -> None:
     assert spec.resources == ResourceSpec(1.0, 0.0)
     assert spec.failures == FailureSpec(2)
     assert spec.seeds is not None
-    assert (spec.seeds.top_k, spec.seeds.n_seeds, spec.seeds.seed_list()) == (1, 3, [0, 1, 2])
+    # the seed phase's seeds start after the search's (base.seed 0): no search trial is counted again
+    assert search_seeds(spec) == [0]
+    assert (spec.seeds.top_k, spec.seeds.n_seeds, spec.seeds.seed_list(search_seeds(spec))) == (
+        1,
+        3,
+        [1, 2, 3],
+    )
     assert spec.seeds.arms == (
         Arm("dropblock", {"reg.variant": "dropblock", "reg.drop_prob": 0.1, "reg.block_size": 3}),
         Arm("none", {"reg.variant": "none"}),
@@ -147,7 +154,8 @@ def test_reported_metrics_and_their_direction() -> None:
         "train_acc": "max",
         "train_loss": "min",
         "train_ce": "min",
-        "consistency_kl": "min",
+        "consistency_kl_own": "min",
+        "consistency_kl_probe": "min",
     }
 
 
@@ -184,7 +192,7 @@ def test_every_dimension_type() -> None:
     spec = spec_from_dict(
         minimal(
             space={
-                "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.5},
+                "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.45},
                 "reg.alpha": {"type": "loguniform", "low": 0.1, "high": 10},
                 "reg.block_size": {"type": "int", "low": 1, "high": 7},
                 "data.crop_padding": {"type": "int", "low": 0, "high": 8, "step": 4},
@@ -193,7 +201,7 @@ def test_every_dimension_type() -> None:
         )
     )
     uniform, loguniform, integer, stepped, categorical = spec.space
-    assert uniform == Dimension("reg.drop_prob", "uniform", 0.05, 0.5)
+    assert uniform == Dimension("reg.drop_prob", "uniform", 0.05, 0.45)
     assert loguniform == Dimension("reg.alpha", "loguniform", 0.1, 10.0)
     assert integer == Dimension("reg.block_size", "int", 1.0, 7.0)
     assert stepped == Dimension("data.crop_padding", "int", 0.0, 8.0, step=4)
@@ -342,7 +350,9 @@ def test_seed_phase() -> None:
         Arm("db", {"reg.variant": "dropblock"}, "other-study.v2"),
         Arm("plain", {}, None),
     )
-    assert spec_from_dict(minimal(seeds={"n_seeds": 4})).seeds.seed_list() == [0, 1, 2, 3]  # type: ignore[union-attr]
+    # no search phase: no seed selected anything, so the seeds start at 0
+    no_search = spec_from_dict(minimal(seeds={"n_seeds": 4}))
+    assert search_seeds(no_search) == [] and no_search.seeds.seed_list([]) == [0, 1, 2, 3]  # type: ignore[union-attr]
 
 
 def test_train_metric_needs_no_validation_set() -> None:
@@ -392,14 +402,14 @@ def test_overrides_replace_a_dimension_and_set_lists(tmp_path: Path) -> None:
         path,
         [
             "space.reg.block_size=[1, 5]",
-            "space.seed=[1, 2]",
+            "space.data.flip=[true, false]",
             "seeds.seeds=[3, 1, 4]",
             "space.reg.drop_prob.high=0.3",
         ],
     )
     dims = {d.key: d for d in spec.space}
     assert dims["reg.block_size"] == Dimension("reg.block_size", "categorical", values=(1, 5))
-    assert dims["seed"] == Dimension("seed", "categorical", values=(1, 2))
+    assert dims["data.flip"] == Dimension("data.flip", "categorical", values=(True, False))
     assert dims["reg.drop_prob"].high == 0.3
     assert spec.seeds is not None and spec.seeds.seed_list() == [3, 1, 4]
 
@@ -535,8 +545,8 @@ ERROR_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("arm not a mapping", _section("seeds", arms=["none"]), ["seeds.arms[0] must be a mapping"]),
     # dimensions
     ("dimension type", _dim("reg.drop_prob", type="gaussian"), ["space.reg.drop_prob.type='gaussian'"]),
-    ("low == high", _dim("reg.drop_prob", low=0.5, high=0.5), ["space.reg.drop_prob", "low=0.5", "high=0.5"]),
-    ("low > high", _dim("reg.drop_prob", low=0.6), ["space.reg.drop_prob", "low=0.6", "high=0.5"]),
+    ("low == high", _dim("reg.drop_prob", low=0.4, high=0.4), ["space.reg.drop_prob", "low=0.4", "high=0.4"]),
+    ("low > high", _dim("reg.drop_prob", low=0.6), ["space.reg.drop_prob", "low=0.6", "high=0.45"]),
     ("int low > high", _dim("reg.block_size", low=9), ["space.reg.block_size", "low=9", "high=7"]),
     ("infinite high", _dim("reg.alpha", high=math.inf), ["space.reg.alpha", "high=inf"]),
     ("loguniform low 0", _dim("reg.alpha", low=0), ["space.reg.alpha.low=0", "low > 0"]),
@@ -918,7 +928,7 @@ def test_shipped_search_ranges_are_the_specs() -> None:
         if "reg.alpha" in dims:
             assert dims["reg.alpha"] == Dimension("reg.alpha", "loguniform", 0.1, 10.0), stem
         if "reg.drop_prob" in dims:
-            assert dims["reg.drop_prob"] == Dimension("reg.drop_prob", "uniform", 0.05, 0.5), stem
+            assert dims["reg.drop_prob"] == Dimension("reg.drop_prob", "uniform", 0.05, 0.45), stem
         if "reg.block_size" in dims:
             assert dims["reg.block_size"].possible_values() == (1, 3, 5, 7), stem
 
@@ -987,3 +997,146 @@ def test_from_study_arms_name_another_file_with_the_same_budget() -> None:
 def test_study_names_are_unique() -> None:
     names = [load_study_spec(p).name for p in SPEC_FILES]
     assert len(names) == len(set(names))
+
+
+# --- fair comparisons -----------------------------------------------------------------------------
+
+
+def test_default_seed_phase_seeds_are_disjoint_from_the_search_seeds() -> None:
+    raw = full()
+    raw["base"]["seed"] = 5
+    spec = spec_from_dict(raw)
+    assert spec.seeds is not None and search_seeds(spec) == [5]
+    assert spec.seeds.seed_list(search_seeds(spec)) == [6, 7, 8]
+    assert spec.seeds.seed_list([0, 12]) == [13, 14, 15]  # after every search seed (from_study ones too)
+
+
+def test_explicit_seeds_reusing_a_search_seed_are_refused_unless_allowed() -> None:
+    raw = full()
+    raw["seeds"]["seeds"] = [0, 1, 2]
+    with pytest.raises(ConfigError) as exc:
+        spec_from_dict(raw)
+    message = one_line(exc)
+    assert "seeds.seeds=[0, 1, 2] reuses seed(s) [0] of the search trials (base.seed=0)" in message
+    assert "seeds.allow_search_seeds: true" in message
+    raw["seeds"]["allow_search_seeds"] = True
+    spec = spec_from_dict(raw)
+    assert spec.seeds is not None and spec.seeds.allow_search_seeds and spec.seeds.seed_list([0]) == [0, 1, 2]
+    raw["seeds"]["allow_search_seeds"] = "yes"
+    with pytest.raises(ConfigError, match=r"seeds\.allow_search_seeds='yes' has the wrong type"):
+        spec_from_dict(raw)
+    # without a search phase there is no search seed to reuse
+    assert spec_from_dict(minimal(seeds={"seeds": [0, 1]})).seeds is not None
+    # the check for other studies' search seeds (from_study arms) runs when the study starts
+    raw = full()
+    raw["seeds"]["seeds"] = [3, 4]
+    seeds = spec_from_dict(raw).seeds
+    assert seeds is not None
+    with pytest.raises(ConfigError, match=r"reuses seed\(s\) \[3\] of study 'x'"):
+        seeds.check_disjoint([3], "study 'x'")
+
+
+def test_searching_the_seed_is_refused() -> None:
+    raw = full()
+    raw["space"]["seed"] = [0, 1, 2]
+    with pytest.raises(ConfigError) as exc:
+        spec_from_dict(raw)
+    assert "space.seed is not allowed" in one_line(exc)
+
+
+def test_dimensions_are_checked_in_combination() -> None:
+    """p = 0.6 is a valid dropblock rate but not a bdrop_dml one on the submodel basis (2p >= 1)."""
+    raw = full()
+    raw["base"]["reg"]["variant"] = "dropblock"  # each dimension alone is valid with this base
+    raw["space"]["reg.drop_prob"]["high"] = 0.6
+    with pytest.raises(ConfigError) as exc:
+        spec_from_dict(raw)
+    message = one_line(exc)
+    assert "space: reg.variant='bdrop_dml' with reg.drop_prob=0.6 is invalid" in message
+    assert "reg.rate_basis=shared" in message
+    raw["space"]["reg.drop_prob"]["when"] = {"reg.variant": ["dropblock"]}  # never sampled with bdrop_dml
+    assert spec_from_dict(raw).space[2].high == 0.6
+    raw = full()
+    raw["space"]["reg.drop_prob"]["high"] = 0.6
+    raw["base"]["reg"]["rate_basis"] = "shared"  # p is the shared mask's rate: 0.6 is fine
+    assert spec_from_dict(raw).base.reg.rate_basis == "shared"
+    # three dimensions: every pair is valid with the base (shared basis), only all three together fail
+    raw["space"] = {
+        "reg.variant": ["dropblock", "bdrop_dml"],
+        "reg.rate_basis": ["shared", "submodel"],
+        "reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.6},
+    }
+    raw["base"]["reg"]["variant"] = "dropblock"
+    raw.pop("seeds")
+    with pytest.raises(ConfigError) as exc:
+        spec_from_dict(raw)
+    assert (
+        "space: reg.variant='bdrop_dml', reg.rate_basis='submodel', reg.drop_prob=0.6 together are invalid"
+        in one_line(exc)
+    )
+
+
+def test_ramp_warning_when_the_first_rung_comes_before_half_the_ramp(tmp_path: Path, caplog: Any) -> None:
+    raw = full()
+    raw["base"]["train"]["epochs"] = 200
+    raw["scheduler"]["grace_period"] = 10
+    (warning,) = spec_from_dict(raw).warnings
+    assert "\n" not in warning and "first rung judges search trials at epoch 10" in warning
+    assert "ramp (200 epochs) is at 5% of its target" in warning and "ramp_epochs <= 20" in warning
+    with caplog.at_level("WARNING", logger="rblock_tune.tuning._spec"):
+        load_study_spec(write(tmp_path, raw))
+    assert [r.getMessage() for r in caplog.records] == [warning]
+    for fix in ({"ramp_epochs": 20}, {"ramp_fraction": 0.1}, {"schedule": "constant"}):
+        fixed = copy.deepcopy(raw)
+        fixed["base"]["reg"].update(fix)
+        assert spec_from_dict(fixed).warnings == (), fix
+    fifo = copy.deepcopy(raw)
+    fifo["scheduler"] = {"type": "fifo"}
+    assert spec_from_dict(fifo).warnings == ()
+    later = copy.deepcopy(raw)
+    later["scheduler"]["grace_period"] = 100
+    assert spec_from_dict(later).warnings == ()
+    # a searched ramp: the longest ramp the space allows decides
+    searched = copy.deepcopy(raw)
+    searched["base"]["reg"]["ramp_epochs"] = 10
+    searched["space"]["reg.ramp_epochs"] = [10, 150]
+    (warning,) = spec_from_dict(searched).warnings
+    assert "the longest drop-rate ramp the space allows (150 epochs) is at 7% of its target" in warning
+    searched["space"]["reg.ramp_epochs"] = [10, 20]
+    searched["space"]["reg.schedule"] = ["linear", "constant"]  # the ramp keys do not apply to constant
+    assert spec_from_dict(searched).warnings == ()
+
+
+def test_ramp_longer_than_a_phase_is_refused() -> None:
+    raw = full()
+    raw["base"]["train"]["epochs"] = 50
+    raw["base"]["reg"]["ramp_epochs"] = 30
+    raw["scheduler"]["budget"] = 20
+    with pytest.raises(ConfigError) as exc:
+        spec_from_dict(raw)
+    assert "scheduler.budget: reg.ramp_epochs=30.0 is longer than train.epochs=20" in one_line(exc)
+    raw["scheduler"]["budget"] = 40
+    raw["seeds"]["epochs"] = 25
+    with pytest.raises(ConfigError) as exc:
+        spec_from_dict(raw)
+    assert "seeds.epochs: reg.ramp_epochs=30.0 is longer than train.epochs=25" in one_line(exc)
+
+
+def test_consistency_metrics_need_a_validation_set() -> None:
+    for metric in ("consistency_kl_own", "consistency_kl_probe"):
+        assert spec_from_dict(minimal(metric=metric)).mode == "min"
+        raw = minimal(metric=metric)
+        raw["base"]["data"]["val_size"] = 0
+        with pytest.raises(ConfigError, match="needs a validation set"):
+            spec_from_dict(raw)
+    with pytest.raises(ConfigError, match="metric='consistency_kl' is not reported by trials"):
+        spec_from_dict(minimal(metric="consistency_kl"))
+
+
+def test_shipped_specs_name_their_rate_basis_and_let_asha_see_the_ramp() -> None:
+    for stem, (_, spec) in _load_all().items():
+        assert spec.raw["base"]["reg"]["rate_basis"] == "submodel", stem  # said in the file
+        assert spec.warnings == (), stem
+        if stem != "quickstart":
+            assert spec.base.reg.ramp_epochs is not None, stem
+            assert spec.base.reg.ramp_length(spec.search_epochs) <= spec.scheduler.grace_period, stem

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from rblock_tune.config import VARIANTS, TrialConfig, load_config
+from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, TrialConfig, load_config
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.trainer import TIMING_KEYS, Trainer, run_training
 
@@ -29,10 +29,15 @@ RECORD_KEYS = {
     "val_acc",
     "lr",
     "drop_prob",
-    "consistency_kl",
+    "consistency_kl_own",
+    "consistency_kl_probe",
     "epoch_seconds",
     "images_per_second",
 }
+
+
+def rate_keys(variant: str) -> set[str]:
+    return {"drop_rate_a", "drop_rate_b"} if variant in PAIRED_VARIANTS else {"drop_rate"}
 
 
 def small_config(*overrides: str) -> TrialConfig:
@@ -64,7 +69,10 @@ def test_every_variant_trains_and_reports_a_full_record(variant: str) -> None:
     records = list(trainer.epochs())
     assert len(records) == 1
     record = records[0]
-    assert RECORD_KEYS | {"test_acc"} == set(record)
+    expected = RECORD_KEYS | rate_keys(variant) | {"test_acc"}
+    if variant == "none":  # no masks of its own: no own-mask consistency
+        expected -= {"consistency_kl_own"}
+    assert expected == set(record)
     for key, value in record.items():
         assert math.isfinite(value), key
     for key in ("train_acc", "val_acc", "test_acc"):
@@ -76,9 +84,13 @@ def test_every_variant_trains_and_reports_a_full_record(variant: str) -> None:
         assert record["train_kl"] == 0.0
         assert record["train_loss"] == pytest.approx(record["train_ce"])
     if variant == "none":
-        assert record["consistency_kl"] == 0.0
+        assert record["drop_rate"] == 0.0
     else:
-        assert record["consistency_kl"] > 0.0
+        assert record["consistency_kl_own"] > 0.0
+        # the ramp runs over this one epoch: about half the target on average (dropblock's overlaps less)
+        for key in rate_keys(variant):
+            assert 0.05 < record[key] < 0.13, (key, record[key])
+    assert record["consistency_kl_probe"] > 0.0  # every variant, none included, under one probe
     assert record["drop_prob"] == pytest.approx(0.2)  # linear ramp reaches the target on the last step
 
 
@@ -262,5 +274,108 @@ def test_no_validation_split(tmp_path: Path) -> None:
     result = run_training(small_config("data.val_size=0", "train.epochs=1"), tmp_path / "run")
     (record,) = result["epochs"]
     assert record["val_acc"] is None and record["val_loss"] is None and result["val_acc"] is None
-    assert record["consistency_kl"] > 0.0  # measured on a fixed test batch instead
+    # no consistency metric is computed on test images: without a validation split there is none
+    assert "consistency_kl_own" not in record and "consistency_kl_probe" not in record
     assert 0.0 <= result["test_acc"] <= 1.0
+
+
+# ------------------------------------------------------------------ fair instruments
+def folder_config(root: Path, tmp_path: Path, *overrides: str) -> TrialConfig:
+    return load_config(
+        None,
+        [
+            "data.name=imagefolder",
+            f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.val_size=80",
+            "model.name=resnet8",
+            "train.epochs=1",
+            "train.batch_size=40",
+            "train.lr=0.05",
+            "train.device=cpu",
+            "train.consistency_batch=20",
+            *overrides,
+        ],
+    )
+
+
+def test_probe_batch_is_a_stratified_sample_of_a_class_ordered_split(
+    class_ordered_folder: Path, tmp_path: Path
+) -> None:
+    """On class-ordered data the first rows of the validation split are one class; the fixed probe
+    batch is a seeded, class-stratified sample instead, the same for every trial of the split."""
+    from rblock_tune.data import probe_rows
+
+    a = Trainer(folder_config(class_ordered_folder, tmp_path, "seed=1", "reg.variant=dropblock"))
+    assert a.data.val_y[:20].unique().tolist() == [0]  # what the first 20 rows would have measured
+    rows = probe_rows(a.data.val_y, a.data.num_classes, 20, split_seed=0)
+    assert torch.bincount(a.data.val_y[rows], minlength=4).tolist() == [5, 5, 5, 5]
+    # the trainer's batch itself: de-normalise it and read each image's class from pixel (0, 0)
+    assert a._consistency_batch is not None
+    mean, std = a.data.mean[1], a.data.std[1]
+    green = ((a._consistency_batch[:, 1, 0, 0] * std + mean) * 255).round().long()
+    assert torch.bincount(green // 40, minlength=4).tolist() == [5, 5, 5, 5]
+    assert torch.equal(green // 40, a.data.val_y[rows])
+    b = Trainer(folder_config(class_ordered_folder, tmp_path, "seed=7", "reg.variant=sdrop_dml"))
+    assert b._consistency_batch is not None and torch.equal(a._consistency_batch, b._consistency_batch)
+    c = Trainer(folder_config(class_ordered_folder, tmp_path, "data.split_seed=1"))
+    rows_c = probe_rows(c.data.val_y, c.data.num_classes, 20, split_seed=1)
+    assert torch.bincount(c.data.val_y[rows_c], minlength=4).tolist() == [5, 5, 5, 5]
+    assert c._consistency_batch is not None and not torch.equal(a._consistency_batch, c._consistency_batch)
+
+
+def test_probe_metric_is_the_same_for_the_same_weights_whatever_the_variant(
+    class_ordered_folder: Path, tmp_path: Path
+) -> None:
+    """consistency_kl_probe measures every variant with the same DropBlock masks; the own-mask
+    metric differs by construction (each variant's own masks)."""
+    trainers = {
+        v: Trainer(folder_config(class_ordered_folder, tmp_path, f"reg.variant={v}", "seed=3"))
+        for v in ("none", "dropblock", "bdrop_dml", "sdrop_dml")
+    }
+    probes = {v: t.consistency_kl_probe() for v, t in trainers.items()}
+    assert len(set(probes.values())) == 1 and probes["none"] > 0.0, probes
+    own = {v: t.consistency_kl_own() for v, t in trainers.items()}
+    assert own.pop("none") is None and len(set(own.values())) == 3, own
+    # measuring through the own masks is not a training step: it adds nothing to the realised rates
+    assert all(layer.realised_rates() is None for layer in trainers["bdrop_dml"].drop_layers)
+    trainers["dropblock"].run_epoch()  # trained weights, copied into a model of another variant
+    trained = trainers["dropblock"].model.state_dict()
+    trainers["sdrop_dml"].model.load_state_dict(trained)
+    assert trainers["sdrop_dml"].consistency_kl_probe() == trainers["dropblock"].consistency_kl_probe()
+    other = Trainer(folder_config(class_ordered_folder, tmp_path, "train.probe_drop_prob=0.3"))
+    other.model.load_state_dict(trained)
+    assert other.consistency_kl_probe() != trainers["dropblock"].consistency_kl_probe()  # configurable
+
+
+def test_recorded_lr_is_the_rate_of_the_epochs_last_step() -> None:
+    trainer = Trainer(small_config("train.epochs=3", "train.warmup_epochs=1"))
+    seen: list[float] = []
+    trainer.optimizer.register_step_pre_hook(lambda opt, *_: seen.append(opt.param_groups[0]["lr"]))
+    records = list(trainer.epochs())
+    per_epoch = trainer.steps_per_epoch
+    assert [r["lr"] for r in records] == [seen[(e + 1) * per_epoch - 1] for e in range(3)]
+    assert records[0]["lr"] == pytest.approx(0.05)  # the last warm-up step runs at the peak rate
+    assert records[-1]["lr"] > 0.0  # the last step's rate, not the 0 that would follow it
+
+
+def test_ramp_epochs_is_an_absolute_ramp() -> None:
+    for epochs in (4, 6):
+        records = list(Trainer(small_config(f"train.epochs={epochs}", "reg.ramp_epochs=2")).epochs())
+        assert [r["drop_prob"] for r in records[:3]] == pytest.approx([0.1, 0.2, 0.2])
+    fraction = list(Trainer(small_config("train.epochs=4", "reg.ramp_fraction=0.5")).epochs())
+    assert [r["drop_prob"] for r in fraction[:3]] == pytest.approx([0.1, 0.2, 0.2])
+    with pytest.raises(ConfigError, match=r"longer than train\.epochs=2"):
+        small_config("reg.ramp_epochs=3")
+    with pytest.raises(ConfigError, match="set one of them"):
+        small_config("reg.ramp_epochs=1", "reg.ramp_fraction=0.5")
+
+
+def test_checkpoint_of_an_older_format_is_refused_in_one_line(tmp_path: Path) -> None:
+    run_training(small_config("train.epochs=1"), tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    state["format"] = 1
+    torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="checkpoint format 1") as info:
+        run_training(small_config("train.epochs=2"), tmp_path / "run", resume=True)
+    assert "\n" not in str(info.value) and "start a new run" in str(info.value)

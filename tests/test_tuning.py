@@ -11,7 +11,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from rblock_tune.errors import ConfigError
+from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.tuning import run_study, spec_from_dict, study_status
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, sample_space
 from rblock_tune.tuning._study import resolve_paths
@@ -174,6 +174,7 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     spec = make_spec(
         name="layout",
         seeds={"top_k": 1, "n_seeds": 2, "arms": [{"label": "none", "set": {"reg.variant": "none"}}]},
+        scheduler={"type": "fifo"},  # every trial runs its budget: this test is about the layout, not ASHA
     )
     result = run_study(spec, workdir=tmp_path)
     runs = runs_by_role(result.tracking_uri, "layout")
@@ -188,6 +189,7 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         assert tags["rblock.study"] == "layout" and tags["rblock.status"] == "completed"
         assert tags["rblock.trial_id"] and tags["rblock.seed"] == "0"
         assert run.data.params["train.epochs"] == "2" and "reg.variant" in run.data.params
+        assert run.data.params["model.shortcut"] == "A"  # what was built (the config says null: the default)
         history = client.get_metric_history(run.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == [1, 2]
         assert "test_acc" in run.data.metrics
@@ -198,8 +200,29 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         assert tags["rblock.status"] == "completed"
         pairs.add((tags["rblock.arm"], tags["rblock.seed"]))
         assert run.data.params["seed"] == tags["rblock.seed"]
-    assert pairs == {("top1", "0"), ("top1", "1"), ("none", "0"), ("none", "1")}
+    # the seed phase starts after the search's seed 0: no search trial is counted again as evidence
+    assert pairs == {("top1", "1"), ("top1", "2"), ("none", "1"), ("none", "2")}
+    for run in runs["seed_run"]:  # each epoch record carries the realised drop rate of its masks
+        metrics = run.data.metrics
+        none = run.data.tags["rblock.arm"] == "none"
+        if none:  # no masks of its own: no own-mask consistency
+            assert metrics["drop_rate"] == 0.0 and "consistency_kl_own" not in metrics
+        elif "drop_rate" in metrics:
+            assert 0.0 < metrics["drop_rate"] < 0.2
+        else:
+            assert 0.0 < metrics["drop_rate_a"] < 0.2 and 0.0 < metrics["drop_rate_b"] < 0.2
+        assert ({"consistency_kl_probe"} if none else {"consistency_kl_own", "consistency_kl_probe"}) <= set(
+            metrics
+        )
+    arms_doc = yaml.safe_load(
+        Path(client.download_artifacts(seeds_parent.info.run_id, "arms.yaml", str(tmp_path))).read_text()
+    )
+    assert arms_doc["seeds"] == [1, 2] and arms_doc["search_seeds"] == {"layout": [0]}
+    assert arms_doc["allow_search_seeds"] is False
+    state = yaml.safe_load((tmp_path / "layout" / "study.json").read_text())
+    assert state["search_seeds"] == {"layout": [0]} and state["seed_phase_seeds"] == [1, 2]
     status = study_status("layout", tmp_path)
+    assert status["search_seeds"] == {"layout": [0]} and status["seed_phase_seeds"] == [1, 2]
     assert status["phases"]["trial"] == {"completed": 3}
     assert status["optuna"]["complete"] == 3
     assert status["best"]["overrides"] == result.best[0]["overrides"]
@@ -288,7 +311,11 @@ def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
         "base": {**BASE, "reg": {"variant": "dropblock", "block_size": 5}},
         "space": {"reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.5}},
     }
-    state = {"spec": baseline_raw, "best": [{"overrides": {"reg.drop_prob": 0.3}, "val_acc": 0.5}]}
+    state = {
+        "format": 2,
+        "spec": baseline_raw,
+        "best": [{"overrides": {"reg.drop_prob": 0.3}, "val_acc": 0.5}],
+    }
     (tmp_path / "base-dropblock").mkdir()
     (tmp_path / "base-dropblock" / "study.json").write_text(json.dumps(state))
     spec = make_spec(seeds={
@@ -305,6 +332,44 @@ def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
     missing = make_spec(seeds={"top_k": 0, "arms": [{"label": "x", "from_study": "nope"}]})
     with pytest.raises(ConfigError, match="run that study first"):
         build_arms(missing, tmp_path, [])
+
+
+def test_seed_plan_avoids_every_search_seed_and_is_made_before_any_trial(tmp_path: Path) -> None:
+    """The seed phase's seeds avoid the seeds of this study's search and of every from_study study
+    (their searches selected arms too); a missing from_study study stops the study before anything
+    is written."""
+    import json
+
+    from rblock_tune.tuning._study import plan_seeds
+
+    other = {"name": "base-db", "base": {**BASE, "seed": 4, "reg": {"variant": "dropblock"}},
+             "space": {"reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.4}}}  # fmt: skip
+    (tmp_path / "base-db").mkdir()
+    state = {"format": 2, "spec": other, "best": [{"overrides": {"reg.drop_prob": 0.2}, "val_acc": 0.5}]}
+    (tmp_path / "base-db" / "study.json").write_text(json.dumps(state))
+    arms = [{"label": "dropblock", "from_study": "base-db"}]
+    spec = make_spec(seeds={"top_k": 1, "n_seeds": 3, "arms": arms})
+    assert plan_seeds(spec, tmp_path) == {"search_seeds": {"t": [0], "base-db": [4]}, "seeds": [5, 6, 7]}
+    explicit = make_spec(seeds={"top_k": 1, "seeds": [1, 4], "arms": arms})
+    with pytest.raises(ConfigError, match=r"reuses seed\(s\) \[4\] of study 'base-db'"):
+        plan_seeds(explicit, tmp_path)
+    allowed = make_spec(seeds={"top_k": 1, "seeds": [1, 4], "arms": arms, "allow_search_seeds": True})
+    assert plan_seeds(allowed, tmp_path)["seeds"] == [1, 4]
+    work = tmp_path / "fresh"
+    missing = make_spec(seeds={"top_k": 1, "arms": [{"label": "x", "from_study": "nope"}]})
+    with pytest.raises(ConfigError, match="from_study 'nope' has no state"):
+        run_study(missing, workdir=work)
+    assert not work.exists()  # nothing written, no trial run
+    # a study state of an older rblock-tune (format 1: other seeds, R-Block p of the shared mask)
+    del state["format"]
+    (tmp_path / "base-db" / "study.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="written by an older rblock-tune") as info:
+        plan_seeds(spec, tmp_path)
+    assert "\n" not in str(info.value) and "run that study again" in str(info.value)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "study.json").write_text(json.dumps({"spec": {"name": "old"}, "best": []}))
+    with pytest.raises(CheckpointError, match="cannot resume study 'old'"):
+        run_study(make_spec(name="old"), workdir=tmp_path, resume=True)
 
 
 def test_stopping_result_is_kept_as_an_intermediate_value(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ Typical use (or ``rblock-tune report --experiment NAME``)::
 from rblock_tune.analysis._load import TAG_COLUMNS, load_artifact_text, load_histories, load_runs, parse_value
 from rblock_tune.analysis.report import (
     BASELINE_PREFERENCE,
+    RATE_MISMATCH,
     Protocol,
     ReportResult,
     choose_baseline,
@@ -18,6 +19,7 @@ from rblock_tune.analysis.report import (
     param_importances,
     planning_table,
     read_protocol,
+    realised_rates,
     write_report,
 )
 from rblock_tune.analysis.stats import (
@@ -35,6 +37,7 @@ from rblock_tune.analysis.stats import (
 __all__ = [
     "BASELINE_PREFERENCE",
     "COMPARISON_COLUMNS",
+    "RATE_MISMATCH",
     "TAG_COLUMNS",
     "Protocol",
     "ReportResult",
@@ -53,6 +56,7 @@ __all__ = [
     "power",
     "prob_improvement",
     "read_protocol",
+    "realised_rates",
     "seeds_needed",
     "summarize_arms",
     "write_report",

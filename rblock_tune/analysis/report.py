@@ -31,10 +31,12 @@ import yaml
 from rblock_tune import __version__
 from rblock_tune.analysis._load import load_artifact_text, load_histories, load_runs
 from rblock_tune.analysis.stats import compare_arms, seeds_needed, summarize_arms
+from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError
 
 __all__ = [
     "BASELINE_PREFERENCE",
+    "RATE_MISMATCH",
     "Protocol",
     "ReportResult",
     "choose_baseline",
@@ -42,6 +44,7 @@ __all__ = [
     "param_importances",
     "planning_table",
     "read_protocol",
+    "realised_rates",
     "write_report",
 ]
 
@@ -50,6 +53,10 @@ BASELINE_PREFERENCE = ("dropblock", "dropout", "spatial_dropout", "none", "rando
 
 MIN_SEEDS = 5
 """Below this many runs per arm the report warns that n is too small."""
+
+RATE_MISMATCH = 0.25
+"""A caveat fires when an arm's realised per-sub-model drop rate differs from the baseline's by more
+than this share of the baseline's."""
 
 _SEARCHED = ("reg.alpha", "reg.drop_prob", "reg.block_size", "reg.variant")
 
@@ -65,6 +72,9 @@ class Protocol:
         search_budget: epochs of a search trial, or None.
         seeds: the seed list of the seed phase (empty when there is none).
         arms: seed-phase arm label -> overrides of the base config.
+        search_seeds: study -> seeds its search trials ran with (this study and every
+            ``from_study`` study whose winner is an arm), as the seed phase recorded them.
+        allow_search_seeds: the spec let the seed phase reuse search seeds.
     """
 
     selection_metric: str | None = None
@@ -73,6 +83,8 @@ class Protocol:
     search_budget: int | None = None
     seeds: list[int] = field(default_factory=list)
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_seeds: dict[str, list[int]] = field(default_factory=dict)
+    allow_search_seeds: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,15 @@ def read_protocol(runs: pd.DataFrame) -> Protocol:
     scheduler = spec.get("scheduler") or {}
     base_train = (spec.get("base") or {}).get("train") or {}
     budget = scheduler.get("budget") or base_train.get("epochs")
+    searched: dict[str, list[int]] = {
+        str(study): sorted(int(s) for s in seeds)
+        for study, seeds in (arms_doc.get("search_seeds") or {}).items()
+        if isinstance(seeds, list)
+    }
+    experiment = str(runs.attrs.get("experiment", ""))
+    trial_seeds = runs.loc[runs["role"] == "trial", "seed"].dropna()
+    if len(trial_seeds):  # what this study's search trials were recorded with
+        searched[experiment] = sorted({*searched.get(experiment, []), *(int(s) for s in trial_seeds)})
     return Protocol(
         selection_metric=(spec.get("metric", "val_acc") if spec else None),
         selection_mode=(spec.get("mode", "max") if spec else None),
@@ -114,7 +135,42 @@ def read_protocol(runs: pd.DataFrame) -> Protocol:
         search_budget=int(budget) if budget else None,
         seeds=[int(s) for s in arms_doc.get("seeds", [])],
         arms=dict(arms_doc.get("arms") or {}),
+        search_seeds=searched,
+        allow_search_seeds=bool(arms_doc.get("allow_search_seeds", False)),
     )
+
+
+def realised_rates(values: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
+    """Per arm, the drop rate its runs actually applied, per sub-model, in their last epoch.
+
+    A run's per-sub-model rate is its ``drop_rate`` metric (single-model variants) or the mean
+    of ``drop_rate_a`` and ``drop_rate_b`` (paired ones); the arm's is the mean over its runs.
+
+    Returns:
+        Columns ``arm``, ``variant``, ``drop_prob`` (nominal p; NaN when its runs differ in it),
+        ``rate_basis``
+        and ``realised`` (NaN where the runs did not record it: made before rblock-tune recorded
+        drop rates), one row per arm, sorted by arm.
+    """
+    frame = values.copy()
+    single = frame["drop_rate"] if "drop_rate" in frame else pd.Series(np.nan, index=frame.index)
+    pair = [frame[c] for c in ("drop_rate_a", "drop_rate_b") if c in frame]
+    paired = pd.concat(pair, axis=1).mean(axis=1) if len(pair) == 2 else pd.Series(np.nan, index=frame.index)
+    frame["_rate"] = pd.to_numeric(single, errors="coerce").fillna(pd.to_numeric(paired, errors="coerce"))
+    rows = []
+    for arm, group in frame.groupby(frame[arm_col].astype(str), sort=True):
+        first = group.iloc[0]
+        nominal = group["reg.drop_prob"].dropna().unique() if "reg.drop_prob" in group else []
+        rows.append(
+            {
+                "arm": arm,
+                "variant": first.get("reg.variant"),
+                "drop_prob": float(nominal[0]) if len(nominal) == 1 else float("nan"),
+                "rate_basis": first.get("reg.rate_basis"),
+                "realised": float(group["_rate"].mean()) if group["_rate"].notna().any() else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["arm", "variant", "drop_prob", "rate_basis", "realised"])
 
 
 def choose_baseline(values: pd.DataFrame, arm_col: str = "arm") -> str:
@@ -468,17 +524,84 @@ def write_report(
             plots.plot_parallel(trials, searched, selection), figures_dir / "parallel.png"
         )
 
+    rates = realised_rates(values)
+    seeds: list[int] = []
+    if phase == "seeds":  # what the phase planned (arms.yaml) and what its runs recorded, failed ones too
+        recorded = runs.loc[runs["role"] == "seed_run", "seed"].dropna()
+        seeds = sorted({*protocol.seeds, *(int(s) for s in recorded)})
     caveats = _caveats(comparisons, summary, left_out, protocol, metric, phase, len(trials), importances)
+    caveats += _fairness_caveats(comparisons, rates, protocol, seeds, phase)
     doc = _document(
         experiment, tracking_uri, runs, values, phase, protocol, comparisons, summary, baseline, metric,
         alpha,
-        figures, caveats, trials, importances, n_resamples,
+        figures, caveats, trials, importances, n_resamples, rates,
     )  # fmt: skip
     markdown = folder / "report.md"
     markdown.write_text(doc.markdown(folder))
     html_path = folder / "report.html"
     html_path.write_text(doc.html(f"R-Block report: {experiment}"))
     return ReportResult(folder, comparisons, runs, figures, markdown, html_path, baseline, phase, caveats)
+
+
+def _reused_seeds(protocol: Protocol, seeds: Sequence[int]) -> list[int]:
+    """Seed-phase seeds that some search trial (of this study or a ``from_study`` one) also ran with."""
+    searched = {seed for study_seeds in protocol.search_seeds.values() for seed in study_seeds}
+    return sorted(set(seeds) & searched)
+
+
+def _fairness_caveats(
+    comparisons: pd.DataFrame, rates: pd.DataFrame, protocol: Protocol, seeds: Sequence[int], phase: str
+) -> list[str]:
+    """Caveats about how the arms were measured: reused search seeds, and in a seed phase unequal
+    realised drop rates (search trials grouped by variant differ in their sampled p anyway, which
+    the search phase's own caveat says)."""
+    caveats: list[str] = []
+    reused = _reused_seeds(protocol, seeds)
+    if reused:
+        allowed = " (allowed by seeds.allow_search_seeds)" if protocol.allow_search_seeds else ""
+        caveats.append(
+            f"the seed phase reuses search seed(s) {reused}{allowed}: a top arm's run on such a seed can be "
+            "the very search trial that selected it, so its advantage is biased upwards (winner's curse); "
+            "compare on seeds disjoint from the search's."
+        )
+    if phase != "seeds":
+        return caveats
+    by_arm = rates.set_index("arm")
+    dropping = by_arm[by_arm["variant"].astype(str) != "none"]
+    unknown = [a for a in dropping.index if pd.isna(dropping.loc[a, "realised"])]
+    if unknown:
+        caveats.append(
+            f"realised drop rates were not recorded for {', '.join(unknown)} (runs made before rblock-tune "
+            "measured them): whether the arms dropped comparable shares of units is unknown."
+        )
+    mismatched, on_shared = [], False
+    for r in comparisons.itertuples(index=False):
+        if r.arm not in dropping.index or r.baseline not in dropping.index:
+            continue
+        mine, base = float(dropping.loc[r.arm, "realised"]), float(dropping.loc[r.baseline, "realised"])
+        if not (math.isfinite(mine) and math.isfinite(base) and base > 0):
+            continue
+        if abs(mine - base) / base > RATE_MISMATCH:
+            mismatched.append(f"{r.arm} {mine:.3f} vs {r.baseline} {base:.3f} ({(mine - base) / base:+.0%})")
+            on_shared |= any(
+                str(dropping.loc[a, "variant"]) in SPLIT_VARIANTS
+                and dropping.loc[a, "rate_basis"] == "shared"
+                for a in (r.arm, r.baseline)
+            )
+    if mismatched:
+        fix = (
+            "run the R-Block arms with reg.rate_basis=submodel, where p is each sub-model's rate"
+            if on_shared
+            else "the arms already read p per sub-model, so the gap is in the masks themselves (DropBlock's "
+            "blocks overlap more at large p and b, see docs/regularizers.md): choose each arm's p so that "
+            "the realised rates match, or compare at a smaller p or b"
+        )
+        caveats.append(
+            f"unequal drop rates: per sub-model, these arms dropped a share of units more than "
+            f"{RATE_MISMATCH:.0%} away from the baseline's: {'; '.join(mismatched)}. A difference in "
+            f"accuracy may then come from how much was dropped rather than from how; {fix}."
+        )
+    return caveats
 
 
 def _caveats(
@@ -558,6 +681,7 @@ def _document(
     trials: pd.DataFrame,
     importances: Mapping[str, float],
     n_resamples: int,
+    rates: pd.DataFrame,
 ) -> _Doc:
     doc = _Doc()
     doc.heading(f"R-Block report: {experiment}", 1)
@@ -612,6 +736,8 @@ def _document(
         "and spread, and the seeds needed for 80% power.",
         f"made by rblock-tune {__version__}.",
     ]  # fmt: skip
+    items.append(_seeds_item(experiment, protocol, seeds, phase))
+    items.append(_rates_item(rates))
     if protocol.arms:
         items.append(
             "arms: "
@@ -657,3 +783,40 @@ def _document(
     doc.heading("Caveats")
     doc.bullets(list(caveats) or ["none found."])
     return doc
+
+
+def _seeds_item(experiment: str, protocol: Protocol, seeds: Sequence[int], phase: str) -> str:
+    """The protocol's line on the seeds each phase used."""
+    searched = [
+        f"{list(study_seeds)} ({'this study' if study == experiment else f'study `{study}`'})"
+        for study, study_seeds in protocol.search_seeds.items()
+        if study_seeds
+    ]
+    text = "seeds: the search trials ran with " + (" and ".join(searched) or "no recorded seed")
+    if phase != "seeds":
+        return text + "."
+    reused = _reused_seeds(protocol, seeds)
+    if reused:
+        return text + f"; the seed phase ran {list(seeds)}, reusing search seed(s) {reused}."
+    return text + f"; the seed phase ran {list(seeds)}, disjoint from every search seed."
+
+
+def _rates_item(rates: pd.DataFrame) -> str:
+    """The protocol's line on the drop rate each arm actually applied."""
+    parts = []
+    for r in rates.itertuples(index=False):
+        realised = "not recorded" if pd.isna(r.realised) else f"{r.realised:.3f}"
+        if str(r.variant) == "none":
+            parts.append(f"`{r.arm}` 0 (none)")
+            continue
+        nominal = "" if pd.isna(r.drop_prob) else f", p={float(r.drop_prob):.3g}"
+        basis = (
+            f", {r.rate_basis} basis"
+            if str(r.variant) in SPLIT_VARIANTS and not pd.isna(r.rate_basis)
+            else ""
+        )
+        parts.append(f"`{r.arm}` {realised} ({r.variant}{nominal}{basis})")
+    return (
+        "realised drop rate per sub-model (share of units the applied masks dropped, last epoch, mean "
+        "over runs): " + "; ".join(parts) + "."
+    )

@@ -7,6 +7,7 @@ Public API:
   with a validation split and subset fixed by ``data.split_seed``.
 * :class:`DeviceLoader` cuts, augments (random crop with zero padding, horizontal flip)
   and normalises batches with tensor ops on the training device.
+* :func:`probe_rows` picks the fixed, class-stratified probe batch of the consistency metrics.
 * :func:`resolve_data_root` and :func:`resolve_cache_dir` say where data and the cache live
   (``data.root`` / ``$RBLOCK_DATA_DIR`` / ``./data`` and ``data.cache_dir`` /
   ``$RBLOCK_CACHE_DIR`` / ``~/.cache/rblock-tune``).
@@ -18,11 +19,13 @@ from rblock_tune.data._dataset import Dataset
 from rblock_tune.data._load import load_dataset
 from rblock_tune.data._loader import DeviceLoader
 from rblock_tune.data._paths import resolve_cache_dir, resolve_data_root
+from rblock_tune.data._split import probe_rows
 
 __all__ = [
     "Dataset",
     "DeviceLoader",
     "load_dataset",
+    "probe_rows",
     "resolve_cache_dir",
     "resolve_data_root",
 ]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["allocate", "channel_stats", "stratified_pick"]
+__all__ = ["PROBE_SEED_OFFSET", "allocate", "channel_stats", "probe_rows", "stratified_pick"]
+
+PROBE_SEED_OFFSET = 20230728
+"""Added to ``data.split_seed`` to seed the draw of the fixed probe batch (:func:`probe_rows`): a
+stream of its own, apart from the split's."""
 
 
 def allocate(counts: list[int], total: int) -> list[int]:
@@ -64,6 +68,28 @@ def stratified_pick(
         picked.append(rows[: quota[k]])
         rest.append(rows[quota[k] :])
     return torch.cat(picked).sort().values, torch.cat(rest).sort().values
+
+
+def probe_rows(labels: torch.Tensor, num_classes: int, size: int, split_seed: int) -> torch.Tensor:
+    """Rows of the fixed probe batch of a split: a seeded, class-stratified random sample.
+
+    The consistency metrics measure every trial on these rows. They depend only on the split's
+    labels, ``size`` and ``split_seed``, so every trial with the same split sees the same images,
+    whatever its own seed; on a class-ordered split (image folders are read class by class) the
+    batch still holds every class in proportion, unlike the split's first rows.
+
+    Args:
+        labels: int64 ``(V,)`` labels of the split (the validation split).
+        num_classes: number of classes.
+        size: rows wanted; at most ``V`` are returned.
+        split_seed: the dataset's ``data.split_seed``.
+
+    Returns:
+        Sorted int64 row indices, ``min(size, V)`` of them.
+    """
+    generator = torch.Generator().manual_seed(split_seed + PROBE_SEED_OFFSET)
+    picked, _ = stratified_pick(labels, num_classes, min(size, int(labels.shape[0])), generator)
+    return picked
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

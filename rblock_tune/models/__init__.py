@@ -11,7 +11,15 @@ from rblock_tune.errors import ConfigError
 from rblock_tune.models._resnet import CifarResNet, PreActResNet
 from rblock_tune.models._vgg import VGG
 
-__all__ = ["DEFAULT_DROP_STAGES", "MODELS", "CifarResNet", "PreActResNet", "VGG", "build_model"]
+__all__ = [
+    "DEFAULT_DROP_STAGES",
+    "DEFAULT_SHORTCUTS",
+    "MODELS",
+    "CifarResNet",
+    "PreActResNet",
+    "VGG",
+    "build_model",
+]
 
 DEFAULT_DROP_STAGES: dict[str, tuple[int, ...]] = {
     "resnet": (2, 3),
@@ -31,7 +39,7 @@ def build_model(
     """Build the network named by ``config.name``.
 
     Args:
-        config: model name and drop-layer stages (``None`` = the spec's defaults).
+        config: model name, drop-layer stages and shortcut (``None`` = the defaults).
         num_classes: number of classes of the dataset.
         drop: zero-argument factory of drop layers, e.g.
             :func:`rblock_tune.regularizers.drop_factory`; None builds no drop layers.
@@ -45,9 +53,10 @@ def build_model(
         raise ConfigError(f"model.name={name!r} is not allowed: must be one of {', '.join(MODELS)}")
     if name.startswith("resnet"):
         stages = config.drop_stages or DEFAULT_DROP_STAGES["resnet"]
-        return CifarResNet(int(name[len("resnet") :]), num_classes, drop, stages, in_channels)
+        shortcut = config.resolved_shortcut or "A"
+        return CifarResNet(int(name[len("resnet") :]), num_classes, drop, stages, in_channels, shortcut)
     if name == "preact_resnet18":
         stages = config.drop_stages or DEFAULT_DROP_STAGES[name]
-        return PreActResNet(num_classes, drop, stages, in_channels)
+        return PreActResNet(num_classes, drop, stages, in_channels, shortcut=config.resolved_shortcut or "B")
     stages = config.drop_stages or DEFAULT_DROP_STAGES["vgg16"]
     return VGG(num_classes, drop, stages, in_channels)

@@ -17,10 +17,18 @@ from rblock_tune.regularizers._layers import (
     build_drop_layer,
     drop_factory,
     drop_layers,
+    dropblock_probe,
+    realised_drop_rates,
+    reset_drop_rates,
     set_drop_prob,
 )
 from rblock_tune.regularizers._loss import rblock_loss, rblock_loss_terms, symmetric_kl
-from rblock_tune.regularizers._masks import dropblock_gamma, expected_dropblock_rate, sample_masks
+from rblock_tune.regularizers._masks import (
+    dropblock_gamma,
+    expected_dropblock_rate,
+    mask_drop_prob,
+    sample_masks,
+)
 from rblock_tune.regularizers._schedule import DropSchedule
 
 __all__ = [
@@ -37,9 +45,13 @@ __all__ = [
     "drop_factory",
     "drop_layers",
     "dropblock_gamma",
+    "dropblock_probe",
     "expected_dropblock_rate",
+    "mask_drop_prob",
     "rblock_loss",
     "rblock_loss_terms",
+    "realised_drop_rates",
+    "reset_drop_rates",
     "sample_masks",
     "set_drop_prob",
     "symmetric_kl",

@@ -4,18 +4,25 @@ Single-model layers mask the whole batch. Paired layers expect the paired batch
 ``[x; x]`` (2B rows) and apply m_a to the first B rows and m_b to the second B rows.
 Each sub-model's half is rescaled by (number of units) / (number of kept units),
 counted over that half. Every layer is the identity in eval mode and at p = 0.
+
+Each layer also measures what it does: the share of units its masks actually dropped,
+per sub-model, summed over its training-mode calls since :func:`reset_drop_rates`
+(:func:`realised_drop_rates` averages it over calls and layers). And every layer, whatever
+its variant (``none`` included), can be switched to a common DropBlock *probe*
+(:func:`dropblock_probe`), so that models of different variants are measured by one instrument.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, RegConfig
 from rblock_tune.errors import ConfigError
-from rblock_tune.regularizers._masks import sample_masks
+from rblock_tune.regularizers._masks import mask_drop_prob, sample_masks
 
 __all__ = [
     "BDropDML",
@@ -29,27 +36,52 @@ __all__ = [
     "build_drop_layer",
     "drop_factory",
     "drop_layers",
+    "dropblock_probe",
+    "realised_drop_rates",
+    "reset_drop_rates",
     "set_drop_prob",
 ]
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]
-def _sample_eager(
-    variant: str,
-    shape: tuple[int, int, int, int],
-    drop_prob: float,
-    block_size: int,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> tuple[torch.Tensor, ...]:
-    """Masks are sampled eagerly under ``torch.compile``: explicit generators and the
-    boolean block growth stay out of the compiled graph (one graph break per drop layer)."""
-    return sample_masks(variant, shape, drop_prob, block_size, generator=generator, device=device)
-
-
-def _rescale(mask: torch.Tensor) -> torch.Tensor:
-    kept = mask.sum()
+def _rescale(mask: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     return mask * (mask.numel() / kept.clamp(min=1.0))
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]
+def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
+    """Sample, measure and apply ``layer``'s masks to ``x``.
+
+    Runs eagerly under ``torch.compile`` (one graph break per drop layer): explicit generators,
+    the boolean block growth and the layer's rate counters stay out of the compiled graph.
+    """
+    if layer.probe is not None:
+        drop_prob, block_size, generator = layer.probe
+        shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        (mask,) = sample_masks(
+            "dropblock", shape, drop_prob, block_size, generator=generator, device=x.device
+        )
+        return x * _rescale(mask, mask.sum()).to(x.dtype)
+    rows = x.shape[0]
+    if layer.paired:
+        if rows % 2:
+            raise ValueError(
+                f"{layer.variant} needs a paired batch [x; x] with an even number of rows, but got {rows}"
+            )
+        rows //= 2
+    if layer.drop_prob == 0.0:
+        if layer.counting:
+            layer._rate_calls += 1  # a step that dropped nothing
+        return x
+    shape = (rows, x.shape[1], x.shape[2], x.shape[3])
+    p = mask_drop_prob(layer.variant, layer.drop_prob, layer.rate_basis)
+    masks = sample_masks(
+        layer.variant, shape, p, layer.block_size, generator=layer.generator, device=x.device
+    )
+    kept = torch.stack([m.sum() for m in masks])
+    if layer.counting:
+        layer._record(1.0 - kept.double() / masks[0].numel())
+    scaled = [_rescale(m, k) for m, k in zip(masks, kept, strict=True)]
+    return x * (torch.cat(scaled) if layer.paired else scaled[0]).to(x.dtype)
 
 
 class DropLayer(nn.Module):
@@ -57,15 +89,24 @@ class DropLayer(nn.Module):
 
     Args:
         variant: one of :data:`rblock_tune.config.VARIANTS`.
-        drop_prob: drop probability p in [0, 1); a schedule may change ``self.drop_prob``.
+        drop_prob: nominal drop probability p in [0, 1); a schedule may change ``self.drop_prob``.
         block_size: block size b >= 1, clipped to the feature map at each call.
+        rate_basis: ``submodel`` (p is each sub-model's rate; ``bdrop_dml`` and ``sdrop_dml``
+            run their shared mask at 2p, so p < 0.5) or ``shared`` (p is the shared mask's
+            rate); see :func:`rblock_tune.regularizers.mask_drop_prob`.
 
     Attributes:
         generator: optional ``torch.Generator`` for the masks (default: global RNG).
         paired: True for two-sub-model variants, which need a paired batch.
+        probe: while set by :func:`dropblock_probe`, ``(drop_prob, block_size, generator)`` of
+            a single-model DropBlock mask applied instead of the layer's own masks (in any mode).
+        counting: whether training-mode calls count towards :meth:`realised_rates` (a
+            measurement pass through the layer's own masks turns it off).
     """
 
-    def __init__(self, variant: str, drop_prob: float = 0.1, block_size: int = 3) -> None:
+    def __init__(
+        self, variant: str, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel"
+    ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, but got {variant=}")
@@ -73,78 +114,98 @@ class DropLayer(nn.Module):
             raise ConfigError(f"drop_prob must be in [0, 1), but got {drop_prob=}")
         if block_size < 1:
             raise ConfigError(f"block_size must be >= 1, but got {block_size=}")
+        mask_drop_prob(variant, drop_prob, rate_basis)  # validates the basis and 2p < 1
         self.variant = variant
         self.drop_prob = float(drop_prob)
         self.block_size = int(block_size)
+        self.rate_basis = rate_basis
         self.paired = variant in PAIRED_VARIANTS
         self.generator: torch.Generator | None = None
+        self.probe: tuple[float, int, torch.Generator] | None = None
+        self.counting = True
+        self._rate_sum: torch.Tensor | None = None
+        self._rate_calls = 0
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant}, drop_prob={self.drop_prob:g}, block_size={self.block_size}"
+        return (
+            f"variant={self.variant}, drop_prob={self.drop_prob:g}, block_size={self.block_size}, "
+            f"rate_basis={self.rate_basis}"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0.0 or self.variant == "none":
+        if self.probe is None and (not self.training or self.variant == "none"):
             return x
-        rows = x.shape[0]
-        if self.paired:
-            if rows % 2:
-                raise ValueError(
-                    f"{self.variant} needs a paired batch [x; x] with an even number of rows, but got {rows}"
-                )
-            rows //= 2
-        shape = (rows, x.shape[1], x.shape[2], x.shape[3])
-        masks = _sample_eager(self.variant, shape, self.drop_prob, self.block_size, self.generator, x.device)
-        scaled = torch.cat([_rescale(m) for m in masks]) if self.paired else _rescale(masks[0])
-        return x * scaled.to(x.dtype)
+        return _apply_masks(self, x)
+
+    def _record(self, dropped: torch.Tensor) -> None:
+        """Add one call's dropped share per sub-model (a device tensor: no synchronisation)."""
+        dropped = dropped.detach().double()
+        self._rate_sum = dropped if self._rate_sum is None else self._rate_sum + dropped
+        self._rate_calls += 1
+
+    def reset_rates(self) -> None:
+        """Forget the calls counted so far."""
+        self._rate_sum = None
+        self._rate_calls = 0
+
+    def realised_rates(self) -> tuple[float, ...] | None:
+        """Mean share of units dropped per sub-model over the training-mode calls since the last
+        reset (0 for calls at p = 0), or None when there was none."""
+        if self._rate_calls == 0:
+            return None
+        n = 2 if self.paired else 1
+        if self._rate_sum is None:
+            return (0.0,) * n
+        return tuple(float(v) / self._rate_calls for v in self._rate_sum.tolist())
 
 
 class NoDrop(DropLayer):
     """The identity (variant ``none``)."""
 
-    def __init__(self, drop_prob: float = 0.0, block_size: int = 1) -> None:
-        super().__init__("none", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.0, block_size: int = 1, rate_basis: str = "submodel") -> None:
+        super().__init__("none", drop_prob, block_size, rate_basis)
 
 
 class ElementDropout(DropLayer):
     """Element-wise dropout (variant ``dropout``)."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 1) -> None:
-        super().__init__("dropout", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 1, rate_basis: str = "submodel") -> None:
+        super().__init__("dropout", drop_prob, block_size, rate_basis)
 
 
 class SpatialDropout(DropLayer):
     """Whole-channel dropout (variant ``spatial_dropout``)."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 1) -> None:
-        super().__init__("spatial_dropout", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 1, rate_basis: str = "submodel") -> None:
+        super().__init__("spatial_dropout", drop_prob, block_size, rate_basis)
 
 
 class DropBlock(DropLayer):
     """DropBlock, Ghiasi et al. 2018 (variant ``dropblock``)."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3) -> None:
-        super().__init__("dropblock", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
+        super().__init__("dropblock", drop_prob, block_size, rate_basis)
 
 
 class RandomDML(DropLayer):
     """Two independent DropBlock sub-models on [x; x] (variant ``random_dml``)."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3) -> None:
-        super().__init__("random_dml", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
+        super().__init__("random_dml", drop_prob, block_size, rate_basis)
 
 
 class BDropDML(DropLayer):
     """R-Block BDropDML: a shared block mask split between two sub-models (``bdrop_dml``)."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3) -> None:
-        super().__init__("bdrop_dml", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
+        super().__init__("bdrop_dml", drop_prob, block_size, rate_basis)
 
 
 class SDropDML(DropLayer):
     """R-Block SDropDML: complementary grid blocks on selected channels (``sdrop_dml``)."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3) -> None:
-        super().__init__("sdrop_dml", drop_prob, block_size)
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
+        super().__init__("sdrop_dml", drop_prob, block_size, rate_basis)
 
 
 _CLASSES: dict[str, Callable[..., DropLayer]] = {
@@ -159,8 +220,11 @@ _CLASSES: dict[str, Callable[..., DropLayer]] = {
 
 
 def build_drop_layer(config: RegConfig) -> DropLayer:
-    """The drop layer of ``config.variant`` at ``config.drop_prob`` and ``config.block_size``."""
-    return _CLASSES[config.variant](drop_prob=config.drop_prob, block_size=config.block_size)
+    """The drop layer of ``config.variant`` at ``config.drop_prob``, ``config.block_size`` and
+    ``config.rate_basis``."""
+    return _CLASSES[config.variant](
+        drop_prob=config.drop_prob, block_size=config.block_size, rate_basis=config.rate_basis
+    )
 
 
 def drop_factory(config: RegConfig) -> Callable[[], nn.Module]:
@@ -177,3 +241,39 @@ def set_drop_prob(model: nn.Module, drop_prob: float) -> None:
     """Set the current drop probability of every drop layer in ``model``."""
     for layer in drop_layers(model):
         layer.drop_prob = float(drop_prob)
+
+
+def reset_drop_rates(model: nn.Module) -> None:
+    """Start counting the realised drop rates of every drop layer in ``model`` afresh."""
+    for layer in drop_layers(model):
+        layer.reset_rates()
+
+
+def realised_drop_rates(model: nn.Module) -> tuple[float, ...] | None:
+    """Share of units dropped per sub-model since :func:`reset_drop_rates`: for each layer the
+    mean over its training-mode calls, then the mean over layers (one value for single-model
+    variants, ``(a, b)`` for paired ones). None when no drop layer was called in training mode.
+    """
+    per_layer = [r for r in (layer.realised_rates() for layer in drop_layers(model)) if r is not None]
+    if not per_layer:
+        return None
+    return tuple(sum(values) / len(per_layer) for values in zip(*per_layer, strict=True))
+
+
+@contextmanager
+def dropblock_probe(
+    model: nn.Module, drop_prob: float, block_size: int, generator: torch.Generator
+) -> Iterator[None]:
+    """Within the block, every drop layer of ``model`` (``none``'s identity layers included)
+    applies a single-model DropBlock mask D(drop_prob, block_size) drawn from ``generator`` to its
+    whole input, in train and eval mode alike, instead of its own masks; nothing is counted in the
+    realised rates. Models of any variant with the same weights then give the same outputs.
+    """
+    layers = drop_layers(model)
+    for layer in layers:
+        layer.probe = (float(drop_prob), int(block_size), generator)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.probe = None

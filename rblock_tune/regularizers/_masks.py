@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from rblock_tune.config import PAIRED_VARIANTS, VARIANTS
+from rblock_tune.config import PAIRED_VARIANTS, RATE_BASES, SPLIT_VARIANTS, VARIANTS
 from rblock_tune.errors import ConfigError
 
-__all__ = ["dropblock_gamma", "expected_dropblock_rate", "sample_masks"]
+__all__ = ["dropblock_gamma", "expected_dropblock_rate", "mask_drop_prob", "sample_masks"]
 
 Shape = tuple[int, int, int, int]
 
@@ -58,6 +58,28 @@ def expected_dropblock_rate(drop_prob: float, block_size: int, height: int, widt
     k_c = torch.minimum(cols, torch.tensor(width - b)) - torch.clamp(cols - b + 1, min=0) + 1
     k = (k_r[:, None] * k_c[None, :]).double()
     return float((1.0 - (1.0 - gamma) ** k).mean())
+
+
+def mask_drop_prob(variant: str, drop_prob: float, rate_basis: str = "submodel") -> float:
+    """The ``drop_prob`` to hand :func:`sample_masks` for a nominal rate p under a rate basis.
+
+    ``sample_masks`` follows the spec literally: for ``bdrop_dml`` and ``sdrop_dml`` its p is the
+    rate of the *shared* mask, which the two sub-models split, so each drops about p/2. With
+    ``rate_basis="submodel"`` the nominal p is each sub-model's rate instead and the shared mask
+    runs at 2p; every other variant drops p per model on either basis.
+
+    Raises:
+        ConfigError: an unknown basis, or a shared rate 2p that is not below 1.
+    """
+    if rate_basis not in RATE_BASES:
+        raise ConfigError(f"rate_basis must be one of {', '.join(RATE_BASES)}, but got {rate_basis=}")
+    if rate_basis == "submodel" and variant in SPLIT_VARIANTS:
+        if drop_prob >= 0.5:
+            raise ConfigError(
+                f"drop_prob must be in [0, 0.5) for {variant} on the submodel basis, but got {drop_prob=}"
+            )
+        return 2.0 * drop_prob
+    return drop_prob
 
 
 def _coin(

@@ -11,13 +11,18 @@ __all__ = ["DropSchedule"]
 class DropSchedule:
     """Drop probability as a function of the 0-based optimisation step.
 
-    ``linear``: ``p(step) = target * min(1, (step + 1) / ramp_steps)`` with
-    ``ramp_steps = max(1, round(ramp_fraction * total_steps))``, so the ramp starts
-    just above 0 and reaches the target on the last ramp step. ``constant``: the target.
+    ``linear``: ``p(step) = target * min(1, (step + 1) / ramp_steps)`` with ``ramp_steps``
+    given, else ``max(1, round(ramp_fraction * total_steps))``, so the ramp starts just above 0
+    and reaches the target on the last ramp step. ``constant``: the target.
     """
 
     def __init__(
-        self, target: float, total_steps: int, kind: str = "linear", ramp_fraction: float = 1.0
+        self,
+        target: float,
+        total_steps: int,
+        kind: str = "linear",
+        ramp_fraction: float = 1.0,
+        ramp_steps: int | None = None,
     ) -> None:
         if kind not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, but got {kind=}")
@@ -27,10 +32,12 @@ class DropSchedule:
             raise ConfigError(f"total_steps must be >= 1, but got {total_steps=}")
         if not 0.0 < ramp_fraction <= 1.0:
             raise ConfigError(f"ramp_fraction must be in (0, 1], but got {ramp_fraction=}")
+        if ramp_steps is not None and ramp_steps < 1:
+            raise ConfigError(f"ramp_steps must be >= 1, but got {ramp_steps=}")
         self.target = target
         self.kind = kind
         self.total_steps = total_steps
-        self.ramp_steps = max(1, round(ramp_fraction * total_steps))
+        self.ramp_steps = ramp_steps if ramp_steps is not None else max(1, round(ramp_fraction * total_steps))
 
     def __call__(self, step: int) -> float:
         if self.kind == "constant":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -42,8 +44,11 @@ __all__ = [
     "SeedSpec",
     "StudySpec",
     "load_study_spec",
+    "search_seeds",
     "spec_from_dict",
 ]
+
+log = logging.getLogger(__name__)
 
 DIMENSION_TYPES = ("uniform", "loguniform", "int", "categorical")
 REPORTED_METRICS: dict[str, str] = {
@@ -52,9 +57,13 @@ REPORTED_METRICS: dict[str, str] = {
     "train_acc": "max",
     "train_loss": "min",
     "train_ce": "min",
-    "consistency_kl": "min",
+    "consistency_kl_own": "min",
+    "consistency_kl_probe": "min",
 }
 """Per-epoch metrics a study may optimise, with their natural direction."""
+
+_NEEDS_VALIDATION = ("val_", "consistency_")
+"""Prefixes of the metrics measured on the validation split (absent when ``data.val_size`` is 0)."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TOP_KEYS = (
@@ -189,15 +198,38 @@ class Arm:
 
 @dataclass(frozen=True)
 class SeedSpec:
+    """The seed phase. ``allow_search_seeds`` lets an explicit ``seeds`` list reuse a seed that a
+    search trial ran with (the report then says so among its caveats)."""
+
     top_k: int = 1
     n_seeds: int = 5
     seeds: tuple[int, ...] = ()
     arms: tuple[Arm, ...] = ()
     epochs: int | None = None  # None = base train.epochs
+    allow_search_seeds: bool = False
 
-    def seed_list(self) -> list[int]:
-        """The seeds every arm runs (explicit ``seeds``, else ``0 .. n_seeds-1``)."""
-        return list(self.seeds) if self.seeds else list(range(self.n_seeds))
+    def seed_list(self, search_seeds: Sequence[int] = ()) -> list[int]:
+        """The seeds every arm runs: the explicit ``seeds``, else ``n_seeds`` consecutive seeds
+        starting after the largest seed any search trial used (``search_seeds``), so that no run
+        that selected a configuration is counted again as evidence for it."""
+        if self.seeds:
+            return list(self.seeds)
+        start = max(search_seeds) + 1 if search_seeds else 0
+        return list(range(start, start + self.n_seeds))
+
+    def check_disjoint(self, search_seeds: Sequence[int], where: str = "the search trials") -> None:
+        """Refuse explicit ``seeds`` that reuse a seed of ``search_seeds``, unless allowed.
+
+        Raises:
+            ConfigError: one line naming the shared seeds and the ways out.
+        """
+        shared = sorted(set(self.seeds) & set(search_seeds))
+        if shared and not self.allow_search_seeds:
+            raise ConfigError(
+                f"seeds.seeds={list(self.seeds)} reuses seed(s) {shared} of {where}: a top arm's run "
+                "on such a seed repeats the very trial that selected it; drop them, leave seeds.seeds "
+                "out (the default seeds start after the search's), or set seeds.allow_search_seeds: true"
+            )
 
 
 @dataclass(frozen=True)
@@ -225,6 +257,7 @@ class StudySpec:
     seeds: SeedSpec | None = None
     report: ReportSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def search_epochs(self) -> int:
@@ -239,8 +272,19 @@ class StudySpec:
         return self.base.train.epochs
 
 
+def search_seeds(spec: StudySpec) -> list[int]:
+    """The seeds this study's search trials run with: ``base.seed`` when there is a search
+    (``space`` is never allowed to search the seed), else none."""
+    return [spec.base.seed] if spec.space else []
+
+
 def _parse_dimension(key: str, value: Any, trial_keys: set[str]) -> Dimension:
     where = f"space.{key}"
+    if key == "seed":
+        raise ConfigError(
+            "space.seed is not allowed: searching over the seed picks a lucky seed; the search runs "
+            "with base.seed and the seed phase measures the spread over seeds"
+        )
     if key not in trial_keys:
         hint = difflib.get_close_matches(key, sorted(trial_keys), n=1, cutoff=0.6)
         suggestion = f" (did you mean 'space.{hint[0]}'?)" if hint else ""
@@ -333,6 +377,113 @@ def _check_space_values(dims: Sequence[Dimension], base: TrialConfig) -> None:
                         f"{cond_key} is fixed at {base_value!r} (not searched)"
                     )
         seen[dim.key] = dim
+    _check_pairs(dims, base_dict)
+    _check_combinations(dims, base_dict)
+
+
+def _dim_samples(dim: Dimension) -> list[Any]:
+    samples: list[Any] = list(dim.possible_values() or (dim.low, dim.high))
+    return [int(v) for v in samples] if dim.type == "int" else samples
+
+
+def _check_pairs(dims: Sequence[Dimension], base_dict: dict[str, Any]) -> None:
+    """Every pair of dimensions must combine into valid configs at their extreme values (a
+    drop rate valid for one variant may be out of range for another), where both are sampled."""
+    for i, later in enumerate(dims):
+        conditions = dict(later.when)
+        for earlier in dims[:i]:
+            for v_earlier in _dim_samples(earlier):
+                if earlier.key in conditions and v_earlier not in conditions[earlier.key]:
+                    continue
+                for v_later in _dim_samples(later):
+                    try:
+                        config_from_dict(
+                            apply_overrides(base_dict, {earlier.key: v_earlier, later.key: v_later})
+                        )
+                    except ConfigError as exc:
+                        pair = f"{earlier.key}={v_earlier!r} with {later.key}={v_later!r}"
+                        raise ConfigError(f"space: {pair} is invalid: {exc}") from None
+
+
+_MAX_COMBINATIONS = 4096
+"""Above this many extreme-value combinations of the whole space, only pairs are checked."""
+
+
+def _check_combinations(dims: Sequence[Dimension], base_dict: dict[str, Any]) -> None:
+    """Every combination of the dimensions' extreme values (both ends of a range, every categorical
+    value) that sampling can produce must make a valid config: pairs alone miss, say, a searched
+    ``reg.rate_basis`` with a searched variant and drop rate."""
+    base_flat = flatten_config(config_from_dict(base_dict))
+    points: list[dict[str, Any]] = [{}]
+    for dim in dims:
+        grown: list[dict[str, Any]] = []
+        for point in points:
+            if all(point.get(key, base_flat[key]) in allowed for key, allowed in dim.when):
+                grown.extend({**point, dim.key: v} for v in _dim_samples(dim))
+            else:
+                grown.append(point)
+        points = grown
+        if len(points) > _MAX_COMBINATIONS:
+            return
+    for point in points:
+        try:
+            config_from_dict(apply_overrides(base_dict, point))
+        except ConfigError as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
+            raise ConfigError(f"space: {shown} together are invalid: {exc}") from None
+
+
+def _check_epochs(base: TrialConfig, epochs: int, where: str) -> None:
+    """The base config must also hold with ``train.epochs`` set to a phase's epochs."""
+    try:
+        config_from_dict(apply_overrides(config_to_dict(base), {"train.epochs": epochs}))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+_RAMP_KEYS = ("reg.schedule", "reg.ramp_fraction", "reg.ramp_epochs")
+
+
+def _longest_ramp(spec: StudySpec) -> float:
+    """The longest drop-rate ramp (epochs) a search trial can get: the base's, or the longest over
+    the extreme values of the searched ramp keys."""
+    base = flatten_config(spec.base)
+    options: list[list[Any]] = []
+    for key in _RAMP_KEYS:
+        dim = next((d for d in spec.space if d.key == key), None)
+        options.append(_dim_samples(dim) if dim is not None else [base[key]])
+    longest = 0.0
+    for schedule, fraction, epochs in itertools.product(*options):
+        if fraction is not None and epochs is not None:
+            continue  # refused when sampled together
+        try:
+            reg = dataclasses.replace(
+                spec.base.reg, schedule=schedule, ramp_fraction=fraction, ramp_epochs=epochs
+            )
+        except ConfigError:
+            continue
+        longest = max(longest, reg.ramp_length(spec.search_epochs))
+    return longest
+
+
+def _ramp_warning(spec: StudySpec) -> str | None:
+    """A warning when ASHA's first rung judges search trials before the drop-rate ramp is halfway."""
+    searched = {d.key for d in spec.space}
+    drops = spec.base.reg.variant != "none" or "reg.variant" in searched
+    if spec.scheduler.type != "asha" or not spec.space or not drops:
+        return None
+    ramp = _longest_ramp(spec)
+    rung = spec.scheduler.grace_period
+    if rung >= ramp / 2:
+        return None
+    which = (
+        "the longest drop-rate ramp the space allows" if searched & set(_RAMP_KEYS) else "the drop-rate ramp"
+    )
+    return (
+        f"scheduler.grace_period={rung}: ASHA's first rung judges search trials at epoch {rung}, when "
+        f"{which} ({ramp:g} epochs) is at {rung / ramp:.0%} of its target, so early stopping can hardly "
+        f"see reg.drop_prob or reg.alpha; set base.reg.ramp_epochs <= {2 * rung} (or a later grace_period)"
+    )
 
 
 def _flat_value(config: TrialConfig, key: str) -> Any:
@@ -371,7 +522,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
         raise ConfigError(
             f"metric={metric!r} is not reported by trials: must be one of {', '.join(REPORTED_METRICS)}"
         )
-    if metric.startswith("val_") and base.data.val_size == 0:
+    if metric.startswith(_NEEDS_VALIDATION) and base.data.val_size == 0:
         raise ConfigError(f"metric={metric!r} needs a validation set, but base.data.val_size is 0")
     mode = top.get("mode", REPORTED_METRICS[metric])
     if mode not in ("min", "max"):
@@ -401,14 +552,14 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     dim_keys = {d.key for d in dims}
     checked_points = []
     for i, point in enumerate(points):
-        p = _parse_overrides(f"search.points[{i}]", point, base)
+        p = _mapping(f"search.points[{i}]", point, valid_keys())
         for k, v in p.items():
             if k not in dim_keys:
                 raise ConfigError(f"search.points[{i}].{k} is not a dimension of space")
             dim = next(d for d in dims if d.key == k)
             if not dim.can_take(v):
                 raise ConfigError(f"search.points[{i}].{k}={v!r} is outside space.{k}")
-        checked_points.append(p)
+        checked_points.append(_parse_overrides(f"search.points[{i}]", p, base))
     search = SearchSpec(
         algorithm=algorithm,
         num_samples=_int("search.num_samples", s.get("num_samples", 8), 1),
@@ -449,7 +600,10 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     f = _mapping("failures", top.get("failures"), ("retries",))
     failures = FailureSpec(retries=_int("failures.retries", f.get("retries", 2), 0))
 
+    _check_epochs(base, scheduler.budget or base.train.epochs, "scheduler.budget")
     seeds = _parse_seeds(top.get("seeds"), base) if top.get("seeds") is not None else None
+    if seeds is not None and dims:
+        seeds.check_disjoint([base.seed], f"the search trials (base.seed={base.seed})")
     report = _parse_report(top.get("report", False), seeds)
     if report is not None and seeds is None:
         variants = [d for d in dims if d.key == "reg.variant"]
@@ -458,7 +612,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
                 "report: without a seeds phase the report compares search trials by reg.variant, but "
                 "space.reg.variant is not searched over two or more variants; add a seeds phase"
             )
-    return StudySpec(
+    spec = StudySpec(
         name=name,
         base=base,
         metric=metric,
@@ -472,6 +626,8 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
         report=report,
         raw=dict(raw),
     )
+    warning = _ramp_warning(spec)
+    return dataclasses.replace(spec, warnings=(warning,)) if warning else spec
 
 
 def _parse_report(value: Any, seeds: SeedSpec | None) -> ReportSpec | None:
@@ -507,7 +663,7 @@ def _parse_report(value: Any, seeds: SeedSpec | None) -> ReportSpec | None:
 
 
 def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:
-    s = _mapping("seeds", value, ("top_k", "n_seeds", "seeds", "arms", "epochs"))
+    s = _mapping("seeds", value, ("top_k", "n_seeds", "seeds", "arms", "epochs", "allow_search_seeds"))
     explicit = s.get("seeds") or []
     if not isinstance(explicit, list):
         raise ConfigError(f"seeds.seeds must be a list of integers, but got {explicit!r}")
@@ -540,15 +696,23 @@ def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:
     if len(set(labels)) != len(labels):
         raise ConfigError(f"seeds.arms labels repeat: {labels}")
     epochs = s.get("epochs")
+    allow = s.get("allow_search_seeds", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"seeds.allow_search_seeds={allow!r} has the wrong type: must be true/false")
     spec = SeedSpec(
         top_k=_int("seeds.top_k", s.get("top_k", 1), 0),
         n_seeds=_int("seeds.n_seeds", s.get("n_seeds", 5), 1),
         seeds=seed_list,
         arms=tuple(arms),
         epochs=None if epochs is None else _int("seeds.epochs", epochs, 1),
+        allow_search_seeds=allow,
     )
     if spec.top_k == 0 and not spec.arms:
         raise ConfigError("seeds has no arms: set seeds.top_k >= 1 or list seeds.arms")
+    seed_epochs = spec.epochs or base.train.epochs
+    _check_epochs(base, seed_epochs, "seeds.epochs")
+    for i, arm in enumerate(spec.arms):
+        _parse_overrides(f"seeds.arms[{i}].set", {**arm.overrides, "train.epochs": seed_epochs}, base)
     return spec
 
 
@@ -559,7 +723,10 @@ def load_study_spec(path: str | Path, overrides: Sequence[str] = ()) -> StudySpe
     for text in overrides:
         key, value = parse_override(text)
         _set_path(raw, key, value)
-    return spec_from_dict(raw)
+    spec = spec_from_dict(raw)
+    for warning in spec.warnings:
+        log.warning("%s", warning)
+    return spec
 
 
 def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:

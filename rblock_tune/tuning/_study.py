@@ -23,13 +23,28 @@ import yaml
 
 from rblock_tune.config import config_to_dict, flatten_config, with_overrides
 from rblock_tune.errors import CheckpointError, ConfigError
-from rblock_tune.tuning._spec import StudySpec, spec_from_dict
+from rblock_tune.tuning._spec import StudySpec, search_seeds, spec_from_dict
 
-__all__ = ["StudyPaths", "StudyResult", "redact_url", "resume_study", "run_study", "study_status"]
+__all__ = [
+    "StudyPaths",
+    "StudyResult",
+    "build_arms",
+    "plan_seeds",
+    "redact_url",
+    "resolve_arms",
+    "resume_study",
+    "run_study",
+    "study_status",
+]
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "study.json"
+STATE_FORMAT = 2
+"""Version of ``study.json``. 2: seed phases avoid search seeds (``seed_phase_seeds``) and
+``reg.drop_prob`` is read on ``reg.rate_basis`` (default ``submodel``). A study of format 1 (no
+``format`` key) meant other seeds and, for R-Block, half the drop rate: it is neither resumed nor
+taken as a ``from_study`` arm."""
 _LOCAL_KEYS = frozenset({"seed", "data.root", "data.cache_dir", "train.device", "train.epochs"})
 """Keys a ``from_study`` arm does not take from the other study: where and how long it ran."""
 
@@ -327,39 +342,94 @@ def _run_config(
     )
 
 
-def build_arms(spec: StudySpec, workdir: Path, best: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Seed-phase arms: ``top1..topK`` from the search, then the spec's arms.
+def _check_format(state: dict[str, Any], path: Path, what: str) -> None:
+    """Refuse a study state written by an rblock-tune whose seeds and drop rates meant otherwise."""
+    if state.get("format") != STATE_FORMAT:
+        raise CheckpointError(
+            f"{what}: {path} was written by an older rblock-tune (study state format "
+            f"{state.get('format', 1)}, this one writes {STATE_FORMAT}), whose seed phase reused the search "
+            "seed and whose R-Block drop rates meant the shared mask's; run that study again with this "
+            "version"
+        )
+
+
+def _other_study(workdir: Path, label: str, name: str) -> tuple[StudySpec, dict[str, Any]]:
+    """The spec and state of another study of the same workdir, for a ``from_study`` arm."""
+    other = _state_path(workdir, name)
+    if not other.is_file():
+        raise ConfigError(
+            f"seeds arm {label!r}: from_study {name!r} has no state at {other}; "
+            "run that study first in the same --workdir"
+        )
+    state = json.loads(other.read_text())
+    _check_format(state, other, f"seeds arm {label!r}: from_study {name!r}")
+    return spec_from_dict(state["spec"]), state
+
+
+def resolve_arms(spec: StudySpec, workdir: Path) -> dict[str, dict[str, Any]]:
+    """The spec's own seed-phase arms (label -> overrides of the base), ``from_study`` resolved.
 
     A ``from_study`` arm takes the whole winning configuration of that study (its base plus
     its best trial's parameters, as overrides of this study's base, apart from where and how
     long it ran), then the arm's own ``set``.
+
+    Raises:
+        ConfigError: a ``from_study`` study that has not run (or has no completed trial) in
+            ``workdir``, or an arm that makes no valid config.
     """
     assert spec.seeds is not None
     arms: dict[str, dict[str, Any]] = {}
-    for i, entry in enumerate(best[: spec.seeds.top_k]):
-        arms[f"top{i + 1}"] = dict(entry["overrides"])
     for arm in spec.seeds.arms:
         overrides = dict(arm.overrides)
         if arm.from_study is not None:
-            other = _state_path(workdir, arm.from_study)
-            if not other.is_file():
-                raise ConfigError(
-                    f"seeds arm {arm.label!r}: from_study {arm.from_study!r} has no state at {other}; "
-                    "run that study first in the same --workdir"
-                )
-            other_state = json.loads(other.read_text())
+            other_spec, other_state = _other_study(workdir, arm.label, arm.from_study)
             other_best = other_state.get("best") or []
             if not other_best:
                 raise ConfigError(f"seeds arm {arm.label!r}: study {arm.from_study!r} has no completed trial")
-            other_spec = spec_from_dict(other_state["spec"])
             winner = flatten_config(with_overrides(other_spec.base, other_best[0]["overrides"]))
             mine = flatten_config(spec.base)
             carried = {k: v for k, v in winner.items() if v != mine[k] and k not in _LOCAL_KEYS}
             overrides = {**carried, **overrides}
         arms[arm.label] = overrides
-    for overrides in arms.values():  # every arm must make a valid config
-        with_overrides(spec.base, overrides)
+    for overrides in arms.values():  # every arm must make a valid config, for the seed phase's epochs
+        with_overrides(spec.base, {**overrides, "train.epochs": spec.seed_epochs})
     return arms
+
+
+def build_arms(spec: StudySpec, workdir: Path, best: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Seed-phase arms: ``top1..topK`` from the search, then the spec's arms (:func:`resolve_arms`)."""
+    assert spec.seeds is not None
+    arms: dict[str, dict[str, Any]] = {}
+    for i, entry in enumerate(best[: spec.seeds.top_k]):
+        arms[f"top{i + 1}"] = dict(entry["overrides"])
+    arms.update(resolve_arms(spec, workdir))
+    return arms
+
+
+def plan_seeds(spec: StudySpec, workdir: Path) -> dict[str, Any]:
+    """The seeds of each phase, fixed before any trial runs.
+
+    Returns:
+        ``{"search_seeds": {study: [seeds its search trials ran with]}, "seeds": [seed-phase
+        seeds]}``; ``search_seeds`` names this study and every ``from_study`` study, since those
+        searches selected arms of this seed phase too. By default the seed-phase seeds start after
+        the largest of them; explicit ``seeds.seeds`` that reuse one are refused unless
+        ``seeds.allow_search_seeds`` is set.
+
+    Raises:
+        ConfigError: a ``from_study`` study is missing, or explicit seeds reuse a search seed.
+    """
+    used: dict[str, list[int]] = {spec.name: search_seeds(spec)}
+    if spec.seeds is None:
+        return {"search_seeds": used, "seeds": []}
+    resolve_arms(spec, workdir)  # a missing from_study study stops the study here, not after its search
+    for arm in spec.seeds.arms:
+        if arm.from_study is not None and arm.from_study not in used:
+            other_spec, _ = _other_study(workdir, arm.label, arm.from_study)
+            used[arm.from_study] = search_seeds(other_spec)
+            spec.seeds.check_disjoint(used[arm.from_study], f"study {arm.from_study!r}'s search trials")
+    every = sorted({seed for seeds in used.values() for seed in seeds})
+    return {"search_seeds": used, "seeds": spec.seeds.seed_list(every)}
 
 
 def _seed_phase(
@@ -368,6 +438,7 @@ def _seed_phase(
     client: Any,
     experiment_id: str,
     best: list[dict[str, Any]],
+    plan: dict[str, Any],
     resume: bool,
 ) -> tuple[dict[str, dict[str, Any]], int]:
     from ray import tune
@@ -382,7 +453,7 @@ def _seed_phase(
     trainable, state_uri = _phase_trainable(
         spec, paths, f"{spec.name}-seeds", "seed_run", epochs, experiment_id, parent, arms
     )
-    seeds = spec.seeds.seed_list()
+    seeds = [int(seed) for seed in plan["seeds"]]
 
     def build() -> Any:
         return tune.Tuner(
@@ -397,7 +468,13 @@ def _seed_phase(
     _run_tuner(f"{spec.name}-seeds", trainable, paths, build, resume, len(arms) * len(seeds))
     delete_own_checkpoints(state_uri)
     fail_orphan_runs(client, experiment_id, parent)
-    client.log_text(parent, yaml.safe_dump({"arms": arms, "seeds": seeds}, sort_keys=False), "arms.yaml")
+    record = {
+        "arms": arms,
+        "seeds": seeds,
+        "search_seeds": plan["search_seeds"],
+        "allow_search_seeds": spec.seeds.allow_search_seeds,
+    }
+    client.log_text(parent, yaml.safe_dump(record, sort_keys=False), "arms.yaml")
     set_run_status(client, parent, "completed")
     return arms, len(arms) * len(seeds)
 
@@ -420,13 +497,19 @@ def run_study(
             f"study {spec.name!r} already exists in {paths.workdir}: continue it with "
             f"'rblock-tune study resume {spec.name} --workdir {paths.workdir}', or pick another --name"
         )
+    state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if state:
+        _check_format(state, state_file, f"cannot resume study {spec.name!r}")
+    plan = plan_seeds(spec, paths.workdir)  # before anything is written: arms of other studies, seeds
     paths.workdir.mkdir(parents=True, exist_ok=True)
     if spec.space:
         check_optuna_storage(paths.optuna_storage)
     client = _mlflow(paths.tracking_uri)
-    state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if "seed_phase_seeds" in state:  # resumed: the seeds some runs already used stay fixed
+        plan["seeds"] = [int(seed) for seed in state["seed_phase_seeds"]]
     state.update(
         {
+            "format": STATE_FORMAT,
             "name": spec.name,
             "spec": spec.raw,
             "workdir": str(paths.workdir),
@@ -434,6 +517,8 @@ def run_study(
             "tracking_uri": paths.tracking_uri,
             "optuna_storage": paths.optuna_storage,
             "address": paths.address,
+            "search_seeds": plan["search_seeds"],
+            "seed_phase_seeds": plan["seeds"],
         }
     )
     state.setdefault("search_done", not spec.space)
@@ -455,7 +540,7 @@ def run_study(
         state["best"] = [{"overrides": {}, spec.metric: None}]
     seed_runs = 0
     if not state["seeds_done"]:
-        _, seed_runs = _seed_phase(spec, paths, client, experiment_id, state["best"], resume)
+        _, seed_runs = _seed_phase(spec, paths, client, experiment_id, state["best"], plan, resume)
         state["seeds_done"] = True
         _write_state(state_file, state)
     report, report_error = _write_report(spec, paths)
@@ -566,6 +651,8 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     except KeyError:
         out["optuna"] = {}
     out["best"] = None if best is None else {"overrides": best[0], spec.metric: best[1]}
+    out["search_seeds"] = state.get("search_seeds", {})
+    out["seed_phase_seeds"] = state.get("seed_phase_seeds", [])
     out["search_done"] = state.get("search_done", False)
     out["seeds_done"] = state.get("seeds_done", False)
     out["tracking_uri"] = state["tracking_uri"]

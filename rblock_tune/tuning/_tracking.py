@@ -45,8 +45,9 @@ SEED_TAG = "rblock.seed"
 ARM_TAG = "rblock.arm"
 PARENT_TAG = "mlflow.parentRunId"
 EPOCH_METRICS = (
-    "train_loss", "train_ce", "train_kl", "train_acc", "val_loss", "val_acc", "lr", "drop_prob",
-    "consistency_kl", "epoch_seconds", "images_per_second",
+    "train_loss", "train_ce", "train_kl", "train_acc", "drop_rate", "drop_rate_a", "drop_rate_b",
+    "val_loss", "val_acc", "lr", "drop_prob", "consistency_kl_own", "consistency_kl_probe",
+    "epoch_seconds", "images_per_second",
 )  # fmt: skip
 
 

@@ -188,7 +188,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         study=context.study,
         role=context.role,
         trial_id=trial_id,
-        params=flatten_config(cfg),
+        params={**flatten_config(cfg), "model.shortcut": cfg.model.resolved_shortcut},  # what was built
         seed=cfg.seed,
         arm=arm,
     )
