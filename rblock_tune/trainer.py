@@ -309,7 +309,15 @@ class Trainer:
         return loss_sum / n, correct / n
 
     @torch.no_grad()
-    def consistency_kl_own(self) -> float | None:
+    def _full_output(self) -> torch.Tensor:
+        """The full model's (eval mode) float logits on the probe batch, which must exist."""
+        assert self._consistency_batch is not None
+        self.model.eval()
+        with self._autocast():
+            return self.model(self._consistency_batch).float()
+
+    @torch.no_grad()
+    def consistency_kl_own(self, full: torch.Tensor | None = None) -> float | None:
         """The train/inference inconsistency *through the model's own masks*: mean symmetric
         KL between its sub-model outputs (its variant's masks at the current drop rate) and the
         full model (eval mode) on the fixed probe batch. None without a validation split, and for
@@ -326,10 +334,9 @@ class Trainer:
             return None
         if self.drop_layers[0].drop_prob == 0.0:
             return 0.0
+        full = self._full_output() if full is None else full
         self.model.eval()
         generator = torch.Generator(device=self.device).manual_seed(CONSISTENCY_SEED)
-        with self._autocast():
-            full = self.model(x).float()
         try:
             for layer in self.drop_layers:
                 layer.train()
@@ -349,7 +356,7 @@ class Trainer:
         return float(value)
 
     @torch.no_grad()
-    def consistency_kl_probe(self) -> float | None:
+    def consistency_kl_probe(self, full: torch.Tensor | None = None) -> float | None:
         """The train/inference inconsistency measured by one instrument for every variant: mean
         symmetric KL between the model under a common DropBlock probe (single-model masks
         D(``train.probe_drop_prob``, ``train.probe_block_size``) at every drop layer, drawn from a
@@ -360,12 +367,14 @@ class Trainer:
         if x is None:
             return None
         cfg = self.config.train
+        full = self._full_output() if full is None else full
         self.model.eval()
         generator = torch.Generator(device=self.device).manual_seed(CONSISTENCY_SEED)
-        with self._autocast():
-            full = self.model(x).float()
-            with dropblock_probe(self.model, cfg.probe_drop_prob, cfg.probe_block_size, generator):
-                probed = self.model(x).float()
+        with (
+            self._autocast(),
+            dropblock_probe(self.model, cfg.probe_drop_prob, cfg.probe_block_size, generator),
+        ):
+            probed = self.model(x).float()
         return float(symmetric_kl(probed, full))
 
     def run_epoch(self, progress: bool = False) -> dict[str, Any]:
@@ -390,13 +399,15 @@ class Trainer:
             record["val_loss"] = record["val_acc"] = None
         record["lr"] = self.last_lr
         record["drop_prob"] = self.drop_schedule(self.step - 1)
-        for name, probe in (
-            ("consistency_kl_own", self.consistency_kl_own),
-            ("consistency_kl_probe", self.consistency_kl_probe),
-        ):
-            value = probe()
-            if value is not None:  # absent without a validation split (and the own-mask one for none)
-                record[name] = value
+        if self._consistency_batch is not None:  # absent without a validation split
+            full = self._full_output()  # one pass of the full model serves both metrics
+            for name, probe in (
+                ("consistency_kl_own", self.consistency_kl_own),
+                ("consistency_kl_probe", self.consistency_kl_probe),
+            ):
+                value = probe(full)
+                if value is not None:  # the own-mask metric is absent for none
+                    record[name] = value
         self._sync()
         record["epoch_seconds"] = time.perf_counter() - start
         record["images_per_second"] = train_images / train_seconds
