@@ -86,6 +86,7 @@ def make_store(
     rates: dict[str, float | None] | None = None,
     allow_search_seeds: bool = False,
     top1_basis: str = "submodel",
+    top1_p: float = 0.1,
 ) -> str:
     """An experiment ``synth``: ``trials`` search trials (seed 0), and (``seed_phase``) arms top1,
     dropblock and none over ``seeds`` seeds from ``first_seed`` on, test_acc = 0.7 + per-seed effect +
@@ -138,8 +139,9 @@ def make_store(
                         "rblock.seed": str(s), "rblock.trial_id": f"{arm}-{s}",
                         "mlflow.parentRunId": parent.info.run_id,
                     },
-                    params={"reg.variant": variant, "reg.alpha": 1.0, "reg.drop_prob": 0.1, "train.epochs": 3,
-                            "seed": s, "reg.rate_basis": top1_basis if arm == "top1" else "submodel"},
+                    params={"reg.variant": variant, "reg.alpha": 1.0, "train.epochs": 3, "seed": s,
+                            "reg.drop_prob": top1_p if arm == "top1" else 0.1,
+                            "reg.rate_basis": top1_basis if arm == "top1" else "submodel"},
                     curve=[acc - 0.2, acc - 0.1, acc],
                     test_acc=None if status == "diverged" else acc,
                     drop_rates=drop_rates,
@@ -371,7 +373,20 @@ def test_caveat_when_compared_arms_drop_unequal_shares(tmp_path: Path) -> None:
     overlap = make_store(tmp_path / "overlap", shift={}, rates={"top1": 0.094 * 1.3})
     (caveat,) = [c for c in write_report("synth", overlap, tmp_path / "o", n_resamples=1000).caveats
                  if "unequal drop rates" in c]  # fmt: skip
-    assert "(+30%)" in caveat and "already read p per sub-model" in caveat and "choose each arm's p" in caveat
+    assert (
+        "(+30%)" in caveat
+        and "the gap is in the masks themselves" in caveat
+        and "choose each arm's p" in caveat
+    )
+    assert "by design" not in caveat and "rate_basis=submodel, where" not in caveat
+    # arms configured with different p (each tuned on its own, say): the caveat says so, not "the masks"
+    tuned = make_store(tmp_path / "tuned", shift={}, rates={"top1": 0.25}, top1_p=0.27)
+    (caveat,) = [c for c in write_report("synth", tuned, tmp_path / "t", n_resamples=1000).caveats
+                 if "unequal drop rates" in c]  # fmt: skip
+    assert "top1 0.250 vs dropblock 0.094 (+166%, at p 0.27 vs 0.1)" in caveat
+    assert (
+        "by design" in caveat and "add an arm of the baseline" in caveat and "masks themselves" not in caveat
+    )
     within = make_store(tmp_path / "within", shift={}, rates={"top1": 0.094 * 0.76})
     assert not any(
         "unequal" in c for c in write_report("synth", within, tmp_path / "w", n_resamples=1000).caveats

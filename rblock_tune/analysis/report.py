@@ -574,32 +574,45 @@ def _fairness_caveats(
             f"realised drop rates were not recorded for {', '.join(unknown)} (runs made before rblock-tune "
             "measured them): whether the arms dropped comparable shares of units is unknown."
         )
-    mismatched, on_shared = [], False
+    mismatched: list[str] = []
+    causes: set[str] = set()
     for r in comparisons.itertuples(index=False):
         if r.arm not in dropping.index or r.baseline not in dropping.index:
             continue
         mine, base = float(dropping.loc[r.arm, "realised"]), float(dropping.loc[r.baseline, "realised"])
-        if not (math.isfinite(mine) and math.isfinite(base) and base > 0):
+        if (
+            not (math.isfinite(mine) and math.isfinite(base) and base > 0)
+            or abs(mine - base) / base <= RATE_MISMATCH
+        ):
             continue
-        if abs(mine - base) / base > RATE_MISMATCH:
-            mismatched.append(f"{r.arm} {mine:.3f} vs {r.baseline} {base:.3f} ({(mine - base) / base:+.0%})")
-            on_shared |= any(
-                str(dropping.loc[a, "variant"]) in SPLIT_VARIANTS
-                and dropping.loc[a, "rate_basis"] == "shared"
-                for a in (r.arm, r.baseline)
-            )
+        text = f"{r.arm} {mine:.3f} vs {r.baseline} {base:.3f} ({(mine - base) / base:+.0%}"
+        p_arm, p_base = float(dropping.loc[r.arm, "drop_prob"]), float(dropping.loc[r.baseline, "drop_prob"])
+        if math.isfinite(p_arm) and math.isfinite(p_base) and not math.isclose(p_arm, p_base, rel_tol=0.05):
+            text += f", at p {p_arm:.3g} vs {p_base:.3g}"
+            causes.add("p")
+        elif any(
+            str(dropping.loc[a, "variant"]) in SPLIT_VARIANTS and dropping.loc[a, "rate_basis"] == "shared"
+            for a in (r.arm, r.baseline)
+        ):
+            causes.add("shared")
+        else:
+            causes.add("masks")
+        mismatched.append(text + ")")
     if mismatched:
-        fix = (
-            "run the R-Block arms with reg.rate_basis=submodel, where p is each sub-model's rate"
-            if on_shared
-            else "the arms already read p per sub-model, so the gap is in the masks themselves (DropBlock's "
-            "blocks overlap more at large p and b, see docs/regularizers.md): choose each arm's p so that "
-            "the realised rates match, or compare at a smaller p or b"
-        )
+        fixes = {
+            "p": "where the arms' p differ (each tuned on its own, or set so in the spec) that is by design, "
+            "but then the comparison is of methods at different strengths; to compare them at one strength, "
+            "add an arm of the baseline at the other arm's p",
+            "shared": "run the R-Block arms with reg.rate_basis=submodel, where p is each sub-model's rate",
+            "masks": "at equal p on this basis the gap is in the masks themselves (DropBlock's blocks "
+            "overlap more at large p and b, see docs/regularizers.md): choose each arm's p so that the "
+            "realised rates match, or compare at a smaller p or b",
+        }
+        advice = "; ".join(fixes[c] for c in ("p", "shared", "masks") if c in causes)
         caveats.append(
             f"unequal drop rates: per sub-model, these arms dropped a share of units more than "
             f"{RATE_MISMATCH:.0%} away from the baseline's: {'; '.join(mismatched)}. A difference in "
-            f"accuracy may then come from how much was dropped rather than from how; {fix}."
+            f"accuracy may then come from how much was dropped rather than from how; {advice}."
         )
     return caveats
 
