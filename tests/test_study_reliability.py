@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -284,8 +285,25 @@ def _trial_folder(experiment: Path, trial_id: str) -> Path:
     raise AssertionError(f"no Ray folder for trial {trial_id} in {experiment}")
 
 
-@pytest.mark.parametrize("ray_checkpoint_lost", [False, True], ids=["ray-checkpoint", "own-copy"])
-def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, ray_checkpoint_lost: bool) -> None:
+def _advance_own_copy(folder: Path, done: int) -> None:
+    """Put the trial's own copy one epoch ahead of what Ray and MLflow received: the state of a crash
+    after the copy of epoch ``done + 1`` was written, before that epoch was logged and reported."""
+    from rblock_tune.config import config_from_dict
+    from rblock_tune.trainer import Trainer, read_checkpoint
+
+    state = read_checkpoint(folder / f"epoch-{done:04d}.pt")
+    trainer = Trainer(config_from_dict(state["config"]))
+    trainer.load_state_dict(state)
+    record = trainer.run_epoch()
+    if trainer.done:
+        record["test_acc"] = trainer.evaluate_test()
+    for path in folder.iterdir():
+        path.unlink()
+    trainer.save(folder / f"epoch-{done + 1:04d}.pt")
+
+
+@pytest.mark.parametrize("restore", ["ray-checkpoint", "own-copy", "own-copy-ahead"])
+def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: str) -> None:
     """SIGKILL the whole ``study run`` (driver and its local Ray) while one trial is done and another
     is midway, then ``study resume``: ``num_samples`` trials complete, each with one MLflow run
     holding epochs 1..3 once, the interrupted trial continues from its checkpoint, and the resumed
@@ -303,7 +321,13 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, ray_checkp
     recover from checkpoint as it does not exist on storage anymore"). The test makes that instant
     certain by deleting the midway trial's Ray checkpoints after the kill; the trial must continue
     from its own copy (``rblock_state``) all the same.
+
+    ``own-copy-ahead``: the same, with the own copy one epoch ahead of what Ray received (a kill after
+    the copy was written, before its epoch was reported; here the trial's last epoch), which the test
+    makes certain by advancing the copy after the kill: the trial must report that epoch on resume, or
+    it would end without its final result and be told to Optuna as pruned.
     """
+    ray_checkpoint_lost = restore != "ray-checkpoint"
     name, samples, epochs = "crash", 5, 3
     spec_file = _spec_file(tmp_path, name, samples, epochs)
     workdir, log = tmp_path / "work", tmp_path / "driver.log"
@@ -328,7 +352,18 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, ray_checkp
         assert at_kill["rblock.status"] == "running", at_kill
         interrupted = {midway: int(at_kill["rblock.epochs_done"])}
         own_copies = workdir / "ray" / f"{name}-search" / "rblock_state" / midway
-        assert sorted(p.name for p in own_copies.iterdir()) == [f"epoch-{interrupted[midway]:04d}.pt"]
+        # The kill lands while epoch 3 trains, or while its own copy is being written: the copy is
+        # written (under a temporary name, then moved) before MLflow logs its epoch, and older copies are
+        # deleted after the move. So the newest complete copy is epoch `done` or `done + 1`, beside at most
+        # the copy before it and a partial `.tmp`, which a restore never reads.
+        done = interrupted[midway]
+        names = sorted(p.name for p in own_copies.iterdir())
+        complete = [n for n in names if re.fullmatch(r"epoch-\d{4}\.pt", n)]
+        assert complete and complete[-1] in (f"epoch-{done:04d}.pt", f"epoch-{done + 1:04d}.pt"), names
+        assert set(names) - set(complete) <= {f"epoch-{done + 1:04d}.pt.tmp"}, names
+        assert set(complete) <= {f"epoch-{done:04d}.pt", f"epoch-{done + 1:04d}.pt"}, names
+        if restore == "own-copy-ahead" and complete[-1] == f"epoch-{done:04d}.pt":
+            _advance_own_copy(own_copies, done)
         if ray_checkpoint_lost:
             trial_folder = _trial_folder(workdir / "ray" / f"{name}-search", midway)
             ray_checkpoints = list(trial_folder.glob("checkpoint_*"))

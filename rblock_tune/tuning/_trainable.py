@@ -162,19 +162,29 @@ class _RestoreFallback:
         return super().restore(checkpoint_path)  # type: ignore[misc]
 
 
-def _restore(trainer: Trainer, own: OwnCheckpoints) -> None:
-    """Restore Ray's checkpoint when it gave one, else the trial's own copy, if any."""
+def _restore(trainer: Trainer, own: OwnCheckpoints) -> bool:
+    """Restore Ray's checkpoint when it gave one, else the trial's own copy, if any; True when the
+    trial continues from its own copy."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trainer.restore(Path(directory) / CHECKPOINT_FILE)
-        return
+        return False
     with tempfile.TemporaryDirectory() as directory:
         local = Path(directory) / CHECKPOINT_FILE
         epoch = own.fetch(local)
-        if epoch is not None:
-            log.warning("restoring epoch %d from the trial's own checkpoint copy", epoch)
-            trainer.restore(local)
+        if epoch is None:
+            return False
+        log.warning("restoring epoch %d from the trial's own checkpoint copy", epoch)
+        trainer.restore(local)
+        return True
+
+
+def _report(trainer: Trainer, record: dict[str, Any], metric: str) -> None:
+    """Checkpoint the trainer and report one epoch's record to Ray with it."""
+    with tempfile.TemporaryDirectory() as directory:
+        trainer.save(Path(directory) / CHECKPOINT_FILE)
+        tune.report(_result(record, metric), checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -194,9 +204,15 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     )
     trainer = Trainer(cfg)
     own = OwnCheckpoints(context.state_uri, trial_id)
-    _restore(trainer, own)
+    from_own_copy = _restore(trainer, own)
     for record in trainer.records:  # epochs a crash may have kept out of MLflow
         run.log_epoch(record)
+    if from_own_copy and trainer.records:
+        # The copy is written before its epoch is reported, so it can be one epoch ahead of what Ray
+        # last received (a crash in between): report that epoch again, or a trial restored after its
+        # last epoch would end without its final result. A repeat is ignored by ASHA, the searcher
+        # and MLflow.
+        _report(trainer, trainer.records[-1], context.metric)
     try:
         while not trainer.done:
             record = trainer.run_epoch()
