@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from rblock_tune import __version__
 from rblock_tune.errors import ConfigError, DivergedError, RBlockError
+from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
 
 __all__ = ["main"]
 
@@ -150,7 +151,7 @@ def _report_tracking_uri(args: argparse.Namespace) -> str:
 
     if args.tracking_uri:
         return str(args.tracking_uri)
-    state = Path(args.workdir) / args.experiment / "study.json"
+    state = Path(args.workdir) / args.experiment / STATE_FILE
     if state.is_file():
         return str(json.loads(state.read_text())["tracking_uri"])
     db = Path(args.workdir) / "mlflow.db"
@@ -187,7 +188,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_study(result: Any) -> None:
+def _study_report(result: Any) -> tuple[Path | None, str | None]:
+    """The study's ``report`` step, once it has finished: the report in ``<workdir>/<study>/report/``.
+    A report that cannot be made (one arm left after divergences, say) does not fail the finished
+    study: the reason comes back, and ``rblock-tune report`` can be run again once it is fixed."""
+    settings = result.spec.report
+    if settings is None:
+        return None, None
+    from rblock_tune.analysis import write_report
+
+    try:
+        written = write_report(
+            result.name,
+            result.tracking_uri,
+            result.state_file.parent / "report",
+            metric=settings.metric,
+            baseline=settings.baseline,
+            alpha=settings.alpha,
+        )
+    except ConfigError as exc:
+        log.warning("report not written: %s", exc)
+        return None, str(exc)
+    return written.html, None
+
+
+def _finish_study(result: Any) -> int:
+    """Print a study's outcome, and write its report when it finished; the exit code."""
+    from rblock_tune.tuning import redact_url
+
+    if not result.finished:
+        workdir = result.state_file.parent.parent
+        print(
+            f"rblock-tune: interrupted ({result.unfinished}); finished trials are kept; continue with: "
+            f"rblock-tune study resume {result.name} --workdir {workdir}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    report, report_error = _study_report(result)
     print(f"study {result.name} finished")
     for i, entry in enumerate(result.best, start=1):
         values = ", ".join(
@@ -197,18 +234,17 @@ def _print_study(result: Any) -> None:
         print(f"  best {i}: {values or '(the base config)'}  {metric}")
     print(f"state: {result.state_file}")
     print(f"ray results: {result.storage}")
-    from rblock_tune.tuning._study import redact_url
-
     optuna_url = redact_url(result.optuna_storage)
     print(f"optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
     if result.tracking_uri.startswith("http"):
         print(f"mlflow: {result.tracking_uri}")
     else:
         print(f"mlflow: mlflow ui --backend-store-uri {result.tracking_uri}")
-    if result.report_error is not None:
-        print(f"report: not written ({result.report_error})")
-    elif result.report is not None:
-        print(f"report: {result.report}  (and report.md, comparisons.csv, figures/ beside it)")
+    if report_error is not None:
+        print(f"report: not written ({report_error})")
+    elif report is not None:
+        print(f"report: {report}  (and report.md, comparisons.csv, figures/ beside it)")
+    return 0
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -225,11 +261,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
             optuna_storage=args.optuna_storage,
         )
-        _print_study(result)
-        return 0
+        return _finish_study(result)
     if args.action == "resume":
-        _print_study(resume_study(args.study, args.workdir))
-        return 0
+        return _finish_study(resume_study(args.study, args.workdir))
     if args.action == "status":
         status = study_status(args.study, args.workdir)
         print(
@@ -316,7 +350,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"val_acc {val_text}  test_acc {result['test_acc']:.4f}  "
         f"({epochs} epoch{'s' if epochs != 1 else ''}, {result['device']})"
     )
-    print(f"results: {out / 'metrics.json'}  checkpoint: {out / 'checkpoint.pt'}")
+    print(f"results: {out / METRICS_FILE}  checkpoint: {out / CHECKPOINT_FILE}")
     return 0
 
 

@@ -26,6 +26,7 @@ from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict, flatten_config
 from rblock_tune.data import Dataset, DeviceLoader, load_dataset, probe_rows
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
+from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, METRICS_FILE, RUNNING
 from rblock_tune.models import build_model
 from rblock_tune.regularizers import (
     DropSchedule,
@@ -40,8 +41,6 @@ from rblock_tune.regularizers import (
 )
 
 __all__ = [
-    "CHECKPOINT_FILE",
-    "METRICS_FILE",
     "RESUMABLE_KEYS",
     "Trainer",
     "resolve_device",
@@ -50,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.json"
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout; 2 since models of every variant hold identity drop layers and
 CIFAR ResNets default to option-A shortcuts (format-1 weights do not load into these models)."""
@@ -416,7 +413,16 @@ class Trainer:
         return record
 
     def epochs(self, progress: bool = False) -> Iterator[dict[str, Any]]:
-        """Run the remaining epochs, yielding each record; the last one carries ``test_acc``."""
+        """The epoch loop: run the remaining epochs, yielding each record when it is complete.
+
+        The last record carries ``test_acc``, measured before it is yielded, so a caller that
+        checkpoints or reports in its loop body (the hook of each epoch) saves it with the epoch.
+        A trainer restored after its last epoch but without its test accuracy (a checkpoint taken
+        in between) measures it and yields that last record again.
+        """
+        if self.done and self.test_acc is None and self.records:
+            self.records[-1]["test_acc"] = self.evaluate_test()
+            yield self.records[-1]
         while not self.done:
             record = self.run_epoch(progress)
             if self.done:
@@ -586,20 +592,16 @@ def run_training(
     if state is not None:
         trainer.load_state_dict(state)
         log.info("resuming %s after epoch %d of %d", out, trainer.epoch, config.train.epochs)
-    _write_json(metrics, _metrics_payload(trainer, "running"))
+    _write_json(metrics, _metrics_payload(trainer, RUNNING))
     try:
-        while not trainer.done:
-            record = trainer.run_epoch(progress)
+        for record in trainer.epochs(progress):
             trainer.save(ckpt)
-            _write_json(metrics, _metrics_payload(trainer, "running"))
+            _write_json(metrics, _metrics_payload(trainer, RUNNING))
             if on_epoch is not None:
                 on_epoch(record)
     except DivergedError as exc:
-        _write_json(metrics, _metrics_payload(trainer, "diverged", str(exc)))
+        _write_json(metrics, _metrics_payload(trainer, DIVERGED, str(exc)))
         raise
-    if trainer.test_acc is None:
-        trainer.records[-1]["test_acc"] = trainer.evaluate_test()
-        trainer.save(ckpt)
-    payload = _metrics_payload(trainer, "completed")
+    payload = _metrics_payload(trainer, COMPLETED)
     _write_json(metrics, payload)
     return payload

@@ -1,8 +1,9 @@
 """From MLflow to a table, the report and ``rblock-tune report``.
 
-Most tests write an MLflow store in the layout studies write (parent runs with ``spec.yaml`` and
-``arms.yaml``, trial and seed runs with dotted params, per-epoch metrics) with known numbers, so
-the answers are known; one test reads the report of a real tiny study (``tiny_study`` fixture).
+Most tests write an MLflow store with known numbers through the study's own writers (parent runs
+with their artifacts, trial and seed runs with dotted params and per-epoch metrics), so the answers
+are known and a change on the writing side reaches these tests; one test reads the report of a real
+tiny study (``tiny_study`` fixture).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from mlflow.entities import Metric, Param
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
@@ -35,6 +35,16 @@ from rblock_tune.analysis import (
 from rblock_tune.analysis import _load as load_module
 from rblock_tune.cli import main
 from rblock_tune.errors import ConfigError
+from rblock_tune.layout import COMPLETED, DIVERGED, ROLE_SEED_RUN, ROLE_SEEDS, ROLE_STUDY, ROLE_TRIAL
+from rblock_tune.tuning import (
+    TrialRun,
+    ensure_experiment,
+    find_or_create_parent,
+    log_arms_record,
+    log_search_record,
+    set_run_status,
+    spec_from_dict,
+)
 
 SPEC = {
     "name": "synth",
@@ -53,25 +63,28 @@ RATES = {"top1": 0.088, "dropblock": 0.094, "none": 0.0}
 
 
 def _run(
-    client: MlflowClient,
-    experiment_id: str,
+    context: dict[str, Any],
     *,
-    tags: dict[str, str],
+    role: str,
+    trial_id: str,
+    seed: int,
     params: dict[str, Any],
     curve: list[float],
     test_acc: float | None,
+    status: str = COMPLETED,
+    arm: str | None = None,
     drop_rates: dict[str, float] | None = None,
-) -> str:
-    run = client.create_run(experiment_id, tags=tags)
-    run_id = str(run.info.run_id)
-    metrics = [Metric("val_acc", v, 1000 + e, e) for e, v in enumerate(curve, start=1)]
-    metrics += [Metric(k, v, 1000 + len(curve), len(curve)) for k, v in (drop_rates or {}).items()]
-    if test_acc is not None:
-        metrics.append(Metric("test_acc", test_acc, 2000, len(curve)))
-    client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()], tags=[])
-    status = tags.get("rblock.status", "completed")
-    client.set_terminated(run_id, "FAILED" if status in ("diverged", "failed") else "FINISHED")
-    return run_id
+) -> None:
+    """One child run, written as a trial writes it: ``curve`` is val_acc of epochs 1.., the last
+    epoch carrying ``test_acc`` and ``drop_rates``."""
+    run = TrialRun(**context, role=role, trial_id=trial_id, params=params, seed=seed, arm=arm)
+    for epoch, value in enumerate(curve, start=1):
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": 1.0, "val_acc": value}
+        if epoch == len(curve):
+            record.update(drop_rates or {})
+            record["test_acc"] = test_acc
+        run.log_epoch(record)
+    run.finish(status)
 
 
 def make_store(
@@ -88,40 +101,39 @@ def make_store(
     top1_basis: str = "submodel",
     top1_p: float = 0.1,
 ) -> str:
-    """An experiment ``synth``: ``trials`` search trials (seed 0), and (``seed_phase``) arms top1,
-    dropblock and none over ``seeds`` seeds from ``first_seed`` on, test_acc = 0.7 + per-seed effect +
-    ``shift[arm]`` + noise; each seed run records the realised drop rate ``rates[arm]`` (default
-    :data:`RATES`; None: not recorded) as ``drop_rate`` or ``drop_rate_a``/``drop_rate_b``."""
+    """An experiment ``synth``, written through the study's own MLflow writers: ``trials`` search
+    trials (seed 0), and (``seed_phase``) arms top1, dropblock and none over ``seeds`` seeds from
+    ``first_seed`` on, test_acc = 0.7 + per-seed effect + ``shift[arm]`` + noise; each seed run records
+    the realised drop rate ``rates[arm]`` (default :data:`RATES`; None: not recorded) as
+    ``drop_rate`` or ``drop_rate_a``/``drop_rate_b``."""
     rates = {**RATES, **(rates or {})}
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = client.create_experiment("synth", artifact_location=(folder / "art").as_uri())
-    study = client.create_run(experiment_id, tags={"rblock.role": "study", "rblock.study": "synth"})
-    client.log_text(study.info.run_id, yaml.safe_dump(SPEC), "spec.yaml")
+    experiment_id = ensure_experiment(client, "synth", (folder / "art").as_uri())
+    study = find_or_create_parent(client, experiment_id, "synth", ROLE_STUDY)
+    context = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": study, "study": "synth"}
     rng = np.random.default_rng(1)
     for i in range(trials):
         alpha, p = float(10 ** rng.uniform(-1, 1)), float(rng.uniform(0.05, 0.5))
         variant = ["bdrop_dml", "sdrop_dml"][i % 2]
         val = 0.5 + 0.1 * p + 0.02 * i / trials + rng.normal(0, 0.01)
         _run(
-            client,
-            experiment_id,
-            tags={
-                "rblock.role": "trial", "rblock.status": "completed", "rblock.trial_id": f"t{i}",
-                "rblock.seed": "0", "mlflow.parentRunId": study.info.run_id,
-            },
+            context,
+            role=ROLE_TRIAL,
+            trial_id=f"t{i}",
+            seed=0,
             params={"reg.variant": variant, "reg.alpha": alpha, "reg.drop_prob": p, "reg.block_size": 3,
                     "train.epochs": 3, "seed": 0},
             curve=[val - 0.2, val - 0.1, val],
             test_acc=val,
         )  # fmt: skip
+    log_search_record(client, study, spec_from_dict(SPEC), best=[])
+    set_run_status(client, study, COMPLETED)
     if seed_phase:
-        parent = client.create_run(experiment_id, tags={"rblock.role": "seeds", "rblock.study": "synth"})
+        parent = find_or_create_parent(client, experiment_id, "synth", ROLE_SEEDS)
+        context["parent_run_id"] = parent
         arms = {"top1": {"reg.variant": "bdrop_dml"}, "dropblock": {"reg.variant": "dropblock"}, "none": {}}
         seed_list = list(range(first_seed, first_seed + seeds))
-        record = {"arms": arms, "seeds": seed_list, "search_seeds": {"synth": [0]},
-                  "allow_search_seeds": allow_search_seeds}  # fmt: skip
-        client.log_text(parent.info.run_id, yaml.safe_dump(record), "arms.yaml")
         per_seed = rng.normal(0, 0.01, seeds)
         for arm, variant in ARM_VARIANTS.items():
             rate = rates[arm]
@@ -130,22 +142,30 @@ def make_store(
             )  # fmt: skip
             for i, s in enumerate(seed_list):
                 acc = 0.7 + per_seed[i] + shift.get(arm, 0.0) + rng.normal(0, 0.002)
-                status = "diverged" if arm == "none" and i < diverged else "completed"
+                status = DIVERGED if arm == "none" and i < diverged else COMPLETED
                 _run(
-                    client,
-                    experiment_id,
-                    tags={
-                        "rblock.role": "seed_run", "rblock.status": status, "rblock.arm": arm,
-                        "rblock.seed": str(s), "rblock.trial_id": f"{arm}-{s}",
-                        "mlflow.parentRunId": parent.info.run_id,
-                    },
+                    context,
+                    role=ROLE_SEED_RUN,
+                    trial_id=f"{arm}-{s}",
+                    seed=s,
+                    arm=arm,
+                    status=status,
                     params={"reg.variant": variant, "reg.alpha": 1.0, "train.epochs": 3, "seed": s,
                             "reg.drop_prob": top1_p if arm == "top1" else 0.1,
                             "reg.rate_basis": top1_basis if arm == "top1" else "submodel"},
                     curve=[acc - 0.2, acc - 0.1, acc],
-                    test_acc=None if status == "diverged" else acc,
+                    test_acc=None if status == DIVERGED else acc,
                     drop_rates=drop_rates,
                 )  # fmt: skip
+        log_arms_record(
+            client,
+            parent,
+            arms=arms,
+            seeds=seed_list,
+            search_seeds={"synth": [0]},
+            allow_search_seeds=allow_search_seeds,
+        )
+        set_run_status(client, parent, COMPLETED)
     return uri
 
 

@@ -213,7 +213,7 @@ def _spec(name: str, **overrides: Any) -> Any:
 def test_a_resumed_searcher_does_not_replay_its_samples(tmp_path: Path) -> None:
     """A searcher restored after a crash reloads the Optuna study; its fresh sampler must not draw
     the configurations the study already holds (a sampler seeded as at the start would)."""
-    from rblock_tune.tuning._searcher import OptunaStudySearcher
+    from rblock_tune.tuning import OptunaStudySearcher
 
     spec = _spec("replay", search={"algorithm": "random", "num_samples": 6, "max_concurrent": 2})
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"

@@ -12,10 +12,16 @@ import yaml
 from optuna.trial import TrialState
 
 from rblock_tune.errors import CheckpointError, ConfigError
-from rblock_tune.tuning import run_study, spec_from_dict, study_status
-from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, sample_space
-from rblock_tune.tuning._study import resolve_paths
-from rblock_tune.tuning._tracking import check_tracking
+from rblock_tune.tuning import (
+    OptunaStudySearcher,
+    check_tracking,
+    grid_points,
+    resolve_paths,
+    run_study,
+    sample_space,
+    spec_from_dict,
+    study_status,
+)
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 256, "val_size": 64},
@@ -304,7 +310,7 @@ def test_existing_study_is_not_overwritten(tmp_path: Path) -> None:
 def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
     import json
 
-    from rblock_tune.tuning._study import build_arms
+    from rblock_tune.tuning import build_arms
 
     baseline_raw = {
         "name": "base-dropblock",
@@ -340,7 +346,7 @@ def test_seed_plan_avoids_every_search_seed_and_is_made_before_any_trial(tmp_pat
     is written."""
     import json
 
-    from rblock_tune.tuning._study import plan_seeds
+    from rblock_tune.tuning import plan_seeds
 
     other = {"name": "base-db", "base": {**BASE, "seed": 4, "reg": {"variant": "dropblock"}},
              "space": {"reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.4}}}  # fmt: skip

@@ -16,21 +16,10 @@ from typing import Any
 import pandas as pd
 
 from rblock_tune.errors import ConfigError
+from rblock_tune.layout import TAG_COLUMNS
 
 __all__ = ["TAG_COLUMNS", "load_artifact_text", "load_histories", "load_runs", "parse_value"]
 
-TAG_COLUMNS = {
-    "rblock.role": "role",
-    "rblock.arm": "arm",
-    "rblock.seed": "seed",
-    "rblock.status": "status",
-    "rblock.trial_id": "trial_id",
-    "rblock.study": "study",
-    "rblock.epochs_done": "epochs_done",
-    "rblock.error": "error",
-    "mlflow.parentRunId": "parent_run_id",
-}
-"""MLflow tag -> column of the run table."""
 
 _PAGE = 5000
 

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from rblock_tune.config import flatten_config
+from rblock_tune.layout import DIVERGED, EARLY_STOPPED, FAILED, OPTUNA_STATUS_ATTR, RAY_TRIAL_ATTR
 from rblock_tune.tuning._spec import Dimension, StudySpec
 
 __all__ = ["OptunaStudySearcher", "grid_points", "sample_space"]
@@ -107,6 +108,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         self._budget = budget
         self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._done: set[str] = set()
+        self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs told to Optuna
+        self._live: dict[str, optuna.Trial] = {}  # the trials this process asked for
         self._study: optuna.Study | None = None
 
     # -------------------------------------------------------------- plumbing
@@ -136,13 +139,21 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         return self._study
 
     def _optuna_trial(self, trial_id: str) -> optuna.Trial:
-        number = self._trials[trial_id]
-        frozen = self.study.trials[number]
-        return optuna.Trial(self.study, frozen._trial_id)
+        """The live Optuna trial of a Ray trial: the one ``ask`` returned, or, for a trial asked
+        before the driver restarted (a restored searcher), one rebuilt from the storage."""
+        live = self._live.get(trial_id)
+        if live is None:
+            frozen = self.study.trials[self._trials[trial_id]]
+            # Optuna has no public way to reopen a running trial: the pinned optuna range (pyproject)
+            # is the one this was tested with.
+            live = self._live[trial_id] = optuna.Trial(self.study, frozen._trial_id)
+            self._reported[trial_id] = set(frozen.intermediate_values)
+        return live
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_study"] = None  # reconnected to the storage on first use
+        state["_live"] = {}
         return state
 
     def save(self, checkpoint_path: str) -> None:
@@ -164,8 +175,10 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             return {"overrides": dict(self.study.trials[self._trials[trial_id]].params)}
         trial = self.study.ask()
         overrides = sample_space(trial, self._spec)
-        trial.set_user_attr("ray_trial_id", trial_id)
+        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self._trials[trial_id] = trial.number
+        self._live[trial_id] = trial
+        self._reported[trial_id] = set()
         return {"overrides": overrides}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -180,8 +193,9 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         if result.get("diverged") or value is None or epoch is None or not math.isfinite(value):
             return
         trial = self._optuna_trial(trial_id)
-        if int(epoch) not in trial.storage.get_trial(trial._trial_id).intermediate_values:
+        if int(epoch) not in self._reported[trial_id]:
             trial.report(float(value), int(epoch))
+            self._reported[trial_id].add(int(epoch))
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -195,13 +209,13 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         value = None if result is None else result.get(self._spec.metric)
         if error or result is None or result.get("diverged"):
             state = TrialState.FAIL
-            status = "diverged" if result and result.get("diverged") else "failed"
-            self._optuna_trial(trial_id).set_user_attr("rblock_status", status)
+            status = DIVERGED if result and result.get("diverged") else FAILED
+            self._optuna_trial(trial_id).set_user_attr(OPTUNA_STATUS_ATTR, status)
         elif int(result.get("epoch", 0)) < self._budget:
             # Ray passes the result that made ASHA stop the trial only here, not to on_trial_result
             self._report(trial_id, result)
             state = TrialState.PRUNED
-            self._optuna_trial(trial_id).set_user_attr("rblock_status", "early_stopped")
+            self._optuna_trial(trial_id).set_user_attr(OPTUNA_STATUS_ATTR, EARLY_STOPPED)
         elif value is None or not math.isfinite(float(value)):
             state = TrialState.FAIL
         else:
@@ -210,6 +224,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             self.study.tell(number, float(value), state=state)
         else:
             self.study.tell(number, state=state)
+        self._live.pop(trial_id, None)
+        self._reported.pop(trial_id, None)
 
     def fail_orphans(self) -> int:
         """Tell FAIL for Optuna trials still RUNNING that Ray does not know (a driver crash

@@ -1,13 +1,8 @@
-"""MLflow layout of a study (other tools and the analysis read it).
+"""A study's MLflow side: its experiment, one parent run per phase, one child run per trial.
 
-Experiment = the study name. One parent run per phase, tagged ``rblock.role`` =
-``study`` or ``seeds``; one child run per trial or seed run (tag ``mlflow.parentRunId``),
-tagged ``rblock.role`` = ``trial`` or ``seed_run``, ``rblock.study``, ``rblock.trial_id``,
-``rblock.seed``, ``rblock.arm`` (seed phase) and ``rblock.status`` (``running``,
-``completed``, ``early_stopped``, ``diverged``, ``failed``). Params: the resolved trial
-config with dotted keys. Metrics: every epoch record with step = epoch; ``test_acc`` after
-the last epoch. A retried or resumed trial finds its run again (by trial id and parent),
-so it keeps one run, and logs only the epochs that run lacks: no duplicates, no gaps.
+The names and the layout are :mod:`rblock_tune.layout`'s. A retried or resumed trial finds its run
+again (by trial id and parent), so it keeps one run, and logs only the epochs that run lacks: no
+duplicates, no gaps.
 """
 
 from __future__ import annotations
@@ -19,36 +14,50 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from rblock_tune.errors import ConfigError
+from rblock_tune.layout import (
+    ARM_TAG,
+    ARMS_ARTIFACT,
+    ARMS_KEYS,
+    BEST_ARTIFACT,
+    EPOCH_METRICS,
+    EPOCHS_DONE_TAG,
+    ERROR_TAG,
+    FAILED,
+    FAILED_STATUSES,
+    FINAL_METRIC,
+    NORMALISED_SPEC_ARTIFACT,
+    ORPHANED_ERROR,
+    PARENT_TAG,
+    ROLE_STUDY,
+    ROLE_TAG,
+    RUNNING,
+    SEED_TAG,
+    SPEC_ARTIFACT,
+    STATUS_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+)
+from rblock_tune.tuning._spec import StudySpec
+from rblock_tune.tuning._spec_record import spec_record
 
 __all__ = [
-    "ROLE_TAG",
-    "STATUS_TAG",
     "TrialRun",
     "check_tracking",
     "ensure_experiment",
     "fail_orphan_runs",
     "find_or_create_parent",
+    "find_run",
+    "log_arms_record",
+    "log_search_record",
     "set_run_status",
 ]
 
 log = logging.getLogger(__name__)
-
-ROLE_TAG = "rblock.role"
-STATUS_TAG = "rblock.status"
-STUDY_TAG = "rblock.study"
-TRIAL_TAG = "rblock.trial_id"
-SEED_TAG = "rblock.seed"
-ARM_TAG = "rblock.arm"
-PARENT_TAG = "mlflow.parentRunId"
-EPOCH_METRICS = (
-    "train_loss", "train_ce", "train_kl", "train_acc", "drop_rate", "drop_rate_a", "drop_rate_b",
-    "val_loss", "val_acc", "lr", "drop_prob", "consistency_kl_own", "consistency_kl_probe",
-    "epoch_seconds", "images_per_second",
-)  # fmt: skip
 
 
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
@@ -78,7 +87,8 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     return str(client.create_experiment(name, artifact_location=artifact_location))
 
 
-def _find(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    """The id of a run of ``experiment_id`` with these tag values, or None."""
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     runs = client.search_runs([experiment_id], filter_string=query, max_results=2)
     return str(runs[0].info.run_id) if runs else None
@@ -87,18 +97,18 @@ def _find(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> 
 def find_or_create_parent(client: MlflowClient, experiment_id: str, study: str, role: str) -> str:
     """The parent run of one phase (``role`` = ``study`` or ``seeds``), reused on resume."""
     tags = {ROLE_TAG: role, STUDY_TAG: study}
-    found = _find(client, experiment_id, tags)
+    found = find_run(client, experiment_id, tags)
     if found is not None:
         return found
-    name = f"{study}-search" if role == "study" else f"{study}-seeds"
+    name = f"{study}-search" if role == ROLE_STUDY else f"{study}-seeds"
     run = client.create_run(experiment_id, tags=tags, run_name=name)
     return str(run.info.run_id)
 
 
 def set_run_status(client: MlflowClient, run_id: str, status: str) -> None:
-    """Set ``rblock.status`` and end the run (FAILED for diverged/failed)."""
+    """Set the run's status tag and end the run (MLflow's FAILED for diverged and failed)."""
     client.set_tag(run_id, STATUS_TAG, status)
-    client.set_terminated(run_id, "FAILED" if status in ("diverged", "failed") else "FINISHED")
+    client.set_terminated(run_id, "FAILED" if status in FAILED_STATUSES else "FINISHED")
 
 
 def fail_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
@@ -108,16 +118,50 @@ def fail_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: st
     ``running`` belongs to a trial that started just before a driver crash and that Ray's saved
     experiment state never recorded, so resume ran a new trial in its place.
     """
-    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{STATUS_TAG}` = 'running'"
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{STATUS_TAG}` = '{RUNNING}'"
     runs = client.search_runs([experiment_id], filter_string=query, max_results=1000)
     for run in runs:
         client.set_tag(
             run.info.run_id,
-            "rblock.error",
-            "orphaned: the driver stopped before Ray recorded this trial; resume ran another trial instead",
+            ERROR_TAG,
+            ORPHANED_ERROR,
         )
-        set_run_status(client, run.info.run_id, "failed")
+        set_run_status(client, run.info.run_id, FAILED)
     return len(runs)
+
+
+def log_search_record(
+    client: MlflowClient, parent_run_id: str, spec: StudySpec, best: list[dict[str, Any]]
+) -> None:
+    """Log a finished search's artifacts on its parent run: the spec as written, the normalised spec
+    and the best configurations (best first)."""
+    artifacts = {
+        SPEC_ARTIFACT: yaml.safe_dump(spec.raw, sort_keys=False),
+        NORMALISED_SPEC_ARTIFACT: yaml.safe_dump(spec_record(spec), sort_keys=False),
+        BEST_ARTIFACT: yaml.safe_dump(best, sort_keys=False),
+    }
+    for file_name, text in artifacts.items():
+        client.log_text(parent_run_id, text, file_name)
+
+
+def log_arms_record(
+    client: MlflowClient,
+    parent_run_id: str,
+    *,
+    arms: Mapping[str, Mapping[str, Any]],
+    seeds: list[int],
+    search_seeds: Mapping[str, list[int]],
+    allow_search_seeds: bool,
+) -> None:
+    """Log a finished seed phase's arms, seeds and the search seeds they avoid on its parent run."""
+    record = {
+        "arms": {label: dict(overrides) for label, overrides in arms.items()},
+        "seeds": [int(seed) for seed in seeds],
+        "search_seeds": {study: [int(s) for s in used] for study, used in search_seeds.items()},
+        "allow_search_seeds": bool(allow_search_seeds),
+    }
+    assert tuple(record) == ARMS_KEYS
+    client.log_text(parent_run_id, yaml.safe_dump(record, sort_keys=False), ARMS_ARTIFACT)
 
 
 class TrialRun:
@@ -138,9 +182,9 @@ class TrialRun:
     ) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id}
-        found = _find(self.client, experiment_id, tags)
+        found = find_run(self.client, experiment_id, tags)
         if found is None:
-            all_tags = {**tags, ROLE_TAG: role, STUDY_TAG: study, SEED_TAG: str(seed), STATUS_TAG: "running"}
+            all_tags = {**tags, ROLE_TAG: role, STUDY_TAG: study, SEED_TAG: str(seed), STATUS_TAG: RUNNING}
             if arm is not None:
                 all_tags[ARM_TAG] = arm
             run = self.client.create_run(experiment_id, tags=all_tags, run_name=f"{role}-{trial_id}")
@@ -150,7 +194,7 @@ class TrialRun:
         else:
             self.run_id = found
             self.client.update_run(self.run_id, status="RUNNING")
-            self.client.set_tag(self.run_id, STATUS_TAG, "running")
+            self.client.set_tag(self.run_id, STATUS_TAG, RUNNING)
             history = self.client.get_metric_history(self.run_id, "train_loss")
             self.logged = {int(m.step) for m in history}
 
@@ -162,10 +206,10 @@ class TrialRun:
         now = int(time.time() * 1000)
         metrics = [
             Metric(k, float(record[k]), now, epoch)
-            for k in (*EPOCH_METRICS, "test_acc")
+            for k in (*EPOCH_METRICS, FINAL_METRIC)
             if record.get(k) is not None
         ]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag("rblock.epochs_done", str(epoch))])
+        self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(EPOCHS_DONE_TAG, str(epoch))])
         self.logged.add(epoch)
 
     def finish(self, status: str) -> None:

@@ -26,7 +26,8 @@ from ray import tune
 
 from rblock_tune.config import config_from_dict, flatten_config, with_overrides
 from rblock_tune.errors import DivergedError
-from rblock_tune.trainer import CHECKPOINT_FILE, Trainer
+from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, ERROR_TAG
+from rblock_tune.trainer import Trainer
 from rblock_tune.tuning._tracking import TrialRun
 
 __all__ = ["STATE_DIR", "OwnCheckpoints", "TrialContext", "run_trial", "trial_config"]
@@ -143,7 +144,10 @@ class _RestoreFallback:
     """Mixed into Ray's function trainable: when the checkpoint Ray restores a trial from no
     longer exists, start the trial without it (instead of failing it for good); :func:`run_trial`
     then continues from the trial's own copy. Ray's iteration counters still continue from the
-    result that checkpoint was reported with."""
+    result that checkpoint was reported with.
+
+    Ray has no public hook for this: the mixin rides on ``wrap_function``'s ``__mixins__`` and sets
+    the trainable's iteration counters, internals of the Ray minor version pinned in pyproject."""
 
     def restore(self, checkpoint_path: Any) -> Any:
         from pyarrow import fs as pafs
@@ -214,10 +218,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         # and MLflow.
         _report(trainer, trainer.records[-1], context.metric)
     try:
-        while not trainer.done:
-            record = trainer.run_epoch()
-            if trainer.done:
-                record["test_acc"] = trainer.evaluate_test()
+        for record in trainer.epochs():
             with tempfile.TemporaryDirectory() as directory:
                 trainer.save(Path(directory) / CHECKPOINT_FILE)
                 own.save(Path(directory) / CHECKPOINT_FILE, int(record["epoch"]))
@@ -226,13 +227,13 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                     _result(record, context.metric), checkpoint=tune.Checkpoint.from_directory(directory)
                 )
     except DivergedError as exc:
-        run.client.set_tag(run.run_id, "rblock.error", str(exc))
-        run.finish("diverged")
+        run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
+        run.finish(DIVERGED)
         last = trainer.records[-1] if trainer.records else {}
         worst = -math.inf if context.mode == "max" else math.inf
         tune.report({"epoch": exc.epoch, "diverged": 1, context.metric: last.get(context.metric, worst)})
         return
-    run.finish("completed")
+    run.finish(COMPLETED)
 
 
 run_trial.__mixins__ = (_RestoreFallback,)  # type: ignore[attr-defined]  # read by Ray's wrap_function

@@ -1,0 +1,266 @@
+"""The Ray side of a study: Ray itself, one Tuner per phase, and the driver's status callback.
+
+A phase runs (or, on resume, continues) one Ray experiment to its end and reports how many of its
+trials were left unfinished: on SIGINT (Ctrl-C) Ray Tune saves the experiment state and returns from
+``fit()`` as if done, with its interrupted trials reported as terminated while the state it saved
+still holds them as running; such a phase is not done, and ``study resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from rblock_tune.config import config_to_dict
+from rblock_tune.layout import (
+    COMPLETED,
+    DIVERGED,
+    EARLY_STOPPED,
+    FAILED,
+    FINAL_STATUSES,
+    PARENT_TAG,
+    ROLE_SEED_RUN,
+    ROLE_SEEDS,
+    ROLE_STUDY,
+    ROLE_TRIAL,
+    STATUS_TAG,
+    TRIAL_TAG,
+)
+from rblock_tune.tuning._arms import build_arms
+from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_configs
+from rblock_tune.tuning._spec import StudySpec
+from rblock_tune.tuning._tracking import (
+    fail_orphan_runs,
+    find_or_create_parent,
+    find_run,
+    log_arms_record,
+    log_search_record,
+    set_run_status,
+)
+from rblock_tune.tuning._trainable import STATE_DIR, TrialContext, delete_own_checkpoints, run_trial
+from rblock_tune.tuning._workdir import StudyPaths
+
+__all__ = ["PhaseOutcome", "init_ray", "search_phase", "seed_phase"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """How one phase ended: ``unfinished`` trials of ``expected`` (0 when it ran to its end)."""
+
+    name: str
+    expected: int
+    unfinished: int
+
+    @property
+    def done(self) -> bool:
+        return self.unfinished == 0
+
+    def describe(self) -> str:
+        return f"{self.name} stopped with {self.unfinished} of {self.expected} trials unfinished"
+
+
+def init_ray(address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local Ray (once per process)."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    else:  # "local": never join a cluster found through RAY_ADDRESS or an address file
+        ray.init(address="local", include_dashboard=False)
+
+
+class _StatusCallback(tune.Callback):  # type: ignore[misc]
+    """Driver-side final ``rblock.status`` of each trial's MLflow run (a trial sets ``completed`` and
+    ``diverged`` itself; ASHA's stops and errors are only seen here)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, budget: int) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.budget = budget
+
+    def _set(self, trial: Any, status: str) -> None:
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        tags = {PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id}
+        run_id = find_run(client, self.experiment_id, tags)
+        if run_id is None:
+            return
+        if client.get_run(run_id).data.tags.get(STATUS_TAG) in FINAL_STATUSES:
+            return
+        set_run_status(client, run_id, status)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if last.get("diverged"):
+            self._set(trial, DIVERGED)
+        elif int(last.get("epoch", 0)) < self.budget:
+            self._set(trial, EARLY_STOPPED)
+        else:
+            self._set(trial, COMPLETED)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._set(trial, FAILED)
+
+
+def _fit(
+    name: str, trainable: Any, paths: StudyPaths, build: Callable[[], Any], resume: bool, expected: int
+) -> PhaseOutcome:
+    """Fit (or continue) one phase's Tuner; how many of its ``expected`` trials it left unfinished."""
+    experiment = f"{paths.storage.rstrip('/')}/{name}"
+    if resume and tune.Tuner.can_restore(experiment):
+        log.info("restoring %s", experiment)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    else:
+        tuner = build()
+    tuner.fit()
+    saved = tune.ExperimentAnalysis(experiment).trials
+    finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
+    return PhaseOutcome(name, expected, max(expected - finished, 0))
+
+
+def _trainable(
+    spec: StudySpec,
+    paths: StudyPaths,
+    name: str,
+    role: str,
+    epochs: int,
+    experiment_id: str,
+    parent: str,
+    arms: dict[str, dict[str, Any]],
+) -> tuple[Any, str]:
+    """The Ray trainable of one phase (Ray experiment ``name``), and where its trials keep their
+    own checkpoint copies."""
+    state_uri = f"{paths.storage.rstrip('/')}/{name}/{STATE_DIR}"
+    context = TrialContext(
+        study=spec.name,
+        role=role,
+        base=config_to_dict(spec.base),
+        epochs=epochs,
+        metric=spec.metric,
+        mode=spec.mode,
+        tracking_uri=paths.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        state_uri=state_uri,
+        arms=arms,
+    )
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources), state_uri
+
+
+def _run_config(
+    name: str, spec: StudySpec, paths: StudyPaths, experiment_id: str, parent: str, budget: int
+) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name,
+        storage_path=paths.storage,
+        failure_config=tune.FailureConfig(max_failures=spec.failures.retries),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[_StatusCallback(paths.tracking_uri, experiment_id, parent, budget)],
+        verbose=1,
+    )
+
+
+def search_phase(
+    spec: StudySpec, paths: StudyPaths, client: MlflowClient, experiment_id: str, resume: bool
+) -> tuple[PhaseOutcome, list[dict[str, Any]]]:
+    """Run the search; its outcome and, when done, the best configurations (best first)."""
+    name = f"{spec.name}-search"
+    parent = find_or_create_parent(client, experiment_id, spec.name, ROLE_STUDY)
+    budget = spec.search_epochs
+    trainable, state_uri = _trainable(spec, paths, name, ROLE_TRIAL, budget, experiment_id, parent, {})
+    searcher = OptunaStudySearcher(spec, paths.optuna_storage, spec.name, budget)
+    num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
+
+    def build() -> tune.Tuner:
+        scheduler: Any
+        if spec.scheduler.type == "asha":
+            scheduler = ASHAScheduler(
+                time_attr="epoch",
+                metric=spec.metric,
+                mode=spec.mode,
+                max_t=budget,
+                grace_period=spec.scheduler.grace_period,
+                reduction_factor=spec.scheduler.reduction_factor,
+            )
+        else:
+            scheduler = FIFOScheduler()  # type: ignore[no-untyped-call]
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+                scheduler=scheduler,
+                num_samples=num_samples,
+                reuse_actors=True,  # a new trial skips the worker's start and imports
+            ),
+            run_config=_run_config(name, spec, paths, experiment_id, parent, budget),
+        )
+
+    outcome = _fit(name, trainable, paths, build, resume, num_samples)
+    if not outcome.done:
+        return outcome, []
+    delete_own_checkpoints(state_uri)
+    searcher.fail_orphans()
+    fail_orphan_runs(client, experiment_id, parent)
+    k = spec.seeds.top_k if spec.seeds is not None else 1
+    best = [{"overrides": o, spec.metric: v} for o, v in top_configs(searcher.study, max(k, 1))]
+    log_search_record(client, parent, spec, best)
+    set_run_status(client, parent, COMPLETED)
+    return outcome, best
+
+
+def seed_phase(
+    spec: StudySpec,
+    paths: StudyPaths,
+    client: MlflowClient,
+    experiment_id: str,
+    best: list[dict[str, Any]],
+    plan: dict[str, Any],
+    resume: bool,
+) -> tuple[PhaseOutcome, int]:
+    """Run every arm on every seed of ``plan``; its outcome and how many runs it had."""
+    assert spec.seeds is not None
+    name = f"{spec.name}-seeds"
+    arms = build_arms(spec, paths.workdir, best)
+    parent = find_or_create_parent(client, experiment_id, spec.name, ROLE_SEEDS)
+    epochs = spec.seed_epochs
+    trainable, state_uri = _trainable(spec, paths, name, ROLE_SEED_RUN, epochs, experiment_id, parent, arms)
+    seeds = [int(seed) for seed in plan["seeds"]]
+
+    def build() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(seeds)},
+            tune_config=tune.TuneConfig(
+                num_samples=1, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
+            ),
+            run_config=_run_config(name, spec, paths, experiment_id, parent, epochs),
+        )
+
+    outcome = _fit(name, trainable, paths, build, resume, len(arms) * len(seeds))
+    if not outcome.done:
+        return outcome, 0
+    delete_own_checkpoints(state_uri)
+    fail_orphan_runs(client, experiment_id, parent)
+    log_arms_record(
+        client,
+        parent,
+        arms=arms,
+        seeds=seeds,
+        search_seeds=plan["search_seeds"],
+        allow_search_seeds=spec.seeds.allow_search_seeds,
+    )
+    set_run_status(client, parent, COMPLETED)
+    return outcome, len(arms) * len(seeds)
