@@ -6,21 +6,24 @@ the value and what is allowed, for example::
 
     reg.drop_prob=1.5 is out of range: must be in [0, 1)
     unknown key 'reg.alpah' (did you mean 'reg.alpha'?)
+
+Keys, types and defaults come from the dataclass fields (:func:`rblock_tune._schema.build`);
+ranges and choices are checked in each dataclass's ``__post_init__``, so a config built in code
+is validated too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
+from rblock_tune._schema import build, check_choice, out_of_range, unknown_key
 from rblock_tune.errors import ConfigError
 
 __all__ = [
@@ -94,15 +97,8 @@ SCHEDULES: tuple[str, ...] = ("linear", "constant")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{key}={value!r} is out of range: must be {allowed}")
-
-
-def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        hint = difflib.get_close_matches(str(value), choices, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(f"{key}={value!r} is not allowed{suggestion}: must be one of {', '.join(choices)}")
+_fail = out_of_range
+_check_choice = check_choice
 
 
 @dataclass(frozen=True)
@@ -126,8 +122,6 @@ class DataConfig:
         synthetic_size: number of synthetic training images (the test set is a quarter of it).
         synthetic_classes: number of synthetic classes.
     """
-
-    _SECTION: ClassVar[str] = "data"
 
     name: str = "cifar10"
     root: str | None = None
@@ -174,8 +168,6 @@ class ModelConfig:
             section 4.2; ResNet-20 then has 0.27M parameters), ``B`` for pre-act ResNet-18.
             VGG-16 has no shortcuts and takes none.
     """
-
-    _SECTION: ClassVar[str] = "model"
 
     name: str = "resnet20"
     drop_stages: tuple[int, ...] | None = None
@@ -227,8 +219,6 @@ class RegConfig:
         ramp_epochs: linear ramp length in epochs (may be fractional), the same whatever
             ``train.epochs`` is, so a short search trial and a long seed run share one ramp.
     """
-
-    _SECTION: ClassVar[str] = "reg"
 
     variant: str = "bdrop_dml"
     alpha: float = 1.0
@@ -307,8 +297,6 @@ class TrainConfig:
         probe_block_size: block size of that probe.
     """
 
-    _SECTION: ClassVar[str] = "train"
-
     epochs: int = 200
     batch_size: int = 128
     lr: float = 0.1
@@ -352,8 +340,6 @@ class TrainConfig:
 class TrialConfig:
     """One training run: seed, data, model, regularizer and optimisation."""
 
-    _SECTION: ClassVar[str] = ""
-
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -385,77 +371,9 @@ def valid_keys() -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> ConfigError:
-    hint = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.6)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return ConfigError(f"unknown key {key!r}{suggestion}")
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "null"
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Return ``value`` converted to type ``tp`` or raise a one-line ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin is not None and origin is not tuple:  # a union such as ``int | None``
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        # Exact type match first, so ``int | float`` keeps ints as ints.
-        for arg in args:
-            if arg is not type(None) and type(value) is arg:
-                return value
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}={value!r} has the wrong type: must be {_type_name(tp)}")
-    if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ConfigError(f"{key}={value!r} has the wrong type: must be {_type_name(tp)}")
-        item_type = typing.get_args(tp)[0]
-        return tuple(_coerce(key, v, item_type) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"{key}={value!r} has the wrong type: must be {_type_name(tp)}")
-
-
-def _build_section(cls: type[Any], values: Mapping[str, Any]) -> Any:
-    section = cls._SECTION
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        dotted = f"{section}.{key}"
-        if key not in names:
-            raise _unknown_key(dotted)
-        kwargs[key] = _coerce(dotted, value, hints[key])
-    return cls(**kwargs)
+def _unknown_key(where: str, key: Any, allowed: Sequence[Any] = ()) -> ConfigError:
+    """``unknown key 'reg.alpah' (did you mean 'reg.alpha'?)``: the closest of all trial keys."""
+    return unknown_key("", f"{where}.{key}" if where else str(key), valid_keys())
 
 
 def config_from_dict(values: Mapping[str, Any] | None) -> TrialConfig:
@@ -468,20 +386,7 @@ def config_from_dict(values: Mapping[str, Any] | None) -> TrialConfig:
     Raises:
         ConfigError: on an unknown key, a wrong type or an out-of-range value.
     """
-    values = dict(values or {})
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "seed":
-            kwargs["seed"] = _coerce("seed", value, int)
-        elif key in _SECTIONS:
-            if value is None:
-                value = {}
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{key} must be a mapping of keys, but got {value!r}")
-            kwargs[key] = _build_section(_SECTIONS[key], value)
-        else:
-            raise _unknown_key(str(key))
-    return TrialConfig(**kwargs)
+    return build(TrialConfig, dict(values or {}), noun="a mapping of keys", unknown=_unknown_key)
 
 
 def config_to_dict(config: TrialConfig) -> dict[str, Any]:
@@ -528,7 +433,7 @@ def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     known = set(valid_keys())
     for key, value in overrides.items():
         if key not in known:
-            raise _unknown_key(key)
+            raise _unknown_key("", key)
         if "." in key:
             section, name = key.split(".", 1)
             sub = out.get(section)

@@ -3,21 +3,38 @@
 It is validated completely before Ray starts; every problem is one line that names the
 dotted key (``space.reg.alpha.low``, ``search.num_samples``, ...). See README.md,
 "Studies", for the format.
+
+The dataclasses below declare the spec's keys, types, defaults and per-key rules; the structure
+is parsed by :func:`rblock_tune._schema.build`, as the trial config is. The search-space grammar
+lives in :mod:`rblock_tune.tuning._space`. Checks that combine keys (conditions, pairs of
+dimensions, a phase's epochs against the ramp, the metric against the validation split, the
+seed phase against the search's seeds, ...) run after the structural parse, in ``_check_*``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rblock_tune._schema import (
+    FINITE,
+    Check,
+    above,
+    at_least,
+    build,
+    check_keys,
+    internal,
+    keys_of,
+    one_of,
+    setting,
+    unknown_key,
+)
 from rblock_tune.config import (
     VARIANTS,
     TrialConfig,
@@ -30,6 +47,13 @@ from rblock_tune.config import (
     valid_keys,
 )
 from rblock_tune.errors import ConfigError
+from rblock_tune.tuning._space import (
+    DIMENSION_TYPES,
+    Dimension,
+    check_space_values,
+    dim_samples,
+    parse_space,
+)
 
 __all__ = [
     "DIMENSION_TYPES",
@@ -50,7 +74,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DIMENSION_TYPES = ("uniform", "loguniform", "int", "categorical")
 REPORTED_METRICS: dict[str, str] = {
     "val_acc": "max",
     "val_loss": "min",
@@ -66,134 +89,54 @@ _NEEDS_VALIDATION = ("val_", "consistency_")
 """Prefixes of the metrics measured on the validation split (absent when ``data.val_size`` is 0)."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_TOP_KEYS = (
-    "name",
-    "base",
-    "metric",
-    "mode",
-    "space",
-    "search",
-    "scheduler",
-    "resources",
-    "failures",
-    "seeds",
-    "report",
-)
 
 
-def _unknown(where: str, key: str, choices: Sequence[str]) -> ConfigError:
-    """``unknown key 'where.key' (did you mean 'where.choice'?)``; ``key`` may itself be dotted."""
-    hint = difflib.get_close_matches(str(key), [str(c) for c in choices], n=1, cutoff=0.6)
-    prefix = f"{where}." if where else ""
-    suggestion = f" (did you mean {prefix + hint[0]!r}?)" if hint else ""
-    return ConfigError(f"unknown key {prefix + str(key)!r}{suggestion}")
-
-
-def _mapping(where: str, value: Any, allowed: Sequence[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where or 'the spec'} must be a mapping, but got {value!r}")
-    for k in value:
-        if k not in allowed:
-            raise _unknown(where, k, allowed)
-    return dict(value)
-
-
-def _number(key: str, value: Any, *, integer: bool = False) -> float:
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, str) and not integer:
-        try:
-            value = float(value)
-            ok = True
-        except ValueError:
-            ok = False
-    if not ok or isinstance(value, bool):
-        raise ConfigError(
-            f"{key}={value!r} has the wrong type: must be {'an integer' if integer else 'a number'}"
-        )
-    if not math.isfinite(float(value)):
-        raise ConfigError(f"{key}={value!r} is out of range: must be a finite number")
-    return float(value)
-
-
-def _int(key: str, value: Any, minimum: int) -> int:
-    number = int(_number(key, value, integer=True))
-    if number < minimum:
-        raise ConfigError(f"{key}={number} is out of range: must be >= {minimum}")
-    return number
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One search dimension over a dotted trial key.
-
-    ``when`` maps other keys to the values for which this dimension is sampled; when the
-    condition does not hold, the key keeps the base config's value.
-    """
-
-    key: str
-    type: str
-    low: float | None = None
-    high: float | None = None
-    step: int | None = None
-    values: tuple[Any, ...] = ()
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-
-    def can_take(self, value: Any) -> bool:
-        """Whether sampling this dimension can give ``value`` (compared with ==)."""
-        finite = self.possible_values()
-        if finite is not None:
-            return any((value == v and type(value) is not bool) or value is v for v in finite)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        assert self.low is not None and self.high is not None
-        return self.low <= value <= self.high
-
-    def possible_values(self) -> tuple[Any, ...] | None:
-        """The finite set of values this dimension can take, or None for a continuous one."""
-        if self.type == "categorical":
-            return self.values
-        if self.type == "int" and self.low is not None and self.high is not None:
-            return tuple(range(int(self.low), int(self.high) + 1, self.step or 1))
-        return None
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
 class SearchSpec:
-    algorithm: str = "tpe"
-    num_samples: int = 8
-    max_concurrent: int = 2
-    seed: int = 0
+    algorithm: str = setting(
+        one_of(("tpe", "random", "grid"), "is not allowed: must be tpe, random or grid"), default="tpe"
+    )
+    num_samples: int = setting(at_least(1), default=8)
+    max_concurrent: int = setting(at_least(1), default=2)
+    seed: int = setting(at_least(0), default=0)
     points: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    type: str = "asha"
-    grace_period: int = 1
-    reduction_factor: float = 2.0
-    budget: int | None = None  # epochs of a search trial; None = base train.epochs
+    type: str = setting(one_of(("asha", "fifo"), "is not allowed: must be asha or fifo"), default="asha")
+    grace_period: int = setting(at_least(1), default=1)
+    reduction_factor: float = setting(FINITE, above(1), default=2.0)
+    budget: int | None = setting(at_least(1), default=None)  # epochs of a search trial; None: base's
 
 
 @dataclass(frozen=True)
 class ResourceSpec:
-    cpus: float = 1.0
-    gpus: float = 0.0
+    cpus: float = setting(FINITE, above(0), default=1.0)
+    gpus: float = setting(FINITE, at_least(0), default=0.0)
 
 
 @dataclass(frozen=True)
 class FailureSpec:
-    retries: int = 2
+    retries: int = setting(at_least(0), default=2)
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of the seed phase: a label and the overrides of its trial config."""
+    """One arm of the seed phase: a label and the overrides of its trial config (key ``set``)."""
 
-    label: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    from_study: str | None = None
+    label: str = setting(
+        Check(_is_name, "is invalid: a name of letters, digits, '-', '_'", raw=True),
+        Check(lambda label: not label.startswith("top"), "is reserved for the search's top configurations"),
+    )
+    overrides: dict[str, Any] = setting(key="set", default_factory=dict)
+    from_study: str | None = setting(
+        Check(lambda name: name is None or _is_name(name), "is not a study name", raw=True), default=None
+    )
 
 
 @dataclass(frozen=True)
@@ -201,11 +144,11 @@ class SeedSpec:
     """The seed phase. ``allow_search_seeds`` lets an explicit ``seeds`` list reuse a seed that a
     search trial ran with (the report then says so among its caveats)."""
 
-    top_k: int = 1
-    n_seeds: int = 5
-    seeds: tuple[int, ...] = ()
+    top_k: int = setting(at_least(0), default=1)
+    n_seeds: int = setting(at_least(1), default=5)
+    seeds: tuple[int, ...] = setting(each=(at_least(0),), default=())
     arms: tuple[Arm, ...] = ()
-    epochs: int | None = None  # None = base train.epochs
+    epochs: int | None = setting(at_least(1), default=None)  # None = base train.epochs
     allow_search_seeds: bool = False
 
     def seed_list(self, search_seeds: Sequence[int] = ()) -> list[int]:
@@ -236,28 +179,70 @@ class SeedSpec:
 class ReportSpec:
     """The report written when a study ends (``rblock-tune report`` with these settings)."""
 
-    metric: str = "test_acc"
+    metric: str = setting(
+        one_of(
+            ("test_acc", *REPORTED_METRICS),
+            f"is not reported by trials: must be test_acc or one of {', '.join(REPORTED_METRICS)}",
+        ),
+        default="test_acc",
+    )
     baseline: str | None = None  # None: the first arm running dropblock, dropout, ... (see analysis)
-    alpha: float = 0.05
+    alpha: float = setting(
+        FINITE,
+        Check(lambda a: 0 < a < 1, "is out of range: must be between 0 and 1 (e.g. 0.05)"),
+        default=0.05,
+    )
+
+
+def _parse_base(where: str, value: Any) -> TrialConfig:
+    """``base``: a trial config (null or empty: the defaults)."""
+    value = value or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping of trial keys, but got {value!r}")
+    try:
+        return config_from_dict(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _parse_report(where: str, value: Any) -> ReportSpec | None:
+    """``report``: false or null (no report), true (the defaults), or a mapping of its keys."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        keys = ", ".join(keys_of(ReportSpec))
+        raise ConfigError(f"{where}={value!r} has the wrong type: must be true/false or {{{keys}}}")
+    return build(ReportSpec, value, where)
 
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated study spec. ``base`` is the resolved trial config."""
+    """A validated study spec. ``base`` is the resolved trial config. ``mode`` defaults to the
+    metric's natural direction (:data:`REPORTED_METRICS`)."""
 
-    name: str
-    base: TrialConfig
-    metric: str = "val_acc"
-    mode: str = "max"
-    space: tuple[Dimension, ...] = ()
+    name: str = setting(
+        Check(_is_name, "is invalid: give the study a name of letters, digits, '-', '_' or '.'", raw=True)
+    )
+    base: TrialConfig = setting(parse=_parse_base)
+    metric: str = setting(
+        one_of(
+            tuple(REPORTED_METRICS),
+            f"is not reported by trials: must be one of {', '.join(REPORTED_METRICS)}",
+        ),
+        default="val_acc",
+    )
+    mode: str = setting(one_of(("min", "max"), "is not allowed: must be min or max"), default="max")
+    space: tuple[Dimension, ...] = setting(parse=parse_space, default=())
     search: SearchSpec = field(default_factory=SearchSpec)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     failures: FailureSpec = field(default_factory=FailureSpec)
     seeds: SeedSpec | None = None
-    report: ReportSpec | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-    warnings: tuple[str, ...] = field(default=(), compare=False)
+    report: ReportSpec | None = setting(parse=_parse_report, default=None)
+    raw: dict[str, Any] = internal(default_factory=dict, compare=False)
+    warnings: tuple[str, ...] = internal(default=(), compare=False)
 
     @property
     def search_epochs(self) -> int:
@@ -278,159 +263,107 @@ def search_seeds(spec: StudySpec) -> list[int]:
     return [spec.base.seed] if spec.space else []
 
 
-def _parse_dimension(key: str, value: Any, trial_keys: set[str]) -> Dimension:
-    where = f"space.{key}"
-    if key == "seed":
-        raise ConfigError(
-            "space.seed is not allowed: searching over the seed picks a lucky seed; the search runs "
-            "with base.seed and the seed phase measures the spread over seeds"
-        )
-    if key not in trial_keys:
-        hint = difflib.get_close_matches(key, sorted(trial_keys), n=1, cutoff=0.6)
-        suggestion = f" (did you mean 'space.{hint[0]}'?)" if hint else ""
-        raise ConfigError(f"{where}: {key!r} is not a trial config key{suggestion}")
-    if isinstance(value, list):  # shorthand: a list is a categorical dimension
-        value = {"type": "categorical", "values": value}
-    spec = _mapping(where, value, ("type", "low", "high", "step", "values", "when"))
-    kind = spec.get("type")
-    if kind not in DIMENSION_TYPES:
-        raise ConfigError(
-            f"{where}.type={kind!r} is not allowed: must be one of {', '.join(DIMENSION_TYPES)}"
-        )
-    low = high = None
-    step = None
-    values: tuple[Any, ...] = ()
-    if kind == "categorical":
-        raw_values = spec.get("values")
-        if not isinstance(raw_values, list) or not raw_values:
-            raise ConfigError(f"{where}.values must be a non-empty list, but got {raw_values!r}")
-        values = tuple(raw_values)
-        for v in values:
-            if not (v is None or isinstance(v, (bool, int, float, str))):
-                raise ConfigError(f"{where}.values: {v!r} is not allowed: categorical values must be scalars")
-        for k in ("low", "high", "step"):
-            if k in spec:
-                raise ConfigError(f"{where}.{k} is not allowed for a categorical dimension (use values)")
-    else:
-        if "values" in spec:
-            raise ConfigError(f"{where}.values is only for categorical dimensions (use low and high)")
-        for k in ("low", "high"):
-            if k not in spec:
-                raise ConfigError(f"{where}.{k} is missing: a {kind} dimension needs low and high")
-        integer = kind == "int"
-        low = _number(f"{where}.low", spec["low"], integer=integer)
-        high = _number(f"{where}.high", spec["high"], integer=integer)
-        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-            raise ConfigError(f"{where}: low={spec['low']!r} must be below high={spec['high']!r}")
-        if kind == "loguniform" and low <= 0:
-            raise ConfigError(
-                f"{where}.low={spec['low']!r} is out of range: a loguniform dimension needs low > 0"
-            )
-        if "step" in spec:
-            if kind != "int":
-                raise ConfigError(f"{where}.step is only for int dimensions")
-            step = _int(f"{where}.step", spec["step"], 1)
-    when: list[tuple[str, tuple[Any, ...]]] = []
-    for cond_key, cond_values in _mapping(f"{where}.when", spec.get("when"), sorted(trial_keys)).items():
-        allowed = tuple(cond_values) if isinstance(cond_values, list) else (cond_values,)
-        if not allowed:
-            raise ConfigError(f"{where}.when.{cond_key} is empty: the dimension could never be sampled")
-        when.append((cond_key, allowed))
-    return Dimension(key, kind, low, high, step, values, tuple(when))
+def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
+    """Validate a study spec mapping (a parsed YAML file) into a :class:`StudySpec`."""
+    raw = dict(raw)
+    spec = build(StudySpec, raw)
+    if "mode" not in raw:
+        spec = dataclasses.replace(spec, mode=REPORTED_METRICS[spec.metric])
+    if spec.metric.startswith(_NEEDS_VALIDATION) and spec.base.data.val_size == 0:
+        raise ConfigError(f"metric={spec.metric!r} needs a validation set, but base.data.val_size is 0")
+    check_space_values(spec.space, spec.base)
+    _check_search(spec)
+    _check_scheduler(spec)
+    _check_epochs(spec.base, spec.search_epochs, "scheduler.budget")
+    if spec.seeds is not None:
+        _check_seeds(spec.seeds, spec.base)
+        if spec.space:
+            spec.seeds.check_disjoint([spec.base.seed], f"the search trials (base.seed={spec.base.seed})")
+    _check_report(spec)
+    spec = dataclasses.replace(spec, raw=raw)
+    warning = _ramp_warning(spec)
+    return dataclasses.replace(spec, warnings=(warning,)) if warning else spec
 
 
-def _check_space_values(dims: Sequence[Dimension], base: TrialConfig) -> None:
-    """Every value a dimension can take must make a valid trial config; conditions must be satisfiable."""
-    base_dict = config_to_dict(base)
-    seen: dict[str, Dimension] = {}
-    for dim in dims:
-        samples: list[Any] = list(dim.possible_values() or (dim.low, dim.high))
-        if dim.type == "int":
-            samples = [int(v) for v in samples]
-        for value in samples:
-            try:
-                config_from_dict(apply_overrides(base_dict, {dim.key: value}))
-            except ConfigError as exc:
-                raise ConfigError(f"space.{dim.key}: the value {value!r} is invalid: {exc}") from None
-        for cond_key, allowed in dim.when:
-            if cond_key == dim.key:
-                raise ConfigError(f"space.{dim.key}.when cannot refer to the dimension itself")
-            if cond_key in seen:
-                earlier = seen[cond_key]
-                if not any(earlier.can_take(v) for v in allowed):
-                    possible = earlier.possible_values()
-                    takes = list(possible) if possible is not None else f"[{earlier.low}, {earlier.high}]"
-                    raise ConfigError(
-                        f"space.{dim.key}.when.{cond_key}={list(allowed)!r} can never hold: "
-                        f"space.{cond_key} takes only {takes}"
-                    )
-            elif any(d.key == cond_key for d in dims):
+def _check_overrides(where: str, overrides: Mapping[str, Any], base: TrialConfig) -> None:
+    """A mapping of dotted trial keys must make a valid trial config on top of ``base``."""
+    check_keys(where, overrides, valid_keys())
+    try:
+        config_from_dict(apply_overrides(config_to_dict(base), overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_search(spec: StudySpec) -> None:
+    """A grid needs finite dimensions; every start point must lie in the space and be valid."""
+    if spec.search.algorithm == "grid":
+        for dim in spec.space:
+            if dim.possible_values() is None:
                 raise ConfigError(
-                    f"space.{dim.key}.when.{cond_key}: list space.{cond_key} before space.{dim.key} "
-                    "(conditions refer to dimensions sampled earlier)"
+                    f"search.algorithm=grid needs finite dimensions, but space.{dim.key} is {dim.type}"
                 )
-            else:
-                base_value = _flat_value(base, cond_key)
-                if base_value not in allowed:
-                    raise ConfigError(
-                        f"space.{dim.key}.when.{cond_key}={list(allowed)!r} can never hold: "
-                        f"{cond_key} is fixed at {base_value!r} (not searched)"
-                    )
-        seen[dim.key] = dim
-    _check_pairs(dims, base_dict)
-    _check_combinations(dims, base_dict)
+    dims = {d.key: d for d in spec.space}
+    for i, point in enumerate(spec.search.points):
+        where = f"search.points[{i}]"
+        check_keys(where, point, valid_keys())
+        for k, v in point.items():
+            if k not in dims:
+                raise ConfigError(f"{where}.{k} is not a dimension of space")
+            if not dims[k].can_take(v):
+                raise ConfigError(f"{where}.{k}={v!r} is outside space.{k}")
+        _check_overrides(where, point, spec.base)
 
 
-def _dim_samples(dim: Dimension) -> list[Any]:
-    samples: list[Any] = list(dim.possible_values() or (dim.low, dim.high))
-    return [int(v) for v in samples] if dim.type == "int" else samples
+def _check_scheduler(spec: StudySpec) -> None:
+    scheduler = spec.scheduler
+    if scheduler.type == "asha" and scheduler.grace_period > spec.search_epochs:
+        raise ConfigError(
+            f"scheduler.grace_period={scheduler.grace_period} is larger than the budget of "
+            f"{spec.search_epochs} epochs"
+        )
 
 
-def _check_pairs(dims: Sequence[Dimension], base_dict: dict[str, Any]) -> None:
-    """Every pair of dimensions must combine into valid configs at their extreme values (a
-    drop rate valid for one variant may be out of range for another), where both are sampled."""
-    for i, later in enumerate(dims):
-        conditions = dict(later.when)
-        for earlier in dims[:i]:
-            for v_earlier in _dim_samples(earlier):
-                if earlier.key in conditions and v_earlier not in conditions[earlier.key]:
-                    continue
-                for v_later in _dim_samples(later):
-                    try:
-                        config_from_dict(
-                            apply_overrides(base_dict, {earlier.key: v_earlier, later.key: v_later})
-                        )
-                    except ConfigError as exc:
-                        pair = f"{earlier.key}={v_earlier!r} with {later.key}={v_later!r}"
-                        raise ConfigError(f"space: {pair} is invalid: {exc}") from None
+def _check_seeds(seeds: SeedSpec, base: TrialConfig) -> None:
+    """Distinct seeds and labels, at least one arm, and every arm valid at the phase's epochs."""
+    if len(set(seeds.seeds)) != len(seeds.seeds):
+        raise ConfigError(f"seeds.seeds={list(seeds.seeds)} repeats a seed")
+    for i, arm in enumerate(seeds.arms):
+        _check_overrides(f"seeds.arms[{i}].set", arm.overrides, base)
+        if "seed" in arm.overrides:
+            raise ConfigError(f"seeds.arms[{i}].set.seed is not allowed: every arm runs the same seed list")
+    labels = [a.label for a in seeds.arms]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"seeds.arms labels repeat: {labels}")
+    if seeds.top_k == 0 and not seeds.arms:
+        raise ConfigError("seeds has no arms: set seeds.top_k >= 1 or list seeds.arms")
+    seed_epochs = seeds.epochs or base.train.epochs
+    _check_epochs(base, seed_epochs, "seeds.epochs")
+    for i, arm in enumerate(seeds.arms):
+        _check_overrides(f"seeds.arms[{i}].set", {**arm.overrides, "train.epochs": seed_epochs}, base)
 
 
-_MAX_COMBINATIONS = 4096
-"""Above this many extreme-value combinations of the whole space, only pairs are checked."""
-
-
-def _check_combinations(dims: Sequence[Dimension], base_dict: dict[str, Any]) -> None:
-    """Every combination of the dimensions' extreme values (both ends of a range, every categorical
-    value) that sampling can produce must make a valid config: pairs alone miss, say, a searched
-    ``reg.rate_basis`` with a searched variant and drop rate."""
-    base_flat = flatten_config(config_from_dict(base_dict))
-    points: list[dict[str, Any]] = [{}]
-    for dim in dims:
-        grown: list[dict[str, Any]] = []
-        for point in points:
-            if all(point.get(key, base_flat[key]) in allowed for key, allowed in dim.when):
-                grown.extend({**point, dim.key: v} for v in _dim_samples(dim))
-            else:
-                grown.append(point)
-        points = grown
-        if len(points) > _MAX_COMBINATIONS:
-            return
-    for point in points:
-        try:
-            config_from_dict(apply_overrides(base_dict, point))
-        except ConfigError as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
-            raise ConfigError(f"space: {shown} together are invalid: {exc}") from None
+def _check_report(spec: StudySpec) -> None:
+    """The baseline must be an arm (or, without a seed phase, a searched variant)."""
+    report, seeds = spec.report, spec.seeds
+    if report is None:
+        return
+    if report.baseline is not None:
+        if seeds is not None:
+            labels = [f"top{i + 1}" for i in range(seeds.top_k)] + [a.label for a in seeds.arms]
+            where = "a seeds arm label"
+        else:
+            labels, where = list(VARIANTS), "a variant (the search is compared by variant)"
+        if report.baseline not in labels:
+            raise ConfigError(
+                f"report.baseline={report.baseline!r} must be {where}: one of {', '.join(labels)}"
+            )
+    if seeds is None:
+        variants = [d for d in spec.space if d.key == "reg.variant"]
+        if not variants or len(variants[0].possible_values() or ()) < 2:
+            raise ConfigError(
+                "report: without a seeds phase the report compares search trials by reg.variant, but "
+                "space.reg.variant is not searched over two or more variants; add a seeds phase"
+            )
 
 
 def _check_epochs(base: TrialConfig, epochs: int, where: str) -> None:
@@ -451,7 +384,7 @@ def _longest_ramp(spec: StudySpec) -> float:
     options: list[list[Any]] = []
     for key in _RAMP_KEYS:
         dim = next((d for d in spec.space if d.key == key), None)
-        options.append(_dim_samples(dim) if dim is not None else [base[key]])
+        options.append(dim_samples(dim) if dim is not None else [base[key]])
     longest = 0.0
     for schedule, fraction, epochs in itertools.product(*options):
         if fraction is not None and epochs is not None:
@@ -486,236 +419,6 @@ def _ramp_warning(spec: StudySpec) -> str | None:
     )
 
 
-def _flat_value(config: TrialConfig, key: str) -> Any:
-    return flatten_config(config)[key]
-
-
-def _parse_overrides(key: str, value: Any, base: TrialConfig) -> dict[str, Any]:
-    """A mapping of dotted trial keys, validated against ``base``."""
-    overrides = _mapping(key, value, valid_keys())
-    try:
-        config_from_dict(apply_overrides(config_to_dict(base), overrides))
-    except ConfigError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-    return overrides
-
-
-def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
-    """Validate a study spec mapping (a parsed YAML file) into a :class:`StudySpec`."""
-    raw = dict(raw)
-    top = _mapping("", raw, _TOP_KEYS)
-    name = top.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(
-            f"name={name!r} is invalid: give the study a name of letters, digits, '-', '_' or '.'"
-        )
-    base_raw = top.get("base") or {}
-    if not isinstance(base_raw, Mapping):
-        raise ConfigError(f"base must be a mapping of trial keys, but got {base_raw!r}")
-    try:
-        base = config_from_dict(base_raw)
-    except ConfigError as exc:
-        raise ConfigError(f"base: {exc}") from None
-
-    metric = top.get("metric", "val_acc")
-    if not isinstance(metric, str) or metric not in REPORTED_METRICS:
-        raise ConfigError(
-            f"metric={metric!r} is not reported by trials: must be one of {', '.join(REPORTED_METRICS)}"
-        )
-    if metric.startswith(_NEEDS_VALIDATION) and base.data.val_size == 0:
-        raise ConfigError(f"metric={metric!r} needs a validation set, but base.data.val_size is 0")
-    mode = top.get("mode", REPORTED_METRICS[metric])
-    if mode not in ("min", "max"):
-        raise ConfigError(f"mode={mode!r} is not allowed: must be min or max")
-
-    trial_keys = set(valid_keys())
-    space_value = top.get("space") or {}
-    if not isinstance(space_value, Mapping):
-        raise ConfigError(f"space must be a mapping of dotted trial keys, but got {space_value!r}")
-    space_raw = dict(space_value)
-    dims = tuple(_parse_dimension(k, v, trial_keys) for k, v in space_raw.items())
-    _check_space_values(dims, base)
-
-    s = _mapping("search", top.get("search"), [f.name for f in dataclasses.fields(SearchSpec)])
-    algorithm = s.get("algorithm", "tpe")
-    if algorithm not in ("tpe", "random", "grid"):
-        raise ConfigError(f"search.algorithm={algorithm!r} is not allowed: must be tpe, random or grid")
-    if algorithm == "grid":
-        for dim in dims:
-            if dim.possible_values() is None:
-                raise ConfigError(
-                    f"search.algorithm=grid needs finite dimensions, but space.{dim.key} is {dim.type}"
-                )
-    points = s.get("points") or []
-    if not isinstance(points, list):
-        raise ConfigError(f"search.points must be a list of mappings, but got {points!r}")
-    dim_keys = {d.key for d in dims}
-    checked_points = []
-    for i, point in enumerate(points):
-        p = _mapping(f"search.points[{i}]", point, valid_keys())
-        for k, v in p.items():
-            if k not in dim_keys:
-                raise ConfigError(f"search.points[{i}].{k} is not a dimension of space")
-            dim = next(d for d in dims if d.key == k)
-            if not dim.can_take(v):
-                raise ConfigError(f"search.points[{i}].{k}={v!r} is outside space.{k}")
-        checked_points.append(_parse_overrides(f"search.points[{i}]", p, base))
-    search = SearchSpec(
-        algorithm=algorithm,
-        num_samples=_int("search.num_samples", s.get("num_samples", 8), 1),
-        max_concurrent=_int("search.max_concurrent", s.get("max_concurrent", 2), 1),
-        seed=_int("search.seed", s.get("seed", 0), 0),
-        points=tuple(checked_points),
-    )
-
-    sc = _mapping("scheduler", top.get("scheduler"), [f.name for f in dataclasses.fields(SchedulerSpec)])
-    kind = sc.get("type", "asha")
-    if kind not in ("asha", "fifo"):
-        raise ConfigError(f"scheduler.type={kind!r} is not allowed: must be asha or fifo")
-    budget = sc.get("budget")
-    scheduler = SchedulerSpec(
-        type=kind,
-        grace_period=_int("scheduler.grace_period", sc.get("grace_period", 1), 1),
-        reduction_factor=_number("scheduler.reduction_factor", sc.get("reduction_factor", 2.0)),
-        budget=None if budget is None else _int("scheduler.budget", budget, 1),
-    )
-    if scheduler.reduction_factor <= 1:
-        raise ConfigError(
-            f"scheduler.reduction_factor={scheduler.reduction_factor} is out of range: must be > 1"
-        )
-    max_t = scheduler.budget or base.train.epochs
-    if kind == "asha" and scheduler.grace_period > max_t:
-        raise ConfigError(
-            f"scheduler.grace_period={scheduler.grace_period} is larger than the budget of {max_t} epochs"
-        )
-
-    r = _mapping("resources", top.get("resources"), ("cpus", "gpus"))
-    resources = ResourceSpec(
-        cpus=_number("resources.cpus", r.get("cpus", 1.0)), gpus=_number("resources.gpus", r.get("gpus", 0.0))
-    )
-    if resources.cpus <= 0:
-        raise ConfigError(f"resources.cpus={resources.cpus} is out of range: must be > 0")
-    if resources.gpus < 0:
-        raise ConfigError(f"resources.gpus={resources.gpus} is out of range: must be >= 0")
-    f = _mapping("failures", top.get("failures"), ("retries",))
-    failures = FailureSpec(retries=_int("failures.retries", f.get("retries", 2), 0))
-
-    _check_epochs(base, scheduler.budget or base.train.epochs, "scheduler.budget")
-    seeds = _parse_seeds(top.get("seeds"), base) if top.get("seeds") is not None else None
-    if seeds is not None and dims:
-        seeds.check_disjoint([base.seed], f"the search trials (base.seed={base.seed})")
-    report = _parse_report(top.get("report", False), seeds)
-    if report is not None and seeds is None:
-        variants = [d for d in dims if d.key == "reg.variant"]
-        if not variants or len(variants[0].possible_values() or ()) < 2:
-            raise ConfigError(
-                "report: without a seeds phase the report compares search trials by reg.variant, but "
-                "space.reg.variant is not searched over two or more variants; add a seeds phase"
-            )
-    spec = StudySpec(
-        name=name,
-        base=base,
-        metric=metric,
-        mode=mode,
-        space=dims,
-        search=search,
-        scheduler=scheduler,
-        resources=resources,
-        failures=failures,
-        seeds=seeds,
-        report=report,
-        raw=dict(raw),
-    )
-    warning = _ramp_warning(spec)
-    return dataclasses.replace(spec, warnings=(warning,)) if warning else spec
-
-
-def _parse_report(value: Any, seeds: SeedSpec | None) -> ReportSpec | None:
-    """``report``: false (default), true (defaults), or {metric, baseline, alpha}."""
-    if value is False or value is None:
-        return None
-    if value is True:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"report={value!r} has the wrong type: must be true/false or {{metric, baseline, alpha}}"
-        )
-    r = _mapping("report", value, [f.name for f in dataclasses.fields(ReportSpec)])
-    compared = str(r.get("metric", "test_acc"))
-    if compared not in ("test_acc", *REPORTED_METRICS):
-        raise ConfigError(
-            f"report.metric={compared!r} is not reported by trials: must be test_acc or one of "
-            f"{', '.join(REPORTED_METRICS)}"
-        )
-    alpha = _number("report.alpha", r.get("alpha", 0.05))
-    if not 0 < alpha < 1:
-        raise ConfigError(f"report.alpha={alpha} is out of range: must be between 0 and 1 (e.g. 0.05)")
-    baseline = r.get("baseline")
-    if baseline is not None:
-        if seeds is not None:
-            labels = [f"top{i + 1}" for i in range(seeds.top_k)] + [a.label for a in seeds.arms]
-            where = "a seeds arm label"
-        else:
-            labels, where = list(VARIANTS), "a variant (the search is compared by variant)"
-        if baseline not in labels:
-            raise ConfigError(f"report.baseline={baseline!r} must be {where}: one of {', '.join(labels)}")
-    return ReportSpec(metric=compared, baseline=None if baseline is None else str(baseline), alpha=alpha)
-
-
-def _parse_seeds(value: Any, base: TrialConfig) -> SeedSpec:
-    s = _mapping("seeds", value, ("top_k", "n_seeds", "seeds", "arms", "epochs", "allow_search_seeds"))
-    explicit = s.get("seeds") or []
-    if not isinstance(explicit, list):
-        raise ConfigError(f"seeds.seeds must be a list of integers, but got {explicit!r}")
-    seed_list = tuple(_int(f"seeds.seeds[{i}]", v, 0) for i, v in enumerate(explicit))
-    if len(set(seed_list)) != len(seed_list):
-        raise ConfigError(f"seeds.seeds={list(seed_list)} repeats a seed")
-    arms_raw = s.get("arms") or []
-    if not isinstance(arms_raw, list):
-        raise ConfigError(f"seeds.arms must be a list, but got {arms_raw!r}")
-    arms = []
-    for i, arm in enumerate(arms_raw):
-        a = _mapping(f"seeds.arms[{i}]", arm, ("label", "set", "from_study"))
-        label = a.get("label")
-        if not isinstance(label, str) or not _NAME.fullmatch(label):
-            raise ConfigError(
-                f"seeds.arms[{i}].label={label!r} is invalid: a name of letters, digits, '-', '_'"
-            )
-        if label.startswith("top"):
-            raise ConfigError(
-                f"seeds.arms[{i}].label={label!r} is reserved for the search's top configurations"
-            )
-        overrides = _parse_overrides(f"seeds.arms[{i}].set", a.get("set"), base)
-        if "seed" in overrides:
-            raise ConfigError(f"seeds.arms[{i}].set.seed is not allowed: every arm runs the same seed list")
-        from_study = a.get("from_study")
-        if from_study is not None and (not isinstance(from_study, str) or not _NAME.fullmatch(from_study)):
-            raise ConfigError(f"seeds.arms[{i}].from_study={from_study!r} is not a study name")
-        arms.append(Arm(label, overrides, from_study))
-    labels = [a.label for a in arms]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"seeds.arms labels repeat: {labels}")
-    epochs = s.get("epochs")
-    allow = s.get("allow_search_seeds", False)
-    if not isinstance(allow, bool):
-        raise ConfigError(f"seeds.allow_search_seeds={allow!r} has the wrong type: must be true/false")
-    spec = SeedSpec(
-        top_k=_int("seeds.top_k", s.get("top_k", 1), 0),
-        n_seeds=_int("seeds.n_seeds", s.get("n_seeds", 5), 1),
-        seeds=seed_list,
-        arms=tuple(arms),
-        epochs=None if epochs is None else _int("seeds.epochs", epochs, 1),
-        allow_search_seeds=allow,
-    )
-    if spec.top_k == 0 and not spec.arms:
-        raise ConfigError("seeds has no arms: set seeds.top_k >= 1 or list seeds.arms")
-    seed_epochs = spec.epochs or base.train.epochs
-    _check_epochs(base, seed_epochs, "seeds.epochs")
-    for i, arm in enumerate(spec.arms):
-        _parse_overrides(f"seeds.arms[{i}].set", {**arm.overrides, "train.epochs": seed_epochs}, base)
-    return spec
-
-
 def load_study_spec(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     """Read a study spec file and apply ``--set`` overrides by dotted path (``search.num_samples=4``,
     ``base.data.root=/data``), then validate it."""
@@ -731,8 +434,9 @@ def load_study_spec(path: str | Path, overrides: Sequence[str] = ()) -> StudySpe
 
 def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
-    if parts[0] not in _TOP_KEYS:
-        raise _unknown("", parts[0], _TOP_KEYS)
+    top = keys_of(StudySpec)
+    if parts[0] not in top:
+        raise unknown_key("", parts[0], top)
     node: dict[str, Any] = raw
     if parts[0] == "space" and len(parts) > 2:
         # space keys are dotted trial keys themselves: space.reg.alpha.low
