@@ -1,8 +1,8 @@
 """The study spec: one YAML file describing a whole experiment protocol.
 
 It is validated completely before Ray starts; every problem is one line that names the
-dotted key (``space.reg.alpha.low``, ``search.num_samples``, ...). See README.md,
-"Studies", for the format.
+dotted key (``space.reg.alpha.low``, ``search.num_samples``, ...). See docs/studies.md
+for the format.
 """
 
 from __future__ import annotations
