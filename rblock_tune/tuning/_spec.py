@@ -1,8 +1,8 @@
 """The study spec: one YAML file describing a whole experiment protocol.
 
 It is validated completely before Ray starts; every problem is one line that names the
-dotted key (``space.reg.alpha.low``, ``search.num_samples``, ...). See README.md,
-"Studies", for the format.
+dotted key (``space.reg.alpha.low``, ``search.num_samples``, ...). See docs/studies.md
+for the format.
 
 The dataclasses below declare the spec's keys, types, defaults and per-key rules; the structure
 is parsed by :func:`rblock_tune._schema.build`, as the trial config is. The search-space grammar
