@@ -11,13 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rblock_tune.analysis.stats import (
+from rblock_tune.analysis import (
     COMPARISON_COLUMNS,
-    PRIMARY_PAIRED,
-    PRIMARY_UNPAIRED,
-    SUMMARY_COLUMNS,
-    _paired_pvalues,
-    _unpaired_pvalues,
     bootstrap_diff_ci,
     compare_arms,
     hedges_g,
@@ -27,6 +22,8 @@ from rblock_tune.analysis.stats import (
     seeds_needed,
     summarize_arms,
 )
+from rblock_tune.analysis.comparison import PRIMARY_PAIRED, PRIMARY_UNPAIRED, SUMMARY_COLUMNS
+from rblock_tune.analysis.pvalues import paired_pvalues, unpaired_pvalues
 from rblock_tune.errors import ConfigError
 
 ALPHA = 0.05
@@ -269,9 +266,9 @@ def _simulate(reps: int, shift: float, *, paired: bool, seed: int) -> np.ndarray
             per_seed = rng.normal(0.0, 3.0, size=10)  # a shared per-seed effect much larger than the noise
             a = per_seed + rng.normal(size=10) + shift
             b = per_seed + rng.normal(size=10)
-            out[i] = _paired_pvalues(a, b)
+            out[i] = paired_pvalues(a, b)
         else:
-            out[i] = _unpaired_pvalues(rng.normal(size=10) + shift, rng.normal(size=10))
+            out[i] = unpaired_pvalues(rng.normal(size=10) + shift, rng.normal(size=10))
     return out
 
 

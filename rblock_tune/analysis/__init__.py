@@ -9,30 +9,22 @@ Typical use (or ``rblock-tune report --experiment NAME``)::
 """
 
 from rblock_tune.analysis._load import TAG_COLUMNS, load_artifact_text, load_histories, load_runs, parse_value
+from rblock_tune.analysis.comparison import COMPARISON_COLUMNS, compare_arms, summarize_arms
+from rblock_tune.analysis.effects import bootstrap_diff_ci, hedges_g, prob_improvement
+from rblock_tune.analysis.pvalues import holm
 from rblock_tune.analysis.report import (
     BASELINE_PREFERENCE,
     RATE_MISMATCH,
     Protocol,
-    ReportResult,
     choose_baseline,
     comparison_values,
     param_importances,
     planning_table,
     read_protocol,
     realised_rates,
-    write_report,
 )
-from rblock_tune.analysis.stats import (
-    COMPARISON_COLUMNS,
-    bootstrap_diff_ci,
-    compare_arms,
-    hedges_g,
-    holm,
-    power,
-    prob_improvement,
-    seeds_needed,
-    summarize_arms,
-)
+from rblock_tune.analysis.report_document import ReportResult, write_report
+from rblock_tune.analysis.sample_size import power, seeds_needed
 
 __all__ = [
     "BASELINE_PREFERENCE",
