@@ -137,7 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--baseline", help="arm to compare with (default: the arm running dropblock, dropout, ...)"
     )
     report.add_argument(
-        "--alpha", type=float, default=0.05, help="significance level after Holm (default: 0.05)"
+        "--significance", type=float, default=0.05, help="significance level after Holm (default: 0.05)"
     )
     report.add_argument(
         "--resamples", type=int, default=10000, help="bootstrap resamples of the intervals (default: 10000)"
@@ -175,7 +175,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         out,
         metric=args.metric,
         baseline=args.baseline,
-        alpha=args.alpha,
+        significance=args.significance,
         n_resamples=args.resamples,
         seed=args.seed,
     )
@@ -204,7 +204,7 @@ def _study_report(result: Any) -> tuple[Path | None, str | None]:
             result.state_file.parent / "report",
             metric=settings.metric,
             baseline=settings.baseline,
-            alpha=settings.alpha,
+            significance=settings.significance,
         )
     except ConfigError as exc:
         log.warning("report not written: %s", exc)

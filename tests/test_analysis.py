@@ -348,7 +348,7 @@ def test_report_refuses_bad_input(store: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--baseline 'dropblok' is not an arm.*dropblock, none, top1"):
         write_report("synth", store, tmp_path, baseline="dropblok")
     with pytest.raises(ConfigError, match=r"alpha=1\.5"):
-        write_report("synth", store, tmp_path, alpha=1.5)
+        write_report("synth", store, tmp_path, significance=1.5)
 
 
 # ------------------------------------------------------------------------- fair comparisons
@@ -443,7 +443,7 @@ def test_report_command(store: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         (["--experiment", "nope"], "no MLflow experiment 'nope'"),
         (["--experiment", "synth", "--baseline", "x"], "--baseline 'x' is not an arm"),
         (["--experiment", "synth", "--metric", "acc"], "metric 'acc' is not in the runs"),
-        (["--experiment", "synth", "--alpha", "0"], "alpha=0.0 must be between 0 and 1"),
+        (["--experiment", "synth", "--significance", "0"], "significance=0.0 must be between 0 and 1"),
         (["--experiment", "synth", "--resamples", "10"], "--resamples 10 is too few"),
     ],
 )

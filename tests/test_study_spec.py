@@ -131,7 +131,7 @@ def test_quickstart_loads() -> None:
         Arm("dropblock", {"reg.variant": "dropblock", "reg.drop_prob": 0.1, "reg.block_size": 3}),
         Arm("none", {"reg.variant": "none"}),
     )
-    assert spec.report == ReportSpec(metric="test_acc", baseline="dropblock", alpha=0.05)
+    assert spec.report == ReportSpec(metric="test_acc", baseline="dropblock", significance=0.05)
 
 
 def test_full_spec_parses_every_section() -> None:
@@ -303,7 +303,7 @@ def test_random_search_and_starting_points() -> None:
 
 def test_report_settings() -> None:
     raw = full()
-    raw["report"] = {"metric": "val_acc", "baseline": "none", "alpha": 0.01}
+    raw["report"] = {"metric": "val_acc", "baseline": "none", "significance": 0.01}
     assert spec_from_dict(raw).report == ReportSpec("val_acc", "none", 0.01)
     raw["report"] = {"baseline": "top1"}  # a search winner can be the baseline too
     assert spec_from_dict(raw).report == ReportSpec("test_acc", "top1", 0.05)
@@ -672,8 +672,13 @@ ERROR_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("report", _top("report", "yes"), ["report='yes'"]),
     ("report unknown key", _top("report", {"metrc": "test_acc"}), ["report.metrc", "report.metric"]),
     ("report metric", _top("report", {"metric": "acc"}), ["report.metric='acc'", "test_acc"]),
-    ("report alpha", _top("report", {"alpha": 1.5}), ["report.alpha=1.5", "between 0 and 1"]),
-    ("report alpha type", _top("report", {"alpha": "x"}), ["report.alpha='x'"]),
+    (
+        "report significance",
+        _top("report", {"significance": 1.5}),
+        ["report.significance=1.5", "between 0 and 1"],
+    ),
+    ("report significance type", _top("report", {"significance": "x"}), ["report.significance='x'"]),
+    ("report alpha renamed", _top("report", {"alpha": 0.05}), ["report.alpha is now report.significance"]),
     ("report baseline", _top("report", {"baseline": "dropblok"}), ["report.baseline='dropblok'", "top1"]),
     (
         "report baseline without seeds",

@@ -25,6 +25,16 @@ from rblock_tune.analysis._load import load_artifact_text
 from rblock_tune.analysis.sample_size import seeds_needed
 from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError
+from rblock_tune.layout import (
+    ARMS_ARTIFACT,
+    COMPLETED,
+    DIVERGED,
+    NORMALISED_SPEC_ARTIFACT,
+    ROLE_SEED_RUN,
+    ROLE_SEEDS,
+    ROLE_STUDY,
+    ROLE_TRIAL,
+)
 
 __all__ = [
     "BASELINE_PREFERENCE",
@@ -61,7 +71,8 @@ class Protocol:
     Attributes:
         selection_metric: the metric the search optimised (chose the configurations), or None.
         selection_mode: ``max`` or ``min``, or None.
-        space: searched dimensions (dotted key -> the spec's definition).
+        space: searched dimensions (dotted key -> ``type``, ``low``, ``high``, ``step``, ``values``,
+            ``when``, as the normalised spec has them).
         search_budget: epochs of a search trial, or None.
         seeds: the seed list of the seed phase (empty when there is none).
         arms: seed-phase arm label -> overrides of the base config.
@@ -81,36 +92,33 @@ class Protocol:
 
 
 def read_protocol(runs: pd.DataFrame) -> Protocol:
-    """The protocol of a study from its parent runs' artifacts (``spec.yaml``, ``arms.yaml``)."""
+    """The protocol of a study from its parent runs' artifacts: the normalised spec the search
+    saved (:data:`~rblock_tune.layout.NORMALISED_SPEC_ARTIFACT`, every default filled in, so none is
+    re-applied here) and the seed phase's :data:`~rblock_tune.layout.ARMS_ARTIFACT`. A study that
+    saved neither (its search never finished, or an rblock-tune before the normalised spec) has an
+    unknown selection, which the report says."""
     tracking_uri = str(runs.attrs["tracking_uri"])
-    spec: dict[str, Any] = {}
-    arms_doc: dict[str, Any] = {}
-    for role, name in (("study", "spec.yaml"), ("seeds", "arms.yaml")):
+    docs: dict[str, dict[str, Any]] = {}
+    for role, name in ((ROLE_STUDY, NORMALISED_SPEC_ARTIFACT), (ROLE_SEEDS, ARMS_ARTIFACT)):
         parents = runs.loc[runs["role"] == role, "run_id"]
         text = load_artifact_text(str(parents.iloc[0]), name, tracking_uri) if len(parents) else None
         doc = yaml.safe_load(text) if text else None
-        if isinstance(doc, dict):
-            if role == "study":
-                spec = doc
-            else:
-                arms_doc = doc
-    scheduler = spec.get("scheduler") or {}
-    base_train = (spec.get("base") or {}).get("train") or {}
-    budget = scheduler.get("budget") or base_train.get("epochs")
+        docs[role] = doc if isinstance(doc, dict) else {}
+    spec, arms_doc = docs[ROLE_STUDY], docs[ROLE_SEEDS]
     searched: dict[str, list[int]] = {
         str(study): sorted(int(s) for s in seeds)
         for study, seeds in (arms_doc.get("search_seeds") or {}).items()
         if isinstance(seeds, list)
     }
     experiment = str(runs.attrs.get("experiment", ""))
-    trial_seeds = runs.loc[runs["role"] == "trial", "seed"].dropna()
+    trial_seeds = runs.loc[runs["role"] == ROLE_TRIAL, "seed"].dropna()
     if len(trial_seeds):  # what this study's search trials were recorded with
         searched[experiment] = sorted({*searched.get(experiment, []), *(int(s) for s in trial_seeds)})
     return Protocol(
-        selection_metric=(spec.get("metric", "val_acc") if spec else None),
-        selection_mode=(spec.get("mode", "max") if spec else None),
+        selection_metric=spec.get("metric"),
+        selection_mode=spec.get("mode"),
         space=dict(spec.get("space") or {}),
-        search_budget=int(budget) if budget else None,
+        search_budget=(spec.get("scheduler") or {}).get("budget"),
         seeds=[int(s) for s in arms_doc.get("seeds", [])],
         arms=dict(arms_doc.get("arms") or {}),
         search_seeds=searched,
@@ -189,11 +197,11 @@ def comparison_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, st
             f"metric {metric!r} is not in the runs (metrics there: {', '.join(numeric) or 'none'}); "
             "pass --metric with one of them"
         )
-    seed_runs = runs[runs["role"] == "seed_run"]
+    seed_runs = runs[runs["role"] == ROLE_SEED_RUN]
     if len(seed_runs):
         phase, chosen = "seeds", seed_runs.copy()
     else:
-        phase, chosen = "search", runs[runs["role"] == "trial"].copy()
+        phase, chosen = "search", runs[runs["role"] == ROLE_TRIAL].copy()
         if "reg.variant" in chosen:
             chosen["arm"] = chosen["reg.variant"].astype(str)
         chosen["seed"] = pd.array([pd.NA] * len(chosen), dtype="Int64")
@@ -202,7 +210,7 @@ def comparison_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, st
             f"experiment {runs.attrs.get('experiment')!r} has no trial or seed run to compare "
             "(is it a study made by rblock-tune study run?)"
         )
-    done = chosen["status"] == "completed"
+    done = chosen["status"] == COMPLETED
     kept, left = chosen[done & chosen[metric].notna()], chosen[~done | chosen[metric].isna()]
     if not len(kept):
         raise ConfigError(f"no completed {phase} run of {runs.attrs.get('experiment')!r} has {metric!r}")
@@ -225,14 +233,13 @@ def param_importances(
     for key, dim in space.items():
         if key not in data.columns or data[key].dropna().nunique() < 2:
             continue
-        dim = {"type": "categorical", "values": dim} if isinstance(dim, list) else dict(dim)
         seen = data[key].dropna()
-        if dim.get("type") == "categorical" or seen.map(lambda v: isinstance(v, (str, bool))).any():
+        if dim["type"] == "categorical" or seen.map(lambda v: isinstance(v, (str, bool))).any():
             choices = tuple(dict.fromkeys([*(dim.get("values") or []), *seen.tolist()]))
             distributions[key] = CategoricalDistribution(choices)
         else:
-            low = min(float(dim.get("low", seen.min())), float(seen.min()))
-            high = max(float(dim.get("high", seen.max())), float(seen.max()))
+            low = min(float(seen.min()), *([float(dim["low"])] if dim.get("low") is not None else []))
+            high = max(float(seen.max()), *([float(dim["high"])] if dim.get("high") is not None else []))
             if dim.get("type") == "int":
                 distributions[key] = IntDistribution(int(low), int(high))
             else:
@@ -426,7 +433,7 @@ def comparison_caveats(
         counts = left_out["status"].fillna("unknown").value_counts()
         listed = ", ".join(f"{n} {status}" for status, n in counts.items())
         caveats.append(f"left out of the comparison: {listed} ({phase} runs without a final {metric}).")
-    diverged = left_out[left_out["status"] == "diverged"]
+    diverged = left_out[left_out["status"] == DIVERGED]
     if len(diverged):
         per_arm = diverged["arm"].astype(str).value_counts()
         caveats.append(
@@ -435,7 +442,8 @@ def comparison_caveats(
         )
     if protocol.selection_metric is None:
         caveats.append(
-            "the metric that selected the configurations is unknown (no spec.yaml on a parent run)."
+            f"the metric that selected the configurations is unknown (no {NORMALISED_SPEC_ARTIFACT} on a "
+            "parent run: the search did not finish, or ran with an older rblock-tune)."
         )
     elif protocol.selection_metric == metric:
         caveats.append(

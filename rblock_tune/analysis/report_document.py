@@ -45,6 +45,7 @@ from rblock_tune.analysis.report import (
 )
 from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError
+from rblock_tune.layout import COMPLETED, EARLY_STOPPED, ROLE_SEED_RUN, ROLE_TRIAL
 
 __all__ = ["ReportResult", "write_report"]
 
@@ -187,7 +188,7 @@ def write_report(
     *,
     metric: str = "test_acc",
     baseline: str | None = None,
-    alpha: float = 0.05,
+    significance: float = 0.05,
     n_resamples: int = 10000,
     seed: int = 0,
 ) -> ReportResult:
@@ -199,17 +200,19 @@ def write_report(
         out: output folder (created).
         metric: the compared metric (default ``test_acc``).
         baseline: the arm every other arm is compared with (default: :func:`choose_baseline`).
-        alpha: significance level of the Holm-adjusted primary p-values.
+        significance: significance level of the Holm-adjusted primary p-values (the report's
+            alpha; named apart from ``reg.alpha``, the KL weight).
         n_resamples: bootstrap resamples of the confidence intervals.
         seed: seed of the bootstrap.
 
     Raises:
-        ConfigError: no such experiment, metric or baseline, nothing to compare, bad alpha.
+        ConfigError: no such experiment, metric or baseline, nothing to compare, bad significance.
     """
     from rblock_tune.analysis import plots
 
-    if not 0 < alpha < 1:
-        raise ConfigError(f"alpha={alpha} must be between 0 and 1 (e.g. 0.05)")
+    if not 0 < significance < 1:
+        raise ConfigError(f"significance={significance} must be between 0 and 1 (e.g. 0.05)")
+    alpha = significance
     runs = load_runs(experiment, tracking_uri)
     values, phase, left_out = comparison_values(runs, metric)
     arms = sorted(values["arm"].astype(str).unique())
@@ -246,7 +249,7 @@ def write_report(
             plots.plot_learning_curves(histories, values, curve_metric, baseline=baseline),
             figures_dir / "learning_curves.png",
         )
-    trials = runs[(runs["role"] == "trial") & (runs["status"].isin(["completed", "early_stopped"]))]
+    trials = runs[(runs["role"] == ROLE_TRIAL) & (runs["status"].isin([COMPLETED, EARLY_STOPPED]))]
     selection = protocol.selection_metric or "val_acc"
     searched = [k for k in (protocol.space or dict.fromkeys(_SEARCHED)) if k in runs.columns]
     searched = [k for k in searched if trials[k].dropna().astype(str).nunique() > 1] if len(trials) else []
@@ -270,7 +273,7 @@ def write_report(
     rates = realised_rates(values)
     seeds: list[int] = []
     if phase == "seeds":  # what the phase planned (arms.yaml) and what its runs recorded, failed ones too
-        recorded = runs.loc[runs["role"] == "seed_run", "seed"].dropna()
+        recorded = runs.loc[runs["role"] == ROLE_SEED_RUN, "seed"].dropna()
         seeds = sorted({*protocol.seeds, *(int(s) for s in recorded)})
     caveats = comparison_caveats(
         comparisons, summary, left_out, protocol, metric, phase, len(trials), importances
@@ -333,7 +336,7 @@ def _document(
     doc.heading("Protocol")
     seeds = sorted(int(s) for s in values["seed"].dropna().unique()) if phase == "seeds" else []
     epochs = values["train.epochs"].dropna().unique() if "train.epochs" in values else []
-    n_trials = int((runs["role"] == "trial").sum())
+    n_trials = int((runs["role"] == ROLE_TRIAL).sum())
     items = [
         f"experiment `{experiment}` at `{tracking_uri}`; {len(runs)} MLflow runs ({n_trials} search trials).",
         (

@@ -187,7 +187,7 @@ class ReportSpec:
         default="test_acc",
     )
     baseline: str | None = None  # None: the first arm running dropblock, dropout, ... (see analysis)
-    alpha: float = setting(
+    significance: float = setting(
         FINITE,
         Check(lambda a: 0 < a < 1, "is out of range: must be between 0 and 1 (e.g. 0.05)"),
         default=0.05,
@@ -214,6 +214,11 @@ def _parse_report(where: str, value: Any) -> ReportSpec | None:
     if not isinstance(value, Mapping):
         keys = ", ".join(keys_of(ReportSpec))
         raise ConfigError(f"{where}={value!r} has the wrong type: must be true/false or {{{keys}}}")
+    if "alpha" in value:  # its earlier name; alpha is the KL weight (reg.alpha)
+        raise ConfigError(
+            f"{where}.alpha is now {where}.significance (the significance level; alpha is the KL weight, "
+            f"reg.alpha): rename the key"
+        )
     return build(ReportSpec, value, where)
 
 
