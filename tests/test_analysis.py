@@ -32,7 +32,6 @@ from rblock_tune.analysis import (
     seeds_needed,
     write_report,
 )
-from rblock_tune.analysis import _load as load_module
 from rblock_tune.cli import main
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import COMPLETED, DIVERGED, ROLE_SEED_RUN, ROLE_SEEDS, ROLE_STUDY, ROLE_TRIAL
@@ -236,9 +235,8 @@ def test_load_runs_pages_through_many_runs(
         calls.append(kwargs.get("max_results", 0))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(load_module, "_PAGE", 10)
     monkeypatch.setattr(MlflowClient, "search_runs", counting)
-    runs = load_runs("synth", store)
+    runs = load_runs("synth", store, page_size=10)
     assert len(runs) == 34 and runs["run_id"].is_unique
     assert len(calls) == 4  # 34 runs in pages of 10: a few requests, not one per run
 

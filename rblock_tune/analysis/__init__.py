@@ -8,7 +8,7 @@ Typical use (or ``rblock-tune report --experiment NAME``)::
     compare_arms(seeds, baseline="dropblock", metric="test_acc")
 """
 
-from rblock_tune.analysis._load import TAG_COLUMNS, load_artifact_text, load_histories, load_runs, parse_value
+from rblock_tune.analysis._runs import TAG_COLUMNS, load_artifact_text, load_histories, load_runs, parse_value
 from rblock_tune.analysis.comparison import COMPARISON_COLUMNS, compare_arms, summarize_arms
 from rblock_tune.analysis.effects import bootstrap_diff_ci, hedges_g, prob_improvement
 from rblock_tune.analysis.pvalues import holm

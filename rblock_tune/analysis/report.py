@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rblock_tune.analysis._load import load_artifact_text
+from rblock_tune.analysis._runs import load_artifact_text
 from rblock_tune.analysis.sample_size import seeds_needed
 from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from rblock_tune import __version__
-from rblock_tune.analysis._load import load_histories, load_runs
+from rblock_tune.analysis._runs import load_histories, load_runs
 from rblock_tune.analysis.comparison import compare_arms, summarize_arms
 from rblock_tune.analysis.report import (
     Protocol,

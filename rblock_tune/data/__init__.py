@@ -16,9 +16,9 @@ Public API:
 from __future__ import annotations
 
 from rblock_tune.data._dataset import Dataset
-from rblock_tune.data._load import load_dataset
-from rblock_tune.data._loader import DeviceLoader
+from rblock_tune.data._device_loader import DeviceLoader
 from rblock_tune.data._paths import resolve_cache_dir, resolve_data_root
+from rblock_tune.data._prepare import load_dataset
 from rblock_tune.data._split import probe_rows
 
 __all__ = [

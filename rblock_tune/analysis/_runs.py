@@ -21,8 +21,6 @@ from rblock_tune.layout import TAG_COLUMNS
 __all__ = ["TAG_COLUMNS", "load_artifact_text", "load_histories", "load_runs", "parse_value"]
 
 
-_PAGE = 5000
-
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in reports
 
 
@@ -60,7 +58,7 @@ def _experiment_id(client: Any, experiment: str, tracking_uri: str) -> str:
     return str(found.experiment_id)
 
 
-def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
+def load_runs(experiment: str, tracking_uri: str, *, page_size: int = 5000) -> pd.DataFrame:
     """Every run of ``experiment`` as one row.
 
     Columns: ``run_id``, ``run_name``, ``run_status`` (MLflow's), ``start_time``, ``end_time``, the
@@ -69,6 +67,7 @@ def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
     name (``reg.alpha``; values parsed back to numbers and booleans; integer params as ``Int64``),
     then the latest value of each metric (``val_acc``, ``test_acc``, ...: the last epoch's).
     ``attrs`` keeps ``experiment``, ``experiment_id`` and ``tracking_uri`` for :func:`load_histories`.
+    Runs are fetched ``page_size`` per request.
 
     Raises:
         ConfigError: the experiment does not exist there (the message lists those that do).
@@ -81,7 +80,7 @@ def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
     metrics: set[str] = set()
     token: str | None = None
     while True:
-        page = client.search_runs([experiment_id], max_results=_PAGE, page_token=token)
+        page = client.search_runs([experiment_id], max_results=page_size, page_token=token)
         for run in page:
             row: dict[str, Any] = {
                 "run_id": run.info.run_id,
