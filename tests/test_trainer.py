@@ -173,19 +173,17 @@ def test_resume_refuses_missing_or_changed_runs(tmp_path: Path) -> None:
 
 
 def test_diverged_run_raises_and_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rblock_tune.trainer as trainer_module
-
-    real = trainer_module.rblock_loss_terms
+    real = Trainer.train_step
     calls = {"n": 0}
 
-    def exploding(*args: Any) -> Any:
+    def exploding(self: Trainer, *args: Any) -> Any:
         calls["n"] += 1
-        loss, ce, kl = real(*args)
+        loss, ce, kl, correct = real(self, *args)
         if calls["n"] >= 10:  # in the second epoch (6 steps per epoch)
-            return loss * float("nan"), ce, kl
-        return loss, ce, kl
+            return loss * float("nan"), ce, kl, correct
+        return loss, ce, kl, correct
 
-    monkeypatch.setattr(trainer_module, "rblock_loss_terms", exploding)
+    monkeypatch.setattr(Trainer, "train_step", exploding)
     with pytest.raises(DivergedError) as info:
         run_training(small_config(), tmp_path / "run")
     assert info.value.epoch == 2 and info.value.step == 10

@@ -1,13 +1,8 @@
-"""The trainer: epochs of SGD on one trial config, one metrics record per epoch.
-
-It knows nothing of Ray, Optuna or MLflow. :class:`Trainer` holds the whole state of
-a run and can save and restore it exactly; :func:`run_training` drives a trainer into
-a run directory (``metrics.json`` + ``checkpoint.pt``), as ``rblock-tune train`` does.
-"""
+"""The trainer: epochs of SGD on one trial config, one metrics record per epoch; the whole state
+of a run, saved and restored exactly."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -23,10 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rblock_tune import __version__
-from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict, flatten_config
+from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
 from rblock_tune.data import Dataset, DeviceLoader, load_dataset, probe_rows
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
-from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, METRICS_FILE, RUNNING
 from rblock_tune.models import build_model
 from rblock_tune.regularizers import (
     DropSchedule,
@@ -39,24 +33,15 @@ from rblock_tune.regularizers import (
     set_drop_prob,
     symmetric_kl,
 )
+from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, check_compatible, read_checkpoint
 
-__all__ = [
-    "RESUMABLE_KEYS",
-    "Trainer",
-    "resolve_device",
-    "run_training",
-]
+__all__ = ["CONSISTENCY_SEED", "TIMING_KEYS", "Trainer", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 2
-"""Version of the checkpoint layout; 2 since models of every variant hold identity drop layers and
-CIFAR ResNets default to option-A shortcuts (format-1 weights do not load into these models)."""
 CONSISTENCY_SEED = 20230728
 """Seed of the masks of both consistency metrics: the same masks every epoch, for every trial."""
 
-RESUMABLE_KEYS = frozenset({"train.device", "train.compile", "data.root", "data.cache_dir"})
-"""Keys that may differ between a checkpoint's config and the config of ``--resume``."""
 
 TIMING_KEYS = ("epoch_seconds", "images_per_second")
 """Record fields that measure wall time; everything else is reproducible by seed on CPU."""
@@ -457,7 +442,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (its config must be compatible)."""
-        _check_compatible(config_from_dict(state["config"]), self.config)
+        check_compatible(config_from_dict(state["config"]), self.config)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -483,125 +468,3 @@ class Trainer:
     def restore(self, path: str | Path) -> None:
         """Load a checkpoint written by :meth:`save`."""
         self.load_state_dict(read_checkpoint(path))
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file, with one-line errors for a missing or unreadable one."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}); it may be truncated"
-        ) from None
-    if not isinstance(state, dict) or not isinstance(state.get("format"), int):
-        raise CheckpointError(f"{path} is not an rblock-tune checkpoint")
-    if state["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} was written by rblock-tune {state.get('version', '?')} in checkpoint format "
-            f"{state['format']}, which this version ({__version__}, format {CHECKPOINT_FORMAT}) cannot "
-            "continue: start a new run"
-        )
-    return state
-
-
-def _check_compatible(saved: TrialConfig, current: TrialConfig) -> None:
-    old, new = flatten_config(saved), flatten_config(current)
-    for key, value in old.items():
-        if key not in RESUMABLE_KEYS and new[key] != value:
-            raise CheckpointError(
-                f"cannot resume: {key}={new[key]!r} differs from the checkpoint's {value!r}; "
-                "resume with the run's own config (omit --config/--set) or start a new --out"
-            )
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
-    tmp.replace(path)
-
-
-def _metrics_payload(trainer: Trainer, status: str, error: str | None = None) -> dict[str, Any]:
-    records = trainer.records
-    last = records[-1] if records else {}
-    payload: dict[str, Any] = {
-        "version": __version__,
-        "seed": trainer.config.seed,
-        "status": status,
-        "device": str(trainer.device),
-        "config": config_to_dict(trainer.config),
-        "model": {
-            "shortcut": trainer.config.model.resolved_shortcut,
-            "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        },
-        "epochs": records,
-        "val_acc": last.get("val_acc"),
-        "test_acc": trainer.test_acc,
-    }
-    if error is not None:
-        payload["error"] = error
-    return payload
-
-
-def load_run_config(out_dir: str | Path) -> TrialConfig:
-    """The config stored in a run directory's checkpoint."""
-    return config_from_dict(read_checkpoint(Path(out_dir) / CHECKPOINT_FILE)["config"])
-
-
-def run_training(
-    config: TrialConfig,
-    out_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = False,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Train ``config`` into ``out_dir``: ``checkpoint.pt`` and ``metrics.json`` after every epoch.
-
-    Args:
-        config: the trial config (with ``resume``, it must match the checkpoint's apart
-            from :data:`RESUMABLE_KEYS`).
-        out_dir: the run directory.
-        resume: continue from ``out_dir/checkpoint.pt``.
-        progress: show a progress bar per epoch.
-        on_epoch: called with each epoch record.
-
-    Returns:
-        The final contents of ``metrics.json``.
-
-    Raises:
-        CheckpointError: ``out_dir`` already holds a run and ``resume`` is false, or
-            ``resume`` is true and there is nothing to resume.
-        DivergedError: the loss became non-finite (``metrics.json`` records it first).
-    """
-    out = Path(out_dir)
-    ckpt, metrics = out / CHECKPOINT_FILE, out / METRICS_FILE
-    if resume and not ckpt.is_file():
-        raise CheckpointError(f"nothing to resume: no {CHECKPOINT_FILE} in {out}")
-    if not resume and (ckpt.exists() or metrics.exists()):
-        raise CheckpointError(
-            f"{out} already holds a run: continue it with --resume, or choose another --out"
-        )
-    state = read_checkpoint(ckpt) if resume else None
-    if state is not None:
-        _check_compatible(config_from_dict(state["config"]), config)
-    trainer = Trainer(config)  # loads the data first: a data error leaves no directory behind
-    out.mkdir(parents=True, exist_ok=True)
-    if state is not None:
-        trainer.load_state_dict(state)
-        log.info("resuming %s after epoch %d of %d", out, trainer.epoch, config.train.epochs)
-    _write_json(metrics, _metrics_payload(trainer, RUNNING))
-    try:
-        for record in trainer.epochs(progress):
-            trainer.save(ckpt)
-            _write_json(metrics, _metrics_payload(trainer, RUNNING))
-            if on_epoch is not None:
-                on_epoch(record)
-    except DivergedError as exc:
-        _write_json(metrics, _metrics_payload(trainer, DIVERGED, str(exc)))
-        raise
-    payload = _metrics_payload(trainer, COMPLETED)
-    _write_json(metrics, payload)
-    return payload

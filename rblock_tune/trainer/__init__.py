@@ -1,0 +1,24 @@
+"""Training one trial config: epochs of SGD, one metrics record per epoch.
+
+It knows nothing of Ray, Optuna or MLflow. :class:`Trainer` holds the whole state of a run and can
+save and restore it exactly; its :meth:`Trainer.epochs` is the one epoch loop (callers checkpoint
+and report in its body); :func:`run_training` drives a trainer into a run directory
+(``metrics.json`` + ``checkpoint.pt``), as ``rblock-tune train`` does.
+"""
+
+from __future__ import annotations
+
+from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, RESUMABLE_KEYS, read_checkpoint
+from rblock_tune.trainer._run_dir import load_run_config, run_training
+from rblock_tune.trainer._trainer import TIMING_KEYS, Trainer, resolve_device
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUMABLE_KEYS",
+    "TIMING_KEYS",
+    "Trainer",
+    "load_run_config",
+    "read_checkpoint",
+    "resolve_device",
+    "run_training",
+]
