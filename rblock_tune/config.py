@@ -25,7 +25,17 @@ import yaml
 
 from rblock_tune._schema import build, check_choice, out_of_range, unknown_key
 from rblock_tune.errors import ConfigError
+from rblock_tune.variants import (
+    PAIRED_VARIANTS,
+    RATE_BASES,
+    SPLIT_VARIANTS,
+    VARIANTS,
+    check_drop_prob,
+    get_variant,
+)
 
+# VARIANTS, PAIRED_VARIANTS, SPLIT_VARIANTS and RATE_BASES are re-exported from rblock_tune.variants,
+# the one table of the regularizer variants.
 __all__ = [
     "DATASETS",
     "DEFAULT_SHORTCUTS",
@@ -50,27 +60,6 @@ __all__ = [
     "valid_keys",
     "with_overrides",
 ]
-
-VARIANTS: tuple[str, ...] = (
-    "none",
-    "dropout",
-    "spatial_dropout",
-    "dropblock",
-    "random_dml",
-    "bdrop_dml",
-    "sdrop_dml",
-)
-"""Every regularizer variant, single-model ones first."""
-
-PAIRED_VARIANTS: tuple[str, ...] = ("random_dml", "bdrop_dml", "sdrop_dml")
-"""Variants that train two sub-models on a paired batch [x; x]."""
-
-SPLIT_VARIANTS: tuple[str, ...] = ("bdrop_dml", "sdrop_dml")
-"""Paired variants whose two sub-models split one shared mask (R-Block): each drops about half of it."""
-
-RATE_BASES: tuple[str, ...] = ("submodel", "shared")
-"""What ``reg.drop_prob`` means for :data:`SPLIT_VARIANTS`: each sub-model's drop rate (``submodel``,
-the shared mask then runs at 2p) or the shared mask's rate (``shared``, the spec's literal D(p, b))."""
 
 SHORTCUTS: tuple[str, ...] = ("A", "B")
 """Residual shortcuts that change shape: ``A`` identity with stride-2 subsampling and zero-padded
@@ -235,14 +224,9 @@ class RegConfig:
         _check_choice("reg.schedule", self.schedule, SCHEDULES)
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise _fail("reg.alpha", self.alpha, ">= 0")
-        if not 0.0 <= self.drop_prob < 1.0:
-            raise _fail("reg.drop_prob", self.drop_prob, "in [0, 1)")
-        if self.doubles_shared_rate and self.drop_prob >= 0.5:
-            raise ConfigError(
-                f"reg.drop_prob={self.drop_prob!r} is out of range: must be in [0, 0.5) for "
-                f"{self.variant} with reg.rate_basis=submodel (each sub-model drops p, so the shared "
-                "mask drops 2p); lower it, or set reg.rate_basis=shared to make p the shared mask's rate"
-            )
+        check_drop_prob(
+            self.drop_prob, self.variant, self.rate_basis, key="reg.drop_prob", basis_key="reg.rate_basis"
+        )
         if self.block_size < 1:
             raise _fail("reg.block_size", self.block_size, ">= 1")
         if self.ramp_fraction is not None and not 0.0 < self.ramp_fraction <= 1.0:
@@ -258,12 +242,12 @@ class RegConfig:
     @property
     def paired(self) -> bool:
         """True for the two-sub-model variants."""
-        return self.variant in PAIRED_VARIANTS
+        return get_variant(self.variant).paired
 
     @property
     def doubles_shared_rate(self) -> bool:
         """True when the shared mask runs at 2p (a split variant with ``rate_basis=submodel``)."""
-        return self.rate_basis == "submodel" and self.variant in SPLIT_VARIANTS
+        return get_variant(self.variant).rate_factor(self.rate_basis) > 1.0
 
     def ramp_length(self, epochs: float) -> float:
         """Epochs the linear ramp takes to reach the target in a run of ``epochs`` epochs (0 for

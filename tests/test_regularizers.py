@@ -103,8 +103,8 @@ def test_same_generator_seed_gives_same_masks(variant: str) -> None:
     ("kwargs", "fragment"),
     [
         ({"variant": "nope"}, "variant='nope'"),
-        ({"drop_prob": 1.0}, "drop_prob must be in [0, 1)"),
-        ({"drop_prob": -0.1}, "drop_prob must be in [0, 1)"),
+        ({"drop_prob": 1.0}, "drop_prob=1.0 is out of range: must be in [0, 1)"),
+        ({"drop_prob": -0.1}, "drop_prob=-0.1 is out of range: must be in [0, 1)"),
         ({"block_size": 0}, "block_size must be >= 1"),
         ({"shape": (2, 3, 4)}, "shape must be (B, C, H, W)"),
     ],

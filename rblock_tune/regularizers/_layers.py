@@ -16,19 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, RegConfig
+from rblock_tune.config import RegConfig
 from rblock_tune.errors import ConfigError
 from rblock_tune.regularizers._masks import mask_drop_prob, sample_masks
+from rblock_tune.variants import VARIANT_TABLE, check_drop_prob, get_variant
 
 __all__ = [
+    "LAYER_CONSTRUCTORS",
     "BDropDML",
     "DropBlock",
     "DropLayer",
     "ElementDropout",
+    "LayerConstructor",
     "NoDrop",
     "RandomDML",
     "SDropDML",
@@ -88,7 +92,7 @@ class DropLayer(nn.Module):
     """Applies one regularizer variant's masks to a (B, C, H, W) feature map.
 
     Args:
-        variant: one of :data:`rblock_tune.config.VARIANTS`.
+        variant: one of :data:`rblock_tune.variants.VARIANTS`.
         drop_prob: nominal drop probability p in [0, 1); a schedule may change ``self.drop_prob``.
         block_size: block size b >= 1, clipped to the feature map at each call.
         rate_basis: ``submodel`` (p is each sub-model's rate; ``bdrop_dml`` and ``sdrop_dml``
@@ -108,23 +112,26 @@ class DropLayer(nn.Module):
         self, variant: str, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel"
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, but got {variant=}")
-        if not 0.0 <= drop_prob < 1.0:
-            raise ConfigError(f"drop_prob must be in [0, 1), but got {drop_prob=}")
+        info = get_variant(variant)
+        check_drop_prob(drop_prob, variant, rate_basis)
         if block_size < 1:
             raise ConfigError(f"block_size must be >= 1, but got {block_size=}")
-        mask_drop_prob(variant, drop_prob, rate_basis)  # validates the basis and 2p < 1
         self.variant = variant
         self.drop_prob = float(drop_prob)
         self.block_size = int(block_size)
         self.rate_basis = rate_basis
-        self.paired = variant in PAIRED_VARIANTS
+        self.paired = info.paired
+        self._identity = not info.drops
+        self._layer_name = info.layer
         self.generator: torch.Generator | None = None
         self.probe: tuple[float, int, torch.Generator] | None = None
         self.counting = True
         self._rate_sum: torch.Tensor | None = None
         self._rate_calls = 0
+
+    def _get_name(self) -> str:
+        # the printed module name is the variant's layer (``BDropDML(variant=bdrop_dml, ...)``)
+        return self._layer_name
 
     def extra_repr(self) -> str:
         return (
@@ -133,7 +140,7 @@ class DropLayer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.probe is None and (not self.training or self.variant == "none"):
+        if self.probe is None and (not self.training or self._identity):
             return x
         return _apply_masks(self, x)
 
@@ -159,72 +166,49 @@ class DropLayer(nn.Module):
         return tuple(float(v) / self._rate_calls for v in self._rate_sum.tolist())
 
 
-class NoDrop(DropLayer):
-    """The identity (variant ``none``)."""
+class LayerConstructor(Protocol):
+    """A named drop-layer constructor: a :class:`DropLayer` of one variant."""
 
-    def __init__(self, drop_prob: float = 0.0, block_size: int = 1, rate_basis: str = "submodel") -> None:
-        super().__init__("none", drop_prob, block_size, rate_basis)
-
-
-class ElementDropout(DropLayer):
-    """Element-wise dropout (variant ``dropout``)."""
-
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 1, rate_basis: str = "submodel") -> None:
-        super().__init__("dropout", drop_prob, block_size, rate_basis)
+    def __call__(
+        self, drop_prob: float = ..., block_size: int = ..., rate_basis: str = "submodel"
+    ) -> DropLayer: ...
 
 
-class SpatialDropout(DropLayer):
-    """Whole-channel dropout (variant ``spatial_dropout``)."""
+def _constructor(variant: str) -> LayerConstructor:
+    """The named constructor of ``variant``'s layer, as its table entry describes it: default p 0.1
+    (0 for the identity), default b 3 (1 where the masks ignore b)."""
+    info = get_variant(variant)
+    default_p = 0.1 if info.drops else 0.0
+    default_b = 3 if info.uses_block_size else 1
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 1, rate_basis: str = "submodel") -> None:
-        super().__init__("spatial_dropout", drop_prob, block_size, rate_basis)
+    def make(
+        drop_prob: float = default_p, block_size: int = default_b, rate_basis: str = "submodel"
+    ) -> DropLayer:
+        return DropLayer(variant, drop_prob, block_size, rate_basis)
 
-
-class DropBlock(DropLayer):
-    """DropBlock, Ghiasi et al. 2018 (variant ``dropblock``)."""
-
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
-        super().__init__("dropblock", drop_prob, block_size, rate_basis)
-
-
-class RandomDML(DropLayer):
-    """Two independent DropBlock sub-models on [x; x] (variant ``random_dml``)."""
-
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
-        super().__init__("random_dml", drop_prob, block_size, rate_basis)
+    make.__name__ = make.__qualname__ = info.layer
+    make.__doc__ = f"A :class:`DropLayer` of variant ``{variant}``: {info.summary}."
+    return make
 
 
-class BDropDML(DropLayer):
-    """R-Block BDropDML: a shared block mask split between two sub-models (``bdrop_dml``)."""
-
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
-        super().__init__("bdrop_dml", drop_prob, block_size, rate_basis)
-
-
-class SDropDML(DropLayer):
-    """R-Block SDropDML: complementary grid blocks on selected channels (``sdrop_dml``)."""
-
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel") -> None:
-        super().__init__("sdrop_dml", drop_prob, block_size, rate_basis)
-
-
-_CLASSES: dict[str, Callable[..., DropLayer]] = {
-    "none": NoDrop,
-    "dropout": ElementDropout,
-    "spatial_dropout": SpatialDropout,
-    "dropblock": DropBlock,
-    "random_dml": RandomDML,
-    "bdrop_dml": BDropDML,
-    "sdrop_dml": SDropDML,
+LAYER_CONSTRUCTORS: dict[str, LayerConstructor] = {
+    v.layer: _constructor(v.name) for v in VARIANT_TABLE.values()
 }
+"""Every variant's named layer constructor, by its public name (``BDropDML``...)."""
+
+NoDrop = LAYER_CONSTRUCTORS["NoDrop"]
+ElementDropout = LAYER_CONSTRUCTORS["ElementDropout"]
+SpatialDropout = LAYER_CONSTRUCTORS["SpatialDropout"]
+DropBlock = LAYER_CONSTRUCTORS["DropBlock"]
+RandomDML = LAYER_CONSTRUCTORS["RandomDML"]
+BDropDML = LAYER_CONSTRUCTORS["BDropDML"]
+SDropDML = LAYER_CONSTRUCTORS["SDropDML"]
 
 
 def build_drop_layer(config: RegConfig) -> DropLayer:
     """The drop layer of ``config.variant`` at ``config.drop_prob``, ``config.block_size`` and
     ``config.rate_basis``."""
-    return _CLASSES[config.variant](
-        drop_prob=config.drop_prob, block_size=config.block_size, rate_basis=config.rate_basis
-    )
+    return DropLayer(config.variant, config.drop_prob, config.block_size, config.rate_basis)
 
 
 def drop_factory(config: RegConfig) -> Callable[[], nn.Module]:

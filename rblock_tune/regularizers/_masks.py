@@ -7,26 +7,27 @@ global RNG), on ``device``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 
-from rblock_tune.config import PAIRED_VARIANTS, RATE_BASES, SPLIT_VARIANTS, VARIANTS
 from rblock_tune.errors import ConfigError
+from rblock_tune.variants import VARIANT_TABLE, check_drop_prob, get_variant
 
 __all__ = ["dropblock_gamma", "expected_dropblock_rate", "mask_drop_prob", "sample_masks"]
 
 Shape = tuple[int, int, int, int]
+Sampler = Callable[[Shape, float, int, torch.Generator | None, torch.device | None], tuple[torch.Tensor, ...]]
+"""A variant's mask sampler: (shape, p, b, generator, device) -> its masks (see :func:`sample_masks`)."""
 
 
 def _check_args(variant: str, shape: Sequence[int], drop_prob: float, block_size: int) -> Shape:
-    if variant not in VARIANTS:
-        raise ConfigError(f"variant={variant!r} is not allowed: must be one of {', '.join(VARIANTS)}")
+    get_variant(variant)
     if len(shape) != 4 or any(int(s) < 1 for s in shape):
         raise ConfigError(f"shape must be (B, C, H, W) with positive sizes, but got {tuple(shape)}")
-    if not 0.0 <= drop_prob < 1.0:
-        raise ConfigError(f"drop_prob must be in [0, 1), but got {drop_prob=}")
+    check_drop_prob(drop_prob)  # the mask's own rate: below 1 for every variant
     if block_size < 1:
         raise ConfigError(f"block_size must be >= 1, but got {block_size=}")
     b, c, h, w = (int(s) for s in shape)
@@ -69,17 +70,12 @@ def mask_drop_prob(variant: str, drop_prob: float, rate_basis: str = "submodel")
     runs at 2p; every other variant drops p per model on either basis.
 
     Raises:
-        ConfigError: an unknown basis, or a shared rate 2p that is not below 1.
+        ConfigError: an unknown variant or basis, or p out of range (see
+            :func:`rblock_tune.variants.check_drop_prob`: a shared rate 2p must be below 1).
     """
-    if rate_basis not in RATE_BASES:
-        raise ConfigError(f"rate_basis must be one of {', '.join(RATE_BASES)}, but got {rate_basis=}")
-    if rate_basis == "submodel" and variant in SPLIT_VARIANTS:
-        if drop_prob >= 0.5:
-            raise ConfigError(
-                f"drop_prob must be in [0, 0.5) for {variant} on the submodel basis, but got {drop_prob=}"
-            )
-        return 2.0 * drop_prob
-    return drop_prob
+    check_drop_prob(drop_prob, variant, rate_basis)
+    factor = get_variant(variant).rate_factor(rate_basis)
+    return factor * drop_prob if factor != 1.0 else drop_prob
 
 
 def _coin(
@@ -193,26 +189,103 @@ def sample_masks(
     if device is None and generator is not None:
         device = generator.device
     dev = torch.device(device) if device is not None else None
-    full = (bsz, ch, h, w)
+    return _SAMPLERS[variant]((bsz, ch, h, w), drop_prob, block_size, generator, dev)
 
-    if variant == "none":
-        return (torch.ones(full, device=dev),)
-    if variant == "dropout":
-        return (_keep(_coin(full, drop_prob, generator, dev)),)
-    if variant == "spatial_dropout":
-        return (_keep(_coin((bsz, ch, 1, 1), drop_prob, generator, dev)).expand(full),)
-    if variant == "dropblock":
-        return (_keep(_dropblock(full, drop_prob, block_size, generator, dev)),)
-    if variant == "random_dml":
-        return (
-            _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
-            _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
-        )
-    if variant == "bdrop_dml":
-        shared = _dropblock(full, drop_prob, block_size, generator, dev)
-        to_a = _coin((bsz, ch, 1, 1), 0.5, generator, dev)
-        return _keep(shared & to_a), _keep(shared & ~to_a)
-    assert variant == "sdrop_dml" and variant in PAIRED_VARIANTS
+
+def _sample_none(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    return (torch.ones(full, device=dev),)
+
+
+def _sample_dropout(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    return (_keep(_coin(full, drop_prob, generator, dev)),)
+
+
+def _sample_spatial_dropout(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    bsz, ch, _, _ = full
+    return (_keep(_coin((bsz, ch, 1, 1), drop_prob, generator, dev)).expand(full),)
+
+
+def _sample_dropblock(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    return (_keep(_dropblock(full, drop_prob, block_size, generator, dev)),)
+
+
+def _sample_random_dml(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    return (
+        _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
+        _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
+    )
+
+
+def _sample_bdrop_dml(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    bsz, ch, _, _ = full
+    shared = _dropblock(full, drop_prob, block_size, generator, dev)
+    to_a = _coin((bsz, ch, 1, 1), 0.5, generator, dev)
+    return _keep(shared & to_a), _keep(shared & ~to_a)
+
+
+def _sample_sdrop_dml(
+    full: Shape,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    dev: torch.device | None,
+) -> tuple[torch.Tensor, ...]:
+    bsz, ch, _, _ = full
     selected = _coin((bsz, ch, 1, 1), drop_prob, generator, dev)
     to_a = _sdrop_assignment(full, block_size, generator, dev)
     return _keep(selected & to_a), _keep(selected & ~to_a)
+
+
+_SAMPLERS: Mapping[str, Sampler] = MappingProxyType(
+    {
+        "none": _sample_none,
+        "dropout": _sample_dropout,
+        "spatial_dropout": _sample_spatial_dropout,
+        "dropblock": _sample_dropblock,
+        "random_dml": _sample_random_dml,
+        "bdrop_dml": _sample_bdrop_dml,
+        "sdrop_dml": _sample_sdrop_dml,
+    }
+)
+"""The mask sampler of every variant of :data:`rblock_tune.variants.VARIANT_TABLE`, by name."""
+
+if _SAMPLERS.keys() != VARIANT_TABLE.keys():
+    raise RuntimeError(
+        f"mask samplers {sorted(_SAMPLERS)} do not match the variant table {sorted(VARIANT_TABLE)}"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rblock_tune.config import SCHEDULES
 from rblock_tune.errors import ConfigError
+from rblock_tune.variants import check_drop_prob
 
 __all__ = ["DropSchedule"]
 
@@ -26,8 +27,7 @@ class DropSchedule:
     ) -> None:
         if kind not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, but got {kind=}")
-        if not 0.0 <= target < 1.0:
-            raise ConfigError(f"drop_prob must be in [0, 1), but got {target=}")
+        check_drop_prob(target, key="target")
         if total_steps < 1:
             raise ConfigError(f"total_steps must be >= 1, but got {total_steps=}")
         if not 0.0 < ramp_fraction <= 1.0:
