@@ -23,7 +23,6 @@ import yaml
 
 from rblock_tune.analysis._runs import load_artifact_text
 from rblock_tune.analysis.sample_size import seeds_needed
-from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
     ARMS_ARTIFACT,
@@ -35,6 +34,7 @@ from rblock_tune.layout import (
     ROLE_STUDY,
     ROLE_TRIAL,
 )
+from rblock_tune.variants import BASELINE_PREFERENCE, SPLIT_VARIANTS, VARIANTS, get_variant
 
 __all__ = [
     "BASELINE_PREFERENCE",
@@ -53,8 +53,6 @@ __all__ = [
     "reused_seeds",
 ]
 
-BASELINE_PREFERENCE = ("dropblock", "dropout", "spatial_dropout", "none", "random_dml")
-"""Default baseline: the first arm whose ``reg.variant`` comes first in this order."""
 
 MIN_SEEDS = 5
 """Below this many runs per arm the report warns that n is too small."""
@@ -333,7 +331,7 @@ def fairness_caveats(
     if phase != "seeds":
         return caveats
     by_arm = rates.set_index("arm")
-    dropping = by_arm[by_arm["variant"].astype(str) != "none"]
+    dropping = by_arm[by_arm["variant"].astype(str).map(lambda v: v in VARIANTS and get_variant(v).drops)]
     unknown = [a for a in dropping.index if pd.isna(dropping.loc[a, "realised"])]
     if unknown:
         caveats.append(
