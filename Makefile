@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install everything, run the quickstart R-Block study on CIFAR-10
-#   make test   - create .venv, install everything, run ruff, mypy and the test suite
+#   make test   - create .venv, install everything, run ruff, mypy and the whole test suite
+#   make unit   - the fast loop: the tests not marked slow (under two minutes; no Ray study)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ CACHE ?= $(HOME)/.cache/rblock-tune
 DEMO_OUT ?= rblock_runs/demo
 DEMO_WORKDIR ?= rblock_runs/quickstart-demo
 
-.PHONY: demo train-demo data test lint typecheck unit install clean bench
+.PHONY: demo train-demo data test lint typecheck unit suite install clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,9 +52,12 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 unit: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+suite: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+test: lint typecheck suite
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_train.py

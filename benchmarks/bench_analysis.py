@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from rblock_tune import __version__
 from rblock_tune.analysis import compare_arms, load_runs
 from rblock_tune.config import config_from_dict, flatten_config
+from rblock_tune.layout import ARM_TAG, EPOCHS_DONE_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_TAG
 
 
 def make_store(uri: str, runs: int, arms: int) -> None:
@@ -37,14 +38,14 @@ def make_store(uri: str, runs: int, arms: int) -> None:
     seeds = runs // arms
     for a in range(arms):
         for s in range(seeds):
-            tags = {"rblock.role": "seed_run", "rblock.status": "completed", "rblock.arm": f"arm{a}",
-                    "rblock.seed": str(s), "rblock.trial_id": f"arm{a}-{s}"}  # fmt: skip
+            tags = {ROLE_TAG: "seed_run", STATUS_TAG: "completed", ARM_TAG: f"arm{a}",
+                    SEED_TAG: str(s), TRIAL_TAG: f"arm{a}-{s}"}  # fmt: skip
             run = client.create_run(experiment_id, tags=tags)
             client.log_batch(
                 run.info.run_id,
                 metrics=[Metric("test_acc", float(0.9 + 0.001 * a + rng.normal(0, 0.003)), 0, 1)],
                 params=[Param(k, str(v)) for k, v in params.items()],
-                tags=[RunTag("rblock.epochs_done", "1")],
+                tags=[RunTag(EPOCHS_DONE_TAG, "1")],
             )
             client.set_terminated(run.info.run_id)
 

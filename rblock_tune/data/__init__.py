@@ -19,13 +19,15 @@ from rblock_tune.data._dataset import Dataset
 from rblock_tune.data._device_loader import DeviceLoader
 from rblock_tune.data._paths import resolve_cache_dir, resolve_data_root
 from rblock_tune.data._prepare import load_dataset
-from rblock_tune.data._split import probe_rows
+from rblock_tune.data._split import allocate, probe_rows, stratified_pick
 
 __all__ = [
     "Dataset",
     "DeviceLoader",
+    "allocate",
     "load_dataset",
     "probe_rows",
     "resolve_cache_dir",
     "resolve_data_root",
+    "stratified_pick",
 ]

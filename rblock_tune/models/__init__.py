@@ -8,7 +8,7 @@ from torch import nn
 
 from rblock_tune.config import MODELS, ModelConfig
 from rblock_tune.errors import ConfigError
-from rblock_tune.models._resnet import CifarResNet, PreActResNet
+from rblock_tune.models._resnet import CifarResNet, PadShortcut, PreActResNet
 from rblock_tune.models._vgg import VGG
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_SHORTCUTS",
     "MODELS",
     "CifarResNet",
+    "PadShortcut",
     "PreActResNet",
     "VGG",
     "build_model",

@@ -26,7 +26,7 @@ def _stage_drop(stage: int, drop_stages: Sequence[int], factory: DropFactory | N
     return factory if factory is not None and stage in drop_stages else None
 
 
-class _PadShortcut(nn.Module):
+class PadShortcut(nn.Module):
     """Option A: the identity, subsampled by ``stride`` and zero-padded to ``planes`` channels
     (the new channels split evenly before and after the old ones)."""
 
@@ -64,7 +64,7 @@ class _BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             if shortcut == "A":
-                self.shortcut = _PadShortcut(in_planes, planes, stride)
+                self.shortcut = PadShortcut(in_planes, planes, stride)
             else:
                 self.shortcut = nn.Sequential(
                     nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
@@ -94,7 +94,7 @@ class _PreActBlock(nn.Module):
             if shortcut == "B":
                 self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
             else:
-                self.pad = _PadShortcut(in_planes, planes, stride)
+                self.pad = PadShortcut(in_planes, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))

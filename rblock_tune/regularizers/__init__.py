@@ -32,6 +32,7 @@ from rblock_tune.regularizers._loss import rblock_loss, rblock_loss_terms, symme
 from rblock_tune.regularizers._masks import (
     dropblock_gamma,
     expected_dropblock_rate,
+    grow_blocks,
     mask_drop_prob,
     sample_masks,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "dropblock_gamma",
     "dropblock_probe",
     "expected_dropblock_rate",
+    "grow_blocks",
     "get_variant",
     "mask_drop_prob",
     "rblock_loss",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from rblock_tune.errors import ConfigError
 from rblock_tune.variants import VARIANT_TABLE, check_drop_prob, get_variant
 
-__all__ = ["dropblock_gamma", "expected_dropblock_rate", "mask_drop_prob", "sample_masks"]
+__all__ = ["dropblock_gamma", "expected_dropblock_rate", "grow_blocks", "mask_drop_prob", "sample_masks"]
 
 Shape = tuple[int, int, int, int]
 Sampler = Callable[[Shape, float, int, torch.Generator | None, torch.device | None], tuple[torch.Tensor, ...]]
@@ -85,18 +85,21 @@ def _coin(
     return torch.rand(tuple(shape), generator=generator, device=device) < prob
 
 
-def _grow_blocks(seeds: torch.Tensor, b: int) -> torch.Tensor:
+def grow_blocks(seeds: torch.Tensor, b: int, method: str = "auto") -> torch.Tensor:
     """Dilate boolean seeds (B, C, H - b + 1, W - b + 1) into b x b squares on (B, C, H, W).
 
-    A seed at (i, j) covers rows i..i+b-1 and columns j..j+b-1. On CUDA this is one
-    max-pool over the seeds padded by b - 1; on CPU, where that max-pool is slow, 2b
-    shifted ORs (rows, then columns) give the identical result about 8x faster.
+    A seed at (i, j) covers rows i..i+b-1 and columns j..j+b-1. ``method``: ``maxpool`` is one
+    max-pool over the seeds padded by b - 1 (fast on accelerators); ``shifted`` is 2b shifted ORs,
+    rows then columns (about 8x faster than that max-pool on CPU); ``auto`` (what the masks use)
+    picks ``shifted`` on CPU and ``maxpool`` elsewhere. Both give the identical result.
     """
+    if method not in ("auto", "maxpool", "shifted"):
+        raise ConfigError(f"grow_blocks method={method!r} is not allowed: must be auto, maxpool or shifted")
     bsz, ch, vh, vw = seeds.shape
     h, w = vh + b - 1, vw + b - 1
     if b == 1:
         return seeds
-    if seeds.device.type != "cpu":
+    if method == "maxpool" or (method == "auto" and seeds.device.type != "cpu"):
         padded = F.pad(seeds.float(), (b - 1, b - 1, b - 1, b - 1))
         return F.max_pool2d(padded, kernel_size=b, stride=1) > 0
     rows = torch.zeros((bsz, ch, h, vw), dtype=torch.bool, device=seeds.device)
@@ -120,7 +123,7 @@ def _dropblock(
     b = min(block_size, h, w)
     gamma = min(dropblock_gamma(drop_prob, block_size, h, w), 1.0)
     seeds = _coin((bsz, ch, h - b + 1, w - b + 1), gamma, generator, device)
-    return _grow_blocks(seeds, b)
+    return grow_blocks(seeds, b)
 
 
 def _sdrop_assignment(

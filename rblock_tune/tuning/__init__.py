@@ -13,7 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 from rblock_tune.tuning._arms import build_arms, plan_seeds, resolve_arms
-from rblock_tune.tuning._spec import StudySpec, load_study_spec, spec_from_dict
+from rblock_tune.tuning._spec import (
+    DIMENSION_TYPES,
+    REPORTED_METRICS,
+    Arm,
+    Dimension,
+    FailureSpec,
+    ReportSpec,
+    ResourceSpec,
+    SchedulerSpec,
+    SearchSpec,
+    SeedSpec,
+    StudySpec,
+    load_study_spec,
+    search_seeds,
+    spec_from_dict,
+)
 from rblock_tune.tuning._spec_record import spec_record
 from rblock_tune.tuning._study import StudyResult, resume_study, run_study, study_status
 from rblock_tune.tuning._tracking import (
@@ -28,6 +43,16 @@ from rblock_tune.tuning._tracking import (
 from rblock_tune.tuning._workdir import StudyPaths, locate_study, redact_url, resolve_paths
 
 __all__ = [
+    "DIMENSION_TYPES",
+    "REPORTED_METRICS",
+    "Arm",
+    "Dimension",
+    "FailureSpec",
+    "ReportSpec",
+    "ResourceSpec",
+    "SchedulerSpec",
+    "SearchSpec",
+    "SeedSpec",
     "OptunaStudySearcher",
     "StudyPaths",
     "StudyResult",
@@ -49,6 +74,7 @@ __all__ = [
     "resume_study",
     "run_study",
     "sample_space",
+    "search_seeds",
     "set_run_status",
     "spec_from_dict",
     "spec_record",

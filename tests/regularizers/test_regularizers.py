@@ -23,6 +23,7 @@ from rblock_tune.regularizers import (
     dropblock_gamma,
     dropblock_probe,
     expected_dropblock_rate,
+    grow_blocks,
     mask_drop_prob,
     rblock_loss,
     rblock_loss_terms,
@@ -398,13 +399,18 @@ def test_linear_and_constant_schedules() -> None:
 
 
 @pytest.mark.parametrize("b", [2, 3, 5, 7])
-def test_block_growth_paths_agree(b: int) -> None:
-    """The CPU path (shifted ORs) equals the max-pool path used on accelerators."""
-    from rblock_tune.regularizers._masks import _grow_blocks
-
+def test_block_growth_methods_grow_each_seed_into_its_square(b: int) -> None:
+    """Both kernels of grow_blocks (the max-pool one accelerators use, the shifted ORs of the CPU),
+    run here on the CPU, equal the definition: a seed at (i, j) drops rows i..i+b-1 and columns
+    j..j+b-1, nothing else."""
     seeds = torch.rand(4, 3, 17 - b, 13 - b, generator=gen(b)) < 0.05
-    padded = F.pad(seeds.float(), (b - 1, b - 1, b - 1, b - 1))
-    assert torch.equal(_grow_blocks(seeds, b), F.max_pool2d(padded, kernel_size=b, stride=1) > 0)
+    expected = torch.zeros(4, 3, 16, 12, dtype=torch.bool)
+    for n, c, i, j in seeds.nonzero().tolist():
+        expected[n, c, i : i + b, j : j + b] = True
+    for method in ("maxpool", "shifted", "auto"):
+        assert torch.equal(grow_blocks(seeds, b, method), expected), method
+    with pytest.raises(ConfigError, match="must be auto, maxpool or shifted"):
+        grow_blocks(seeds, b, "fft")
 
 
 # ------------------------------------------------------------- rate basis
@@ -465,6 +471,7 @@ def test_realised_rates_are_the_masks_dropped_share() -> None:
     assert layer.realised_rates() is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.2])
 def test_submodel_basis_matches_dropblocks_realised_rate(p: float) -> None:
     """On the submodel basis a bdrop_dml / sdrop_dml sub-model drops about what dropblock drops at the

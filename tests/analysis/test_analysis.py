@@ -34,7 +34,16 @@ from rblock_tune.analysis import (
 )
 from rblock_tune.cli import main
 from rblock_tune.errors import ConfigError
-from rblock_tune.layout import COMPLETED, DIVERGED, ROLE_SEED_RUN, ROLE_SEEDS, ROLE_STUDY, ROLE_TRIAL
+from rblock_tune.layout import (
+    COMPLETED,
+    DIVERGED,
+    ROLE_SEED_RUN,
+    ROLE_SEEDS,
+    ROLE_STUDY,
+    ROLE_TAG,
+    ROLE_TRIAL,
+    SEED_TAG,
+)
 from rblock_tune.tuning import (
     TrialRun,
     ensure_experiment,
@@ -217,7 +226,7 @@ def test_the_seed_tag_wins_over_the_seed_param(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment("seeds", artifact_location=(tmp_path / "a").as_uri())
-    tagged = client.create_run(experiment_id, tags={"rblock.role": "seed_run", "rblock.seed": "5"})
+    tagged = client.create_run(experiment_id, tags={ROLE_TAG: "seed_run", SEED_TAG: "5"})
     client.log_batch(tagged.info.run_id, params=[Param("seed", "0"), Param("reg.alpha", "1.0")])
     untagged = client.create_run(experiment_id, tags={})
     client.log_batch(untagged.info.run_id, params=[Param("seed", "7")])
@@ -322,6 +331,7 @@ def test_report_finds_a_real_shift_and_writes_everything(store: str, tmp_path: P
     assert not re.search(r'src="(?!data:)', html) and "<table>" in html
 
 
+@pytest.mark.slow
 def test_report_caveats(tmp_path: Path) -> None:
     uri = make_store(tmp_path, shift={}, seeds=3, diverged=1)
     result = write_report("synth", uri, tmp_path / "rep", metric="val_acc", n_resamples=1000)
@@ -345,7 +355,7 @@ def test_report_of_a_search_without_seed_phase_compares_variants(tmp_path: Path)
 def test_report_refuses_bad_input(store: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--baseline 'dropblok' is not an arm.*dropblock, none, top1"):
         write_report("synth", store, tmp_path, baseline="dropblok")
-    with pytest.raises(ConfigError, match=r"alpha=1\.5"):
+    with pytest.raises(ConfigError, match=r"significance=1\.5"):
         write_report("synth", store, tmp_path, significance=1.5)
 
 
@@ -380,6 +390,7 @@ def test_caveat_when_the_seed_phase_reuses_a_search_seed(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.slow
 def test_caveat_when_compared_arms_drop_unequal_shares(tmp_path: Path) -> None:
     """bdrop_dml on the shared basis drops about half of dropblock's rate per sub-model: more than 25%."""
     uri = make_store(tmp_path, shift={}, rates={"top1": 0.047}, top1_basis="shared")

@@ -16,8 +16,7 @@ import yaml
 
 from rblock_tune.config import config_from_dict, flatten_config
 from rblock_tune.errors import ConfigError
-from rblock_tune.tuning import StudySpec, load_study_spec, spec_from_dict
-from rblock_tune.tuning._spec import (
+from rblock_tune.tuning import (
     DIMENSION_TYPES,
     REPORTED_METRICS,
     Arm,
@@ -27,10 +26,13 @@ from rblock_tune.tuning._spec import (
     ResourceSpec,
     SchedulerSpec,
     SearchSpec,
+    StudySpec,
+    load_study_spec,
     search_seeds,
+    spec_from_dict,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPACES = ROOT / "search_spaces"
 SPEC_FILES = sorted(SPACES.glob("*.yaml"))
 RBLOCK_VARIANTS = {"bdrop_dml", "sdrop_dml"}

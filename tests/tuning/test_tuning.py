@@ -12,6 +12,17 @@ import yaml
 from optuna.trial import TrialState
 
 from rblock_tune.errors import CheckpointError, ConfigError
+from rblock_tune.layout import (
+    ARM_TAG,
+    ARMS_ARTIFACT,
+    PARENT_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    STATE_FILE,
+    STATUS_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+)
 from rblock_tune.tuning import (
     OptunaStudySearcher,
     check_tracking,
@@ -169,7 +180,7 @@ def runs_by_role(tracking_uri: str, name: str) -> dict[str, list[Any]]:
     assert experiment is not None
     out: dict[str, list[Any]] = {}
     for run in client.search_runs([experiment.experiment_id], max_results=1000):
-        out.setdefault(run.data.tags["rblock.role"], []).append(run)
+        out.setdefault(run.data.tags[ROLE_TAG], []).append(run)
     return out
 
 
@@ -191,9 +202,9 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     assert {"spec.yaml", "best_configs.yaml"} <= artifacts
     for run in runs["trial"]:
         tags = run.data.tags
-        assert tags["mlflow.parentRunId"] == study_parent.info.run_id
-        assert tags["rblock.study"] == "layout" and tags["rblock.status"] == "completed"
-        assert tags["rblock.trial_id"] and tags["rblock.seed"] == "0"
+        assert tags[PARENT_TAG] == study_parent.info.run_id
+        assert tags[STUDY_TAG] == "layout" and tags[STATUS_TAG] == "completed"
+        assert tags[TRIAL_TAG] and tags[SEED_TAG] == "0"
         assert run.data.params["train.epochs"] == "2" and "reg.variant" in run.data.params
         assert run.data.params["model.shortcut"] == "A"  # what was built (the config says null: the default)
         history = client.get_metric_history(run.info.run_id, "val_acc")
@@ -202,15 +213,15 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     pairs = set()
     for run in runs["seed_run"]:
         tags = run.data.tags
-        assert tags["mlflow.parentRunId"] == seeds_parent.info.run_id
-        assert tags["rblock.status"] == "completed"
-        pairs.add((tags["rblock.arm"], tags["rblock.seed"]))
-        assert run.data.params["seed"] == tags["rblock.seed"]
+        assert tags[PARENT_TAG] == seeds_parent.info.run_id
+        assert tags[STATUS_TAG] == "completed"
+        pairs.add((tags[ARM_TAG], tags[SEED_TAG]))
+        assert run.data.params["seed"] == tags[SEED_TAG]
     # the seed phase starts after the search's seed 0: no search trial is counted again as evidence
     assert pairs == {("top1", "1"), ("top1", "2"), ("none", "1"), ("none", "2")}
     for run in runs["seed_run"]:  # each epoch record carries the realised drop rate of its masks
         metrics = run.data.metrics
-        none = run.data.tags["rblock.arm"] == "none"
+        none = run.data.tags[ARM_TAG] == "none"
         if none:  # no masks of its own: no own-mask consistency
             assert metrics["drop_rate"] == 0.0 and "consistency_kl_own" not in metrics
         elif "drop_rate" in metrics:
@@ -221,11 +232,11 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
             metrics
         )
     arms_doc = yaml.safe_load(
-        Path(client.download_artifacts(seeds_parent.info.run_id, "arms.yaml", str(tmp_path))).read_text()
+        Path(client.download_artifacts(seeds_parent.info.run_id, ARMS_ARTIFACT, str(tmp_path))).read_text()
     )
     assert arms_doc["seeds"] == [1, 2] and arms_doc["search_seeds"] == {"layout": [0]}
     assert arms_doc["allow_search_seeds"] is False
-    state = yaml.safe_load((tmp_path / "layout" / "study.json").read_text())
+    state = yaml.safe_load((tmp_path / "layout" / STATE_FILE).read_text())
     assert state["search_seeds"] == {"layout": [0]} and state["seed_phase_seeds"] == [1, 2]
     status = study_status("layout", tmp_path)
     assert status["search_seeds"] == {"layout": [0]} and status["seed_phase_seeds"] == [1, 2]
@@ -256,9 +267,7 @@ def test_diverging_and_raising_trials_do_not_stop_the_study(ray_session: Any, tm
         base={**BASE, "data": {**BASE["data"], "root": str(tmp_path / "no-such-folder")}},
     )
     result = run_study(spec, workdir=tmp_path)
-    statuses = sorted(
-        r.data.tags["rblock.status"] for r in runs_by_role(result.tracking_uri, "faults")["trial"]
-    )
+    statuses = sorted(r.data.tags[STATUS_TAG] for r in runs_by_role(result.tracking_uri, "faults")["trial"])
     assert statuses == ["completed", "diverged", "failed"]
     study = optuna.load_study(study_name="faults", storage=result.optuna_storage)
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
@@ -282,7 +291,7 @@ def test_asha_stops_bad_trials_and_they_are_pruned(ray_session: Any, tmp_path: P
     )
     result = run_study(spec, workdir=tmp_path)
     runs = runs_by_role(result.tracking_uri, "asha")["trial"]
-    by_lr = sorted((float(r.data.params["train.lr"]), r.data.tags["rblock.status"]) for r in runs)
+    by_lr = sorted((float(r.data.params["train.lr"]), r.data.tags[STATUS_TAG]) for r in runs)
     assert by_lr[:2] == [(1e-7, "early_stopped"), (1e-7, "early_stopped")]
     study = optuna.load_study(study_name="asha", storage=result.optuna_storage)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
@@ -300,7 +309,7 @@ def test_unreachable_tracking_server_stops_before_any_trial(tmp_path: Path) -> N
 
 
 def test_existing_study_is_not_overwritten(tmp_path: Path) -> None:
-    state = tmp_path / "t" / "study.json"
+    state = tmp_path / "t" / STATE_FILE
     state.parent.mkdir(parents=True)
     state.write_text(yaml.safe_dump({"name": "t"}))
     with pytest.raises(Exception, match="study resume t"):
@@ -323,7 +332,7 @@ def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
         "best": [{"overrides": {"reg.drop_prob": 0.3}, "val_acc": 0.5}],
     }
     (tmp_path / "base-dropblock").mkdir()
-    (tmp_path / "base-dropblock" / "study.json").write_text(json.dumps(state))
+    (tmp_path / "base-dropblock" / STATE_FILE).write_text(json.dumps(state))
     spec = make_spec(seeds={
         "top_k": 1, "n_seeds": 2,
         "arms": [{"label": "dropblock", "from_study": "base-dropblock"},
@@ -352,7 +361,7 @@ def test_seed_plan_avoids_every_search_seed_and_is_made_before_any_trial(tmp_pat
              "space": {"reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.4}}}  # fmt: skip
     (tmp_path / "base-db").mkdir()
     state = {"format": 2, "spec": other, "best": [{"overrides": {"reg.drop_prob": 0.2}, "val_acc": 0.5}]}
-    (tmp_path / "base-db" / "study.json").write_text(json.dumps(state))
+    (tmp_path / "base-db" / STATE_FILE).write_text(json.dumps(state))
     arms = [{"label": "dropblock", "from_study": "base-db"}]
     spec = make_spec(seeds={"top_k": 1, "n_seeds": 3, "arms": arms})
     assert plan_seeds(spec, tmp_path) == {"search_seeds": {"t": [0], "base-db": [4]}, "seeds": [5, 6, 7]}
@@ -368,12 +377,12 @@ def test_seed_plan_avoids_every_search_seed_and_is_made_before_any_trial(tmp_pat
     assert not work.exists()  # nothing written, no trial run
     # a study state of an older rblock-tune (format 1: other seeds, R-Block p of the shared mask)
     del state["format"]
-    (tmp_path / "base-db" / "study.json").write_text(json.dumps(state))
+    (tmp_path / "base-db" / STATE_FILE).write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="written by an older rblock-tune") as info:
         plan_seeds(spec, tmp_path)
     assert "\n" not in str(info.value) and "run that study again" in str(info.value)
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "study.json").write_text(json.dumps({"spec": {"name": "old"}, "best": []}))
+    (tmp_path / "old" / STATE_FILE).write_text(json.dumps({"spec": {"name": "old"}, "best": []}))
     with pytest.raises(CheckpointError, match="cannot resume study 'old'"):
         run_study(make_spec(name="old"), workdir=tmp_path, resume=True)
 

@@ -7,7 +7,7 @@ import torch
 
 from rblock_tune.config import MODELS, ModelConfig, RegConfig
 from rblock_tune.errors import ConfigError
-from rblock_tune.models import build_model
+from rblock_tune.models import PadShortcut, build_model
 from rblock_tune.regularizers import drop_factory, drop_layers
 
 REG = RegConfig(variant="dropblock", drop_prob=0.1, block_size=3)
@@ -94,10 +94,8 @@ def test_shortcut_option_a_by_default_for_cifar_resnets() -> None:
 
 
 def test_option_a_shortcut_subsamples_and_zero_pads() -> None:
-    from rblock_tune.models._resnet import _PadShortcut
-
     x = torch.randn(2, 16, 8, 8)
-    out = _PadShortcut(16, 32, 2)(x)
+    out = PadShortcut(16, 32, 2)(x)
     assert out.shape == (2, 32, 4, 4)
     assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
     assert not out[:, :8].any() and not out[:, 24:].any()

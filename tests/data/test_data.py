@@ -18,12 +18,13 @@ from rblock_tune.config import DataConfig
 from rblock_tune.data import (
     Dataset,
     DeviceLoader,
+    allocate,
     load_dataset,
     probe_rows,
     resolve_cache_dir,
     resolve_data_root,
+    stratified_pick,
 )
-from rblock_tune.data._split import allocate, stratified_pick
 from rblock_tune.errors import DataError
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

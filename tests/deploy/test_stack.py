@@ -2,7 +2,7 @@
 packages, the MLflow server on it, a Ray head and a Ray worker started with ``ray start``; then a
 short ``rblock-tune study run --address ... --tracking-uri http://...`` with its Optuna storage on the
 same PostgreSQL, read back from the server. The compose file runs the same script's commands
-(``tests/test_docker.py`` checks that).
+(``tests/deploy/test_docker.py`` checks that).
 
 Skipped where PostgreSQL is not installed, unless ``RBLOCK_REQUIRE_STACK=1`` (CI sets it and
 installs PostgreSQL).
@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from rblock_tune.layout import STATE_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "docker" / "stack.sh"
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.10"
 
@@ -159,7 +161,7 @@ def test_stack_runs_a_study_end_to_end(stack: tuple[dict[str, str], dict[str, st
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:] + _logs(stack_dir)
     assert "study stacked finished" in done.stdout
     assert written["PGPASSWORD"] not in done.stdout + done.stderr
-    state = json.loads((workdir / "stacked" / "study.json").read_text())
+    state = json.loads((workdir / "stacked" / STATE_FILE).read_text())
     assert state["optuna_storage"].startswith("postgresql://") and written["PGPASSWORD"] not in json.dumps(
         state
     )

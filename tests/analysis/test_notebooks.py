@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 
 from rblock_tune.analysis import compare_arms, load_runs
 
-ANALYSIS = Path(__file__).resolve().parent.parent / "analysis"
+ANALYSIS = Path(__file__).resolve().parents[2] / "analysis"
 NOTEBOOKS = ("seed_significance.ipynb", "study_overview.ipynb")
 PARAMETER_VARIABLES = (
     "RBLOCK_METRIC",

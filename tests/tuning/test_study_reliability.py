@@ -31,6 +31,17 @@ from typing import Any
 import pytest
 import yaml
 
+from rblock_tune.layout import (
+    EPOCHS_DONE_TAG,
+    ERROR_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    STATE_FILE,
+    STATUS_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+)
 from rblock_tune.tuning import run_study, spec_from_dict, study_status
 
 pytestmark = pytest.mark.slow
@@ -157,7 +168,7 @@ def _trial_tags(db: Path) -> dict[str, dict[str, str]]:
     runs: dict[str, dict[str, str]] = {}
     for run_id, key, value in rows:
         runs.setdefault(run_id, {})[key] = value
-    return {r: t for r, t in runs.items() if t.get("rblock.role") == "trial"}
+    return {r: t for r, t in runs.items() if t.get(ROLE_TAG) == "trial"}
 
 
 def _ray_results(experiment: Path) -> dict[str, list[dict[str, Any]]]:
@@ -259,12 +270,12 @@ def _kill_point(
     seen: dict[str, float] = {}  # trial id -> when Ray's results first showed its epoch 2
     while time.monotonic() < stop:
         tags = list(_trial_tags(db).values())
-        completed = any(t.get("rblock.status") == "completed" for t in tags)
+        completed = any(t.get(STATUS_TAG) == "completed" for t in tags)
         results = _ray_results(experiment)
         now = time.monotonic()
         for t in tags:
-            trial_id = t.get("rblock.trial_id", "")
-            if t.get("rblock.status") != "running" or t.get("rblock.epochs_done") != "2":
+            trial_id = t.get(TRIAL_TAG, "")
+            if t.get(STATUS_TAG) != "running" or t.get(EPOCHS_DONE_TAG) != "2":
                 continue
             if not (results.get(trial_id) and results[trial_id][-1]["epoch"] == 2):
                 continue
@@ -348,9 +359,9 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: s
         assert survivors == [], f"processes of the killed study survived: {survivors}"
         assert not _marked(ray_tmp) and not _in_group(pgid)  # no raylet, GCS or worker of that run left
 
-        (at_kill,) = [t for t in _trial_tags(db).values() if t["rblock.trial_id"] == midway]
-        assert at_kill["rblock.status"] == "running", at_kill
-        interrupted = {midway: int(at_kill["rblock.epochs_done"])}
+        (at_kill,) = [t for t in _trial_tags(db).values() if t[TRIAL_TAG] == midway]
+        assert at_kill[STATUS_TAG] == "running", at_kill
+        interrupted = {midway: int(at_kill[EPOCHS_DONE_TAG])}
         own_copies = workdir / "ray" / f"{name}-search" / "rblock_state" / midway
         # The kill lands while epoch 3 trains, or while its own copy is being written: the copy is
         # written (under a temporary name, then moved) before MLflow logs its epoch, and older copies are
@@ -392,10 +403,10 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: s
     assert len(set(lrs)) == samples, f"resumed search repeated configurations: {sorted(lrs)}"
 
     client, runs = _trial_runs(f"sqlite:///{db}", name)
-    trials = [r for r in runs if r.data.tags.get("rblock.role") == "trial"]
-    trial_ids = [r.data.tags["rblock.trial_id"] for r in trials]
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    trial_ids = [r.data.tags[TRIAL_TAG] for r in trials]
     assert len(set(trial_ids)) == len(trial_ids), trial_ids  # one run per trial, resumed or not
-    completed = [r for r in trials if r.data.tags["rblock.status"] == "completed"]
+    completed = [r for r in trials if r.data.tags[STATUS_TAG] == "completed"]
     assert len(completed) == samples, [r.data.tags for r in trials]
     for run in completed:
         assert run.info.status == "FINISHED" and "test_acc" in run.data.metrics
@@ -403,8 +414,8 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: s
     for run in trials:  # any other run is an orphan: ended as failed, never left running
         if run not in completed:
             tags = run.data.tags
-            assert tags["rblock.status"] == "failed" and "orphaned" in tags["rblock.error"], tags
-            assert tags["rblock.trial_id"] in orphans, (tags, orphans)
+            assert tags[STATUS_TAG] == "failed" and "orphaned" in tags[ERROR_TAG], tags
+            assert tags[TRIAL_TAG] in orphans, (tags, orphans)
 
     # the interrupted trials continued from their checkpoints: Ray's last restore of each (where
     # iterations_since_restore is back to 1) came at a later epoch than 1, and MLflow kept the
@@ -415,7 +426,7 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: s
         assert len(starts) >= 2, results[trial_id]  # the first start, and the restore
         assert 2 <= starts[-1]["epoch"] <= done + 1 and starts[-1]["training_iteration"] > 1, starts
         assert results[trial_id][-1]["epoch"] == epochs
-        (run,) = [r for r in completed if r.data.tags["rblock.trial_id"] == trial_id]
+        (run,) = [r for r in completed if r.data.tags[TRIAL_TAG] == trial_id]
         kept = client.get_metric_history(run.info.run_id, "val_acc")
         assert all(m.timestamp <= killed_at * 1000 for m in kept if m.step <= done)
 
@@ -444,7 +455,7 @@ def test_ctrl_c_stops_the_study_unfinished_and_resume_completes_it(tmp_path: Pat
         try:
             stop = time.monotonic() + 180
             while time.monotonic() < stop and driver.poll() is None:
-                statuses = [t.get("rblock.status") for t in _trial_tags(db).values()]
+                statuses = [t.get(STATUS_TAG) for t in _trial_tags(db).values()]
                 if "completed" in statuses and "running" in statuses:
                     break
                 time.sleep(0.1)
@@ -454,9 +465,9 @@ def test_ctrl_c_stops_the_study_unfinished_and_resume_completes_it(tmp_path: Pat
         finally:
             _kill_everything(ray_tmp, driver.pid)
         assert rc != 0, _tail(log)
-        state = json.loads((workdir / name / "study.json").read_text())
+        state = json.loads((workdir / name / STATE_FILE).read_text())
         assert state["search_done"] is False
-        assert "failed" not in {t.get("rblock.status") for t in _trial_tags(db).values()}
+        assert "failed" not in {t.get(STATUS_TAG) for t in _trial_tags(db).values()}
 
         resume = _cli(["study", "resume", name, "--workdir", str(workdir)], env, log)
         try:
@@ -468,10 +479,10 @@ def test_ctrl_c_stops_the_study_unfinished_and_resume_completes_it(tmp_path: Pat
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     client, runs = _trial_runs(f"sqlite:///{db}", name)
-    trials = [r for r in runs if r.data.tags.get("rblock.role") == "trial"]
-    assert len(trials) == samples and len({r.data.tags["rblock.trial_id"] for r in trials}) == samples
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    assert len(trials) == samples and len({r.data.tags[TRIAL_TAG] for r in trials}) == samples
     for run in trials:
-        assert run.data.tags["rblock.status"] == "completed", run.data.tags
+        assert run.data.tags[STATUS_TAG] == "completed", run.data.tags
         assert _epochs(client, run) == list(range(1, epochs + 1))
     from optuna.trial import TrialState
 
@@ -604,15 +615,15 @@ def test_study_on_two_nodes_tracks_to_an_mlflow_server(
     client, runs = _trial_runs(url, "two-nodes")  # read back from the server over HTTP
     by_role: dict[str, list[Any]] = {}
     for run in runs:
-        by_role.setdefault(run.data.tags["rblock.role"], []).append(run)
+        by_role.setdefault(run.data.tags[ROLE_TAG], []).append(run)
     assert {role: len(rs) for role, rs in by_role.items()} == {"study": 1, "trial": 2}
     parent = by_role["study"][0]
-    assert parent.data.tags["rblock.status"] == "completed" and parent.info.status == "FINISHED"
+    assert parent.data.tags[STATUS_TAG] == "completed" and parent.info.status == "FINISHED"
     for run in by_role["trial"]:
         tags = run.data.tags
-        assert tags["mlflow.parentRunId"] == parent.info.run_id
-        assert tags["rblock.study"] == "two-nodes" and tags["rblock.status"] == "completed"
-        assert tags["rblock.trial_id"] in results and tags["rblock.seed"] == "0"
+        assert tags[PARENT_TAG] == parent.info.run_id
+        assert tags[STUDY_TAG] == "two-nodes" and tags[STATUS_TAG] == "completed"
+        assert tags[TRIAL_TAG] in results and tags[SEED_TAG] == "0"
         assert run.data.params["train.epochs"] == "2" and "train.lr" in run.data.params
         assert _epochs(client, run) == [1, 2] and "test_acc" in run.data.metrics
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "best_configs.yaml"}
@@ -696,13 +707,13 @@ def test_losing_a_node_mid_trial_retries_from_the_last_checkpoint(
     assert after[-1]["epoch"] == epochs
 
     client, runs = _trial_runs(url, "node-loss")
-    trials = [r for r in runs if r.data.tags.get("rblock.role") == "trial"]
-    assert {r.data.tags["rblock.trial_id"] for r in trials} == set(_ray_results(storage / "node-loss-search"))
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    assert {r.data.tags[TRIAL_TAG] for r in trials} == set(_ray_results(storage / "node-loss-search"))
     assert len(trials) == 2
-    (run,) = [r for r in trials if r.data.tags["rblock.trial_id"] == victim]
+    (run,) = [r for r in trials if r.data.tags[TRIAL_TAG] == victim]
     assert _epochs(client, run) == list(range(1, epochs + 1))
     assert _epochs(client, run, "train_loss") == list(range(1, epochs + 1))
-    assert all(r.data.tags["rblock.status"] == "completed" for r in trials)
+    assert all(r.data.tags[STATUS_TAG] == "completed" for r in trials)
     from optuna.trial import TrialState
 
     states = [t.state for t in _optuna_states(f"sqlite:///{workdir.resolve() / 'optuna.db'}", "node-loss")]

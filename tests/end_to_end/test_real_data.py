@@ -13,6 +13,7 @@ import pytest
 
 from rblock_tune.config import load_config
 from rblock_tune.data import load_dataset
+from rblock_tune.layout import ARM_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG
 from rblock_tune.trainer import run_training
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -95,7 +96,7 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
 
     from mlflow.tracking import MlflowClient
 
-    spec = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+    spec = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml"
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "rblock_tune.cli", "-q", "study"]
     done = subprocess.run(
@@ -110,19 +111,19 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     roles: dict[str, list[str]] = {}
     for run in runs:
-        roles.setdefault(run.data.tags["rblock.role"], []).append(run.data.tags["rblock.status"])
+        roles.setdefault(run.data.tags[ROLE_TAG], []).append(run.data.tags[STATUS_TAG])
     assert len(roles["trial"]) == 8
     assert set(roles["trial"]) <= {"completed", "early_stopped"}
     assert sorted(roles["seed_run"]) == ["completed"] * 9  # top1, dropblock, none x 3 seeds
     # the seed phase runs seeds after the search's seed 0, and every run records what its masks dropped
-    seed_runs = [r for r in runs if r.data.tags["rblock.role"] == "seed_run"]
-    assert {r.data.tags["rblock.seed"] for r in seed_runs} == {"1", "2", "3"}
-    assert {r.data.tags["rblock.seed"] for r in runs if r.data.tags["rblock.role"] == "trial"} == {"0"}
+    seed_runs = [r for r in runs if r.data.tags[ROLE_TAG] == "seed_run"]
+    assert {r.data.tags[SEED_TAG] for r in seed_runs} == {"1", "2", "3"}
+    assert {r.data.tags[SEED_TAG] for r in runs if r.data.tags[ROLE_TAG] == "trial"} == {"0"}
     for run in seed_runs:
         metrics = run.data.metrics
-        if run.data.tags["rblock.arm"] == "none":
+        if run.data.tags[ARM_TAG] == "none":
             assert metrics["drop_rate"] == 0.0
-        elif run.data.tags["rblock.arm"] == "dropblock":
+        elif run.data.tags[ARM_TAG] == "dropblock":
             assert 0.0 < metrics["drop_rate"] < 0.1
         else:
             assert 0.0 < metrics["drop_rate_a"] < 0.5 and 0.0 < metrics["drop_rate_b"] < 0.5

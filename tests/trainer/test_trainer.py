@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import torch
 
+from rblock_tune import __version__
 from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, TrialConfig, load_config
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
+from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
 from rblock_tune.trainer import TIMING_KEYS, Trainer, run_training
 
 RECORD_KEYS = {
@@ -94,6 +96,7 @@ def test_every_variant_trains_and_reports_a_full_record(variant: str) -> None:
     assert record["drop_prob"] == pytest.approx(0.2)  # linear ramp reaches the target on the last step
 
 
+@pytest.mark.slow
 def test_training_learns_synthetic_data() -> None:
     cfg = small_config("reg.variant=bdrop_dml", "train.epochs=6", "data.synthetic_size=512")
     records = list(Trainer(cfg).epochs())
@@ -127,16 +130,16 @@ def test_arms_with_the_same_seed_share_init_and_data_order() -> None:
 def test_run_training_writes_metrics_and_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = run_training(small_config(), out)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
     assert metrics == json.loads(json.dumps(result))
     assert metrics["status"] == "completed"
     assert metrics["seed"] == 0
-    assert metrics["version"] == "0.1.0"
+    assert metrics["version"] == __version__
     assert metrics["config"]["reg"]["variant"] == "bdrop_dml"
     assert len(metrics["epochs"]) == 2
     assert metrics["val_acc"] == metrics["epochs"][-1]["val_acc"]
     assert metrics["test_acc"] == metrics["epochs"][-1]["test_acc"]
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
     assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= set(state)
     assert state["epoch"] == 2 and {"torch", "data"} <= set(state["rng"])
     with pytest.raises(CheckpointError, match="already holds a run"):
@@ -153,7 +156,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> No
 
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, tmp_path / "cut", on_epoch=stop_after_first)
-    partial = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    partial = json.loads((tmp_path / "cut" / METRICS_FILE).read_text())
     assert partial["status"] == "running" and len(partial["epochs"]) == 1
     resumed = run_training(cfg, tmp_path / "cut", resume=True)
     assert strip_timing(resumed["epochs"]) == strip_timing(full["epochs"])
@@ -167,7 +170,7 @@ def test_resume_refuses_missing_or_changed_runs(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"reg.alpha=2.0 differs from the checkpoint's 1.0"):
         run_training(small_config("train.epochs=1", "reg.alpha=2"), tmp_path / "run", resume=True)
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "bad" / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be read"):
         run_training(small_config(), tmp_path / "bad", resume=True)
 
@@ -188,11 +191,11 @@ def test_diverged_run_raises_and_records(tmp_path: Path, monkeypatch: pytest.Mon
         run_training(small_config(), tmp_path / "run")
     assert info.value.epoch == 2 and info.value.step == 10
     assert "diverged" in str(info.value)
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "run" / METRICS_FILE).read_text())
     assert metrics["status"] == "diverged"
     assert "diverged" in metrics["error"]
     assert len(metrics["epochs"]) == 1  # the finished epoch is kept
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["epoch"] == 1
 
 
 def test_cuda_request_without_gpu_is_a_config_error() -> None:
@@ -230,13 +233,13 @@ def test_sigkill_mid_run_then_resume_via_cli(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*cmd, "--out", str(tmp_path / "cut")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    ckpt = tmp_path / "cut" / "checkpoint.pt"
+    ckpt = tmp_path / "cut" / CHECKPOINT_FILE
     deadline = time.monotonic() + 120
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    partial = json.loads((tmp_path / "cut" / METRICS_FILE).read_text())
     assert partial["status"] == "running" and len(partial["epochs"]) < 4
     subprocess.run(
         [*cmd[:4], "train", "--out", str(tmp_path / "cut"), "--resume"],
@@ -244,8 +247,8 @@ def test_sigkill_mid_run_then_resume_via_cli(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
     )
-    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    full = json.loads((tmp_path / "full" / METRICS_FILE).read_text())
+    resumed = json.loads((tmp_path / "cut" / METRICS_FILE).read_text())
     assert resumed["status"] == "completed"
     assert strip_timing(resumed["epochs"]) == strip_timing(full["epochs"])
     assert resumed["test_acc"] == full["test_acc"]
@@ -357,6 +360,7 @@ def test_recorded_lr_is_the_rate_of_the_epochs_last_step() -> None:
     assert records[-1]["lr"] > 0.0  # the last step's rate, not the 0 that would follow it
 
 
+@pytest.mark.slow
 def test_ramp_epochs_is_an_absolute_ramp() -> None:
     for epochs in (4, 6):
         records = list(Trainer(small_config(f"train.epochs={epochs}", "reg.ramp_epochs=2")).epochs())
@@ -371,9 +375,9 @@ def test_ramp_epochs_is_an_absolute_ramp() -> None:
 
 def test_checkpoint_of_an_older_format_is_refused_in_one_line(tmp_path: Path) -> None:
     run_training(small_config("train.epochs=1"), tmp_path / "run")
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    state = torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)
     state["format"] = 1
-    torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    torch.save(state, tmp_path / "run" / CHECKPOINT_FILE)
     with pytest.raises(CheckpointError, match="checkpoint format 1") as info:
         run_training(small_config("train.epochs=2"), tmp_path / "run", resume=True)
     assert "\n" not in str(info.value) and "start a new run" in str(info.value)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rblock_tune import __version__
 from rblock_tune.cli import main
+from rblock_tune.layout import METRICS_FILE
 
-QUICKSTART = str(Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml")
+QUICKSTART = str(Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml")
 SMALL = [
     "--set",
     "data.name=synthetic",
@@ -40,7 +42,7 @@ def test_train_writes_results_and_prints_where(tmp_path: Path, capsys: pytest.Ca
     assert code == 0, err
     assert f"results: {out_dir / 'metrics.json'}" in out
     assert "test_acc" in out
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics = json.loads((out_dir / METRICS_FILE).read_text())
     assert metrics["status"] == "completed"
     # a second run into the same directory is refused, not overwritten
     code, _, err = run(capsys, "train", *SMALL, "--out", str(out_dir))
@@ -49,7 +51,7 @@ def test_train_writes_results_and_prints_where(tmp_path: Path, capsys: pytest.Ca
     # resuming a finished run is a no-op that reports the same result
     code, out, err = run(capsys, "train", "--out", str(out_dir), "--resume")
     assert code == 0, err
-    assert json.loads((out_dir / "metrics.json").read_text())["test_acc"] == metrics["test_acc"]
+    assert json.loads((out_dir / METRICS_FILE).read_text())["test_acc"] == metrics["test_acc"]
 
 
 def test_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,7 +59,7 @@ def test_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     cfg.write_text("seed: 5\nreg: {variant: dropblock, drop_prob: 0.15}\n")
     code, _, err = run(capsys, "train", "--config", str(cfg), *SMALL, "--out", str(tmp_path / "r"))
     assert code == 0, err
-    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "r" / METRICS_FILE).read_text())
     assert metrics["seed"] == 5 and metrics["config"]["reg"]["variant"] == "dropblock"
 
 
@@ -134,12 +136,12 @@ def test_diverged_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     )
     assert code == 3
     assert err.startswith("rblock-tune: error: diverged:")
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["status"] == "diverged"
+    assert json.loads((tmp_path / "r" / METRICS_FILE).read_text())["status"] == "diverged"
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
-    assert "rblock-tune 0.1.0" in capsys.readouterr().out
+    assert f"rblock-tune {__version__}" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------- study verbs

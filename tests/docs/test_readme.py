@@ -13,7 +13,7 @@ import pytest
 
 from rblock_tune.config import valid_keys
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 CONFIG_DOC = DOCS / "config.md"
