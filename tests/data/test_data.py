@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-import rblock_tune.data._sources as sources
 from rblock_tune.config import DataConfig
 from rblock_tune.data import (
     Dataset,
@@ -324,11 +323,14 @@ def test_tinyimagenet_missing(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- cache
-def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*args: Any, **kwargs: Any) -> torch.Tensor:
-        raise AssertionError("decoded again instead of reading the cache")
-
-    monkeypatch.setattr(sources, "decode_images", fail)
+def _spoil_images_in_place(root: Path) -> None:
+    """Overwrite every image under ``root`` with zeros of the same size and restore its times: the
+    cache's fingerprint of the source is unchanged, but decoding it again would fail."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            path.write_bytes(bytes(stat.st_size))
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def _same(a: Dataset, b: Dataset) -> bool:
@@ -336,9 +338,7 @@ def _same(a: Dataset, b: Dataset) -> bool:
     return all(torch.equal(x, y) for x, y in pairs) and a.class_names == b.class_names
 
 
-def test_second_load_hits_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_second_load_hits_the_cache(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = make_folder(tmp_path / "data")
     config = cfg(tmp_path, name="imagefolder", root=str(root))
     with caplog.at_level(logging.INFO, logger="rblock_tune.data"):
@@ -346,7 +346,7 @@ def test_second_load_hits_the_cache(
     assert "decoding imagefolder" in caplog.text
     files = list((tmp_path / "cache").glob("*.pt"))
     assert len(files) == 1
-    _forbid_decoding(monkeypatch)
+    _spoil_images_in_place(root)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="rblock_tune.data"):
         second = load_dataset(config)
