@@ -139,6 +139,7 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--significance", type=float, default=0.05, help="significance level after Holm (default: 0.05)"
     )
+    report.add_argument("--alpha", type=float, default=None, help=argparse.SUPPRESS)  # its earlier name
     report.add_argument(
         "--resamples", type=int, default=10000, help="bootstrap resamples of the intervals (default: 10000)"
     )
@@ -166,6 +167,11 @@ def _report_tracking_uri(args: argparse.Namespace) -> str:
 def _cmd_report(args: argparse.Namespace) -> int:
     from rblock_tune.analysis import write_report
 
+    if args.alpha is not None:
+        raise ConfigError(
+            f"--alpha is now --significance (the significance level; alpha is the KL weight): "
+            f"pass --significance {args.alpha}"
+        )
     if args.resamples < 100:
         raise ConfigError(f"--resamples {args.resamples} is too few for a BCa interval: use 1000 or more")
     out = Path(args.out) if args.out else Path(args.workdir) / args.experiment / "report"

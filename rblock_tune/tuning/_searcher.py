@@ -150,6 +150,10 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             self._reported[trial_id] = set(frozen.intermediate_values)
         return live
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a searcher pickled by an earlier rblock-tune (an interrupted study) lacks the newer fields
+        self.__dict__.update({"_live": {}, "_reported": {}, **state})
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_study"] = None  # reconnected to the storage on first use
@@ -162,7 +166,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
 
     def restore(self, checkpoint_path: str) -> None:
         with Path(checkpoint_path).open("rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__setstate__(pickle.load(f))
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -205,6 +209,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         self._done.add(trial_id)
         number = self._trials[trial_id]
         if self.study.trials[number].state != TrialState.RUNNING:
+            self._live.pop(trial_id, None)
+            self._reported.pop(trial_id, None)
             return
         value = None if result is None else result.get(self._spec.metric)
         if error or result is None or result.get("diverged"):

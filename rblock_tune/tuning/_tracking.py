@@ -164,6 +164,11 @@ def log_arms_record(
     client.log_text(parent_run_id, yaml.safe_dump(record, sort_keys=False), ARMS_ARTIFACT)
 
 
+_find = find_run
+"""The name an earlier rblock-tune used: the status callback that version pickled into a phase's
+``tuner.pkl`` looks it up, so an interrupted study of that version still resumes."""
+
+
 class TrialRun:
     """The MLflow child run of one trial or seed run; found again after a retry or resume."""
 

@@ -454,6 +454,7 @@ def test_report_command(store: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         (["--experiment", "synth", "--metric", "acc"], "metric 'acc' is not in the runs"),
         (["--experiment", "synth", "--significance", "0"], "significance=0.0 must be between 0 and 1"),
         (["--experiment", "synth", "--resamples", "10"], "--resamples 10 is too few"),
+        (["--experiment", "synth", "--alpha", "0.01"], "--alpha is now --significance"),
     ],
 )
 def test_report_command_errors_are_one_line(
