@@ -291,29 +291,34 @@ class _FixedMask(nn.Module):
 
 
 @pytest.mark.parametrize("variant", PAIRED_VARIANTS)
-def test_paired_forward_equals_two_separate_passes(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paired_forward_equals_two_separate_passes(variant: str) -> None:
     """One pass on [x; x] with masks (m_a, m_b) gives the logits of two passes, one with
     m_a and one with m_b. BatchNorm runs in eval mode: in train mode it would (by design)
-    normalise over all 2B rows, which two separate passes cannot reproduce."""
-    import rblock_tune.regularizers._layers as layers_module
-
-    recorded: list[tuple[torch.Tensor, ...]] = []
-
-    def recording_sample_masks(*args: object, **kwargs: object) -> tuple[torch.Tensor, ...]:
-        masks = sample_masks(*args, **kwargs)  # type: ignore[arg-type]
-        recorded.append(masks)
-        return masks
-
-    monkeypatch.setattr(layers_module, "sample_masks", recording_sample_masks)
+    normalise over all 2B rows, which two separate passes cannot reproduce. Each layer draws from
+    its own seeded ``generator``, so its masks are known: ``sample_masks`` of its variant, on one
+    sub-model's half of the batch, at ``mask_drop_prob`` of its p."""
     torch.manual_seed(0)
     reg = RegConfig(variant=variant, drop_prob=0.3, block_size=3)
     model = build_model(ModelConfig(name="resnet8"), 10, drop_factory(reg))
     model.eval()
-    for layer in drop_layers(model):
+    shapes: list[tuple[int, ...]] = []
+    for i, layer in enumerate(drop_layers(model)):
         layer.train()
+        layer.generator = torch.Generator().manual_seed(100 + i)
+        layer.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
     x = torch.randn(5, 3, 32, 32)
     paired = model(torch.cat([x, x]))
-    assert len(recorded) == len(drop_layers(model)) == 2
+    assert len(shapes) == len(drop_layers(model)) == 2
+    recorded = [
+        sample_masks(
+            layer.variant,
+            (shape[0] // 2, *shape[1:]),
+            mask_drop_prob(layer.variant, layer.drop_prob, layer.rate_basis),
+            layer.block_size,
+            generator=torch.Generator().manual_seed(100 + i),
+        )
+        for i, (layer, shape) in enumerate(zip(drop_layers(model), shapes, strict=True))
+    ]
 
     def with_masks(which: int) -> torch.Tensor:
         clone = build_model(ModelConfig(name="resnet8"), 10, drop_factory(reg))
