@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from rblock_tune import __version__
 from rblock_tune.errors import ConfigError, DivergedError, RBlockError
-from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
+from rblock_tune.layout import BEST_CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
 
 __all__ = ["main"]
 
@@ -113,6 +113,8 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(action, help=f"{action} a study by name or folder")
         sub.add_argument("study", metavar="NAME|DIR")
         sub.add_argument("--workdir", default="rblock_runs", help="work directory holding NAME")
+    listing = actions.add_parser("list", help="every study of a work directory: state, trials, best")
+    listing.add_argument("--workdir", default="rblock_runs", help="work directory (default: ./rblock_runs)")
     report = verbs.add_parser(
         "report",
         help="compare arms over seeds: tables, figures, report.md and report.html",
@@ -238,6 +240,9 @@ def _finish_study(result: Any) -> int:
         )
         metric = {k: v for k, v in entry.items() if k != "overrides"}
         print(f"  best {i}: {values or '(the base config)'}  {metric}")
+    best_config = result.state_file.parent / BEST_CONFIG_FILE
+    if result.spec.space and best_config.is_file():
+        print(f"best config: {best_config} (rblock-tune train --config {best_config})")
     print(f"state: {result.state_file}")
     print(f"ray results: {result.storage}")
     optuna_url = redact_url(result.optuna_storage)
@@ -250,6 +255,39 @@ def _finish_study(result: Any) -> int:
         print(f"report: not written ({report_error})")
     elif report is not None:
         print(f"report: {report}  (and report.md, comparisons.csv, figures/ beside it)")
+    return 0
+
+
+def _print_study_list(workdir: str) -> int:
+    """``study list``: one aligned row per study of ``workdir``."""
+    from rblock_tune.tuning import list_studies
+
+    rows = list_studies(workdir)
+    if not rows:
+        print(f"no studies in {workdir} (run one with: rblock-tune study run SPEC.yaml --workdir {workdir})")
+        return 0
+
+    def trials(row: dict[str, Any]) -> str:
+        if row["trials"] is None:
+            return "-"
+        planned = row["planned_trials"]
+        return str(row["trials"]) if planned is None else f"{row['trials']}/{planned}"
+
+    def best(row: dict[str, Any]) -> str:
+        if row["best"] is None:
+            return "-"
+        return f"{row['metric']} {row['best']:.4f}" if isinstance(row["best"], float) else str(row["best"])
+
+    table = [("STUDY", "STATE", "TRIALS", "SEED RUNS", "BEST")]
+    for row in rows:
+        seed_runs = "-" if row["seed_runs"] is None else str(row["seed_runs"])
+        table.append((row["name"], row["state"], trials(row), seed_runs, best(row)))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1])
+    for row in rows:
+        if row["error"]:
+            print(f"note: {row['name']}: {row['error']}")
     return 0
 
 
@@ -270,6 +308,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return _finish_study(result)
     if args.action == "resume":
         return _finish_study(resume_study(args.study, args.workdir))
+    if args.action == "list":
+        return _print_study_list(args.workdir)
     if args.action == "status":
         status = study_status(args.study, args.workdir)
         print(
@@ -287,7 +327,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"  best so far: {status['best']}")
         print(f"state: {status['state_file']}")
         return 0
-    raise ConfigError("study needs an action: run, resume or status (see rblock-tune study --help)")
+    raise ConfigError("study needs an action: run, resume, status or list (see rblock-tune study --help)")
 
 
 def _format_record(record: dict[str, Any], epochs: int) -> str:

@@ -15,8 +15,10 @@ epoch's :data:`EPOCH_METRICS` with step = epoch; ``test_acc`` after the last epo
 parent run holds the artifacts :data:`SPEC_ARTIFACT`, :data:`NORMALISED_SPEC_ARTIFACT` and
 :data:`BEST_ARTIFACT`; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`).
 
-A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`) and
-``<study>/``:data:`SPEC_FILE`.
+A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`),
+``<study>/``:data:`SPEC_FILE` and, once the search phase has finished, one trial config per best
+configuration (:func:`best_config_file`: :data:`BEST_CONFIG_FILE` for the best, the seed phase's arm
+``top1``, then ``top2.yaml``...), which ``rblock-tune train --config`` takes.
 """
 
 from __future__ import annotations
@@ -111,6 +113,16 @@ seeds, and whether the seed list may reuse those."""
 # ------------------------------------------------------------------ the study's state
 STATE_FILE: Final = "study.json"
 SPEC_FILE: Final = "spec.yaml"
+BEST_CONFIG_FILE: Final = "best.yaml"
+"""The best search configuration as a full trial config (arm ``top1`` of the seed phase)."""
+
+
+def best_config_file(rank: int) -> str:
+    """File name of the ``rank``-th best search configuration (1 = the best): :data:`BEST_CONFIG_FILE`
+    for rank 1, else ``top<rank>.yaml``, after the seed phase's arm label ``top<rank>``."""
+    return BEST_CONFIG_FILE if rank == 1 else f"top{rank}.yaml"
+
+
 STATE_FORMAT: Final = 2
 """Version of :data:`STATE_FILE`. 2: seed phases avoid search seeds (``seed_phase_seeds``) and
 ``reg.drop_prob`` is read on ``reg.rate_basis`` (default ``submodel``). A study of format 1 (no

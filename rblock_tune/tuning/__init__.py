@@ -63,6 +63,7 @@ __all__ = [
     "ensure_experiment",
     "find_or_create_parent",
     "grid_points",
+    "list_studies",
     "load_study_spec",
     "locate_study",
     "log_arms_record",
@@ -90,4 +91,8 @@ def __getattr__(name: str) -> Any:
         from rblock_tune.tuning import _searcher
 
         return getattr(_searcher, name)
+    if name == "list_studies":  # the work directory at a glance: loaded on first use too
+        from rblock_tune.tuning import _listing
+
+        return _listing.list_studies
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ from rblock_tune.layout import (
     StudyState,
 )
 from rblock_tune.tuning._arms import plan_seeds
+from rblock_tune.tuning._best import write_best_configs
 from rblock_tune.tuning._spec import StudySpec, spec_from_dict
 from rblock_tune.tuning._tracking import check_tracking, ensure_experiment
 from rblock_tune.tuning._workdir import (
@@ -145,6 +146,7 @@ def run_study(
         if not outcome.done:
             return result(unfinished=outcome)
         state["best"] = best
+        write_best_configs(spec, state_file.parent, best, paths.optuna_storage if spec.space else None)
         state["search_done"] = True
         write_state(state_file, state)
     elif not spec.space:
@@ -193,7 +195,30 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     spec = spec_from_dict(state["spec"])
     out: dict[str, Any] = {"name": spec.name, "state_file": str(state_file), "phases": {}}
     client = MlflowClient(tracking_uri=state["tracking_uri"])
-    experiment = client.get_experiment_by_name(spec.name)
+    out["phases"] = run_counts(client, spec.name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best = None
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=state["optuna_storage"])
+        top = top_configs(study, 1)
+        best = top[0] if top else None
+        out["optuna"] = optuna_counts(study)
+    except KeyError:
+        out["optuna"] = {}
+    out["best"] = None if best is None else {"overrides": best[0], spec.metric: best[1]}
+    out["search_seeds"] = state.get("search_seeds", {})
+    out["seed_phase_seeds"] = state.get("seed_phase_seeds", [])
+    out["search_done"] = state.get("search_done", False)
+    out["seeds_done"] = state.get("seeds_done", False)
+    out["tracking_uri"] = state["tracking_uri"]
+    return out
+
+
+def run_counts(client: MlflowClient, experiment_name: str) -> dict[str, dict[str, int]]:
+    """The study's trial and seed runs, by role then ``rblock.status``; an orphaned run (a trial the
+    driver started just before a crash, which Ray never recorded and replaced on resume) is counted
+    as ``orphaned`` rather than ``failed``. Empty when the experiment does not exist."""
+    experiment = client.get_experiment_by_name(experiment_name)
     counts: dict[str, dict[str, int]] = {}
     if experiment is not None:
         for run in client.search_runs([experiment.experiment_id], max_results=50000):
@@ -204,22 +229,11 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
                     status = ORPHANED  # replaced by another trial on resume: not a failure of a config
                 counts.setdefault(role, {}).setdefault(status, 0)
                 counts[role][status] += 1
-    out["phases"] = counts
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    best = None
-    try:
-        study = optuna.load_study(study_name=spec.name, storage=state["optuna_storage"])
-        top = top_configs(study, 1)
-        best = top[0] if top else None
-        out["optuna"] = {
-            s.name.lower(): sum(1 for t in study.trials if t.state == s) for s in optuna.trial.TrialState
-        }
-    except KeyError:
-        out["optuna"] = {}
-    out["best"] = None if best is None else {"overrides": best[0], spec.metric: best[1]}
-    out["search_seeds"] = state.get("search_seeds", {})
-    out["seed_phase_seeds"] = state.get("seed_phase_seeds", [])
-    out["search_done"] = state.get("search_done", False)
-    out["seeds_done"] = state.get("seeds_done", False)
-    out["tracking_uri"] = state["tracking_uri"]
-    return out
+    return counts
+
+
+def optuna_counts(study: Any) -> dict[str, int]:
+    """An Optuna study's trials by state (``complete``, ``pruned``, ``fail``, ``running``, ...)."""
+    import optuna
+
+    return {s.name.lower(): sum(1 for t in study.trials if t.state == s) for s in optuna.trial.TrialState}

@@ -1,0 +1,205 @@
+"""Every study of a work directory at a glance (``rblock-tune study list``): its state, the trials
+and seed runs done, and the best value. Reads ``study.json`` and the study's stores only: no Ray,
+and a store that is not there (a sqlite file that was never made) is not created."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rblock_tune.errors import ConfigError
+from rblock_tune.layout import ROLE_SEED_RUN, ROLE_TRIAL, RUNNING, STATE_FILE
+from rblock_tune.tuning._spec import StudySpec, spec_from_dict
+from rblock_tune.tuning._workdir import read_state, redact_url
+
+__all__ = ["list_studies"]
+
+log = logging.getLogger(__name__)
+
+FINISHED = "finished"
+SEARCH_DONE = "search done"
+NOT_FINISHED = "not finished"
+
+
+def _store_missing(url: str) -> bool:
+    """A sqlite URL whose file does not exist (opening it would create an empty store)."""
+    if not url.startswith("sqlite:///"):
+        return False
+    return not Path(url[len("sqlite:///") :]).is_file()
+
+
+def _state_of(state: dict[str, Any]) -> str:
+    if state.get("search_done") and state.get("seeds_done"):
+        return FINISHED
+    if state.get("search_done"):
+        return SEARCH_DONE
+    return NOT_FINISHED
+
+
+def _done(counts: dict[str, int]) -> int:
+    return sum(n for status, n in counts.items() if status != RUNNING)
+
+
+class _Stores:
+    """One MLflow client per tracking URI, opened once for the whole list."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+        self._failed: dict[str, Exception] = {}
+
+    def run_counts(self, uri: str, name: str) -> dict[str, dict[str, int]] | None:
+        from mlflow.tracking import MlflowClient
+
+        from rblock_tune.tuning._study import run_counts
+        from rblock_tune.tuning._tracking import check_tracking
+
+        if _store_missing(uri):
+            return None
+        if uri in self._failed:  # asked once: the next study on the same server does not wait again
+            raise self._failed[uri]
+        if uri not in self._clients:
+            try:
+                check_tracking(uri, timeout=3.0)
+            except ConfigError as exc:
+                self._failed[uri] = exc
+                raise
+            self._clients[uri] = MlflowClient(tracking_uri=uri)
+        return run_counts(self._clients[uri], name)
+
+
+def _optuna_best(name: str, url: str, mode: str) -> tuple[dict[str, int], float | None] | None:
+    """The Optuna study's trials by state and its best value so far; None when there is no study."""
+    import optuna
+
+    from rblock_tune.tuning._study import optuna_counts
+
+    if _store_missing(url):
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        return None
+    values = [
+        t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None
+    ]
+    best = (max if mode == "max" else min)(values) if values else None
+    return optuna_counts(study), best
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return redact_url(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def _read(folder: Path) -> tuple[dict[str, Any], StudySpec]:
+    """The study's state and spec; ValueError saying why they cannot be read."""
+    try:
+        state: Any = read_state(folder / STATE_FILE)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{STATE_FILE} is not valid JSON ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{STATE_FILE} cannot be read ({exc})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("spec"), dict):
+        raise ValueError(f"{STATE_FILE} holds no study spec")
+    try:
+        spec = spec_from_dict(state["spec"])
+    except ConfigError as exc:
+        raise ValueError(f"its spec is not valid ({exc})") from None
+    return state, spec
+
+
+def _one(folder: Path, stores: _Stores) -> dict[str, Any]:
+    state, spec = _read(folder)
+    row: dict[str, Any] = {
+        "name": folder.name,
+        "folder": str(folder),
+        "state": _state_of(state),
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "planned_trials": None,
+        "trials": None,
+        "seed_runs": None,
+        "best": None,
+        "error": None,
+    }
+    if spec.space and spec.search.algorithm != "grid":
+        row["planned_trials"] = spec.search.num_samples
+    best = state.get("best") or []
+    if state.get("search_done") and best:
+        row["best"] = best[0].get(spec.metric)
+    tracking = str(state.get("tracking_uri", ""))
+    try:
+        counts = stores.run_counts(tracking, spec.name) if tracking else None
+    except Exception as exc:  # noqa: BLE001 - an unreachable or broken store: a note on this row
+        shown = (
+            _reason(exc)
+            if isinstance(exc, ConfigError)
+            else f"tracking {redact_url(tracking)}: {_reason(exc)}"
+        )
+        counts, row["error"] = None, shown
+    if counts is not None:
+        row["trials"] = _done(counts.get(ROLE_TRIAL, {}))
+        row["seed_runs"] = _done(counts.get(ROLE_SEED_RUN, {}))
+    if spec.space and (row["trials"] is None or row["best"] is None) and state.get("optuna_storage"):
+        try:
+            optuna_side = _optuna_best(spec.name, str(state["optuna_storage"]), spec.mode)
+        except Exception as exc:  # noqa: BLE001 - as above: the other studies are still listed
+            optuna_side = None
+            row["error"] = f"optuna {redact_url(str(state['optuna_storage']))}: {_reason(exc)}"
+        if optuna_side is not None:
+            by_state, best_so_far = optuna_side
+            if row["trials"] is None:
+                row["trials"] = sum(n for s, n in by_state.items() if s in ("complete", "pruned", "fail"))
+            if row["best"] is None:
+                row["best"] = best_so_far
+    return row
+
+
+def list_studies(workdir: str | Path = "rblock_runs") -> list[dict[str, Any]]:
+    """Every study of ``workdir`` (each folder holding a ``study.json``), sorted by name.
+
+    Each row: ``name``, ``folder``, ``state`` (``finished``, ``search done``, ``not finished`` or
+    ``unreadable: <reason>`` for a study.json that cannot be read), ``metric``, ``mode``, ``trials``
+    (search trials done, from MLflow, else from Optuna), ``planned_trials`` (``search.num_samples``;
+    None for a grid or no search), ``seed_runs`` (seed runs done), ``best`` (the best search value:
+    the recorded one once the search is done, else the best so far) and ``error`` (a store that did
+    not answer). A value that is not known is None.
+
+    Raises:
+        ConfigError: ``workdir`` does not exist or is not a directory.
+    """
+    work = Path(workdir).expanduser()
+    if not work.exists():
+        raise ConfigError(f"work directory {str(work)!r} does not exist: pass the --workdir a study ran in")
+    if not work.is_dir():
+        raise ConfigError(
+            f"work directory {str(work)!r} is not a directory: pass the --workdir a study ran in"
+        )
+    stores = _Stores()
+    rows: list[dict[str, Any]] = []
+    try:
+        folders = sorted(p for p in work.iterdir() if (p / STATE_FILE).is_file())
+    except OSError as exc:
+        raise ConfigError(f"work directory {str(work)!r} cannot be read ({exc.strerror or exc})") from None
+    for folder in folders:
+        try:
+            rows.append(_one(folder.resolve(), stores))
+        except ValueError as exc:  # one broken study must not hide the others
+            rows.append(
+                {
+                    "name": folder.name,
+                    "folder": str(folder.resolve()),
+                    "state": f"unreadable: {_reason(exc)}",
+                    "metric": None,
+                    "mode": None,
+                    "planned_trials": None,
+                    "trials": None,
+                    "seed_runs": None,
+                    "best": None,
+                    "error": None,
+                }
+            )
+    return rows
