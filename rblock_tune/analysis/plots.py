@@ -19,10 +19,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
+    "FOREST_COLUMNS",
+    "forest_rows",
+    "paired_seed_values",
     "plot_distribution",
+    "plot_forest",
     "plot_hyperparameters",
     "plot_importances",
     "plot_learning_curves",
+    "plot_paired_seeds",
     "plot_parallel",
 ]
 
@@ -182,5 +187,109 @@ def plot_parallel(trials: pd.DataFrame, params: Sequence[str], metric: str = "va
     ax.set_yticks([])
     ax.set_ylim(-0.15, 1.15)
     ax.set_title(f"search trials across the hyperparameters (colour: {metric})")
+    fig.tight_layout()
+    return fig
+
+
+FOREST_COLUMNS: tuple[str, ...] = (
+    "arm",
+    "baseline",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "p_holm",
+    "significant",
+)
+"""Columns of :func:`forest_rows`, all taken from the comparisons table."""
+
+
+def forest_rows(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The rows :func:`plot_forest` draws, top to bottom: each arm's difference from the baseline
+    (``mean_diff``, of the per-seed differences when paired), its interval (``ci_low``, ``ci_high``)
+    and whether it is significant after Holm, exactly as the comparisons table
+    (:func:`rblock_tune.analysis.compare_arms`, ``comparisons.csv``) has them."""
+    rows = comparisons.loc[:, list(FOREST_COLUMNS)].copy()
+    rows["arm"] = rows["arm"].astype(str)
+    rows["significant"] = rows["significant"].astype(bool)
+    return rows.reset_index(drop=True)
+
+
+def plot_forest(comparisons: pd.DataFrame, metric: str = "test_acc", *, significance: float = 0.05) -> Figure:
+    """Forest plot: one row per arm, the point its mean difference from the baseline, the bar the
+    interval of the comparisons table, a vertical line at 0; significant rows (Holm-adjusted
+    primary p-value below ``significance``) filled and coloured, the others hollow and grey."""
+    rows = forest_rows(comparisons)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 2.3))
+    y = np.arange(len(rows))[::-1]  # the table's first row on top
+    for yi, row in zip(y, rows.itertuples(index=False), strict=True):
+        colour = "tab:red" if row.significant else "tab:grey"
+        has_ci = not (pd.isna(row.ci_low) or pd.isna(row.ci_high))
+        if has_ci:
+            ax.hlines(yi, row.ci_low, row.ci_high, color=colour, lw=2.2, gid="interval")
+        ax.plot(
+            [row.mean_diff], [yi], marker="o", ms=7, linestyle="none", color=colour,
+            markerfacecolor=colour if row.significant else "white", gid="point",
+        )  # fmt: skip
+    ax.axvline(0.0, color="black", lw=0.9, ls="--")
+    labels = [
+        f"{r.arm}  ({'significant' if r.significant else 'n.s.'}, p Holm {r.p_holm:.3g})"
+        if not pd.isna(r.p_holm)
+        else f"{r.arm}  (n.s.)"
+        for r in rows.itertuples(index=False)
+    ]
+    ax.set_yticks(y, labels)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    baseline = str(rows["baseline"].iloc[0]) if len(rows) else "baseline"
+    ax.set_xlabel(
+        f"{metric}: arm - {baseline}\npoint: mean difference, bar: 95% BCa interval\n"
+        f"filled: significant at {significance} after Holm"
+    )
+    ax.set_title(f"{metric}: each arm's difference from {baseline}")
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def paired_seed_values(
+    values: pd.DataFrame, metric: str, baseline: str, *, arm_col: str = "arm", seed_col: str = "seed"
+) -> pd.DataFrame:
+    """For each arm other than ``baseline`` and each seed both ran: ``arm``, ``seed``,
+    ``baseline_value``, ``arm_value`` (what :func:`plot_paired_seeds` draws); sorted by arm, seed."""
+    data = values.dropna(subset=[metric, seed_col])
+    data = data.assign(**{arm_col: data[arm_col].astype(str), seed_col: data[seed_col].astype(int)})
+    base = data.loc[data[arm_col] == baseline, [seed_col, metric]].groupby(seed_col)[metric].mean()
+    rows = []
+    for arm in sorted(a for a in data[arm_col].unique() if a != baseline):
+        mine = data.loc[data[arm_col] == arm].groupby(seed_col)[metric].mean()
+        for seed in sorted(set(mine.index) & set(base.index)):
+            rows.append({"arm": arm, "seed": int(seed), "baseline_value": float(base[seed]),
+                         "arm_value": float(mine[seed])})  # fmt: skip
+    return pd.DataFrame(rows, columns=["arm", "seed", "baseline_value", "arm_value"])
+
+
+def plot_paired_seeds(values: pd.DataFrame, metric: str, baseline: str, *, arm_col: str = "arm") -> Figure:
+    """Per-seed paired lines: one panel per arm, each seed a line from the baseline's value to the
+    arm's (green: the arm did better on that seed, red: worse, grey: equal), with the seed's number
+    beside it."""
+    pairs = paired_seed_values(values, metric, baseline, arm_col=arm_col)
+    arms = sorted(pairs["arm"].unique()) or ["(none)"]
+    fig, axes = plt.subplots(1, len(arms), figsize=(2.6 * len(arms) + 1.0, 4.0), sharey=True, squeeze=False)
+    for ax, arm in zip(axes.flat, arms, strict=True):
+        mine = pairs[pairs["arm"] == arm]
+        for row in mine.itertuples(index=False):
+            colour = (
+                "tab:green" if row.arm_value > row.baseline_value
+                else "tab:red" if row.arm_value < row.baseline_value
+                else "tab:grey"
+            )  # fmt: skip
+            ax.plot([0, 1], [row.baseline_value, row.arm_value], marker="o", ms=4, color=colour, alpha=0.8)
+            ax.text(1.04, row.arm_value, str(row.seed), fontsize=7, va="center")
+        ax.set_xticks([0, 1], [baseline, arm])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(f"{arm} (n={len(mine)} pairs)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes.flat[0].set_ylabel(metric)
+    fig.suptitle(f"{metric} per seed: {baseline} to each arm (green: arm better on that seed)")
     fig.tight_layout()
     return fig

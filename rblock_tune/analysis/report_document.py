@@ -8,7 +8,8 @@ draws the figures and writes everything to one folder::
 
     comparisons.csv   one row per arm against the baseline (see comparison.COMPARISON_COLUMNS)
     runs.csv          the tidy run table (load_runs)
-    figures/*.png     distribution, learning_curves, hyperparameters, importances, parallel
+    figures/*.png     forest, paired_seeds, distribution, learning_curves, hyperparameters,
+                      importances, parallel
     report.md         question, protocol, table, figures, caveats (figures linked)
     report.html       the same, figures embedded: one file to share
 
@@ -237,6 +238,13 @@ def write_report(
     runs.to_csv(folder / "runs.csv", index=False)
 
     figures: dict[str, Path] = {}
+    figures["forest"] = _save(
+        plots.plot_forest(comparisons, metric, significance=alpha), figures_dir / "forest.png"
+    )
+    if phase == "seeds" and comparisons["paired"].astype(bool).any():
+        figures["paired_seeds"] = _save(
+            plots.plot_paired_seeds(values, metric, baseline), figures_dir / "paired_seeds.png"
+        )
     figures["distribution"] = _save(
         plots.plot_distribution(values, metric, baseline=baseline), figures_dir / "distribution.png"
     )
@@ -392,6 +400,9 @@ def _document(
     )
     doc.table(planning)
     captions = {
+        "forest": f"Each arm's difference from {baseline} in {metric} (point: mean difference, bar: the "
+        "interval of the table above, dashed line: no difference); filled and red: significant after Holm.",
+        "paired_seeds": f"{metric} per seed: a line from {baseline}'s value to each arm's on the same seed.",
         "distribution": f"{metric} of every run, per arm (box: quartiles).",
         "learning_curves": "Validation curves of the compared runs: mean and ±1 sd over seeds.",
         "hyperparameters": "Search trials: the selection metric against each searched hyperparameter.",

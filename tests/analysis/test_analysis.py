@@ -297,8 +297,8 @@ def test_report_finds_a_real_shift_and_writes_everything(store: str, tmp_path: P
     )
     assert len(runs) == 34
     names = {p.name for p in (tmp_path / "rep" / "figures").iterdir()}
-    assert names == {f"{n}.png" for n in ("distribution", "learning_curves", "hyperparameters", "importances",
-                                          "parallel")}  # fmt: skip
+    assert names == {f"{n}.png" for n in ("forest", "paired_seeds", "distribution", "learning_curves",
+                                          "hyperparameters", "importances", "parallel")}  # fmt: skip
     for png in (tmp_path / "rep" / "figures").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = result.markdown.read_text()
@@ -327,8 +327,89 @@ def test_report_finds_a_real_shift_and_writes_everything(store: str, tmp_path: P
     assert int(plan.loc["top1", "0.25 points"]) > int(plan.loc["top1", "1 points"]) >= 2
     assert "Planning: seeds per arm" in md
     html = result.html.read_text()
-    assert html.count('src="data:image/png;base64,') == 5  # figures embedded: one file to share
+    assert html.count('src="data:image/png;base64,') == 7  # figures embedded: one file to share
     assert not re.search(r'src="(?!data:)', html) and "<table>" in html
+
+
+def _drawn_forest(fig: Any) -> pd.DataFrame:
+    """What the forest plot shows, read back from its artists, top row first: the y tick label's arm,
+    the point's x, the interval's ends, and whether the point is filled."""
+    (ax,) = fig.axes
+    labels = {
+        round(float(y)): t.get_text().split()[0]
+        for y, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    }
+    points = {round(float(line.get_ydata()[0])): line for line in ax.get_lines() if line.get_gid() == "point"}
+    intervals = {}
+    for collection in ax.collections:
+        if collection.get_gid() == "interval":
+            ((x0, y0), (x1, _)) = collection.get_segments()[0]
+            intervals[round(float(y0))] = (float(x0), float(x1))
+    rows = []
+    for y in sorted(labels, reverse=True):
+        line = points[y]
+        low, high = intervals.get(y, (np.nan, np.nan))
+        filled = line.get_markerfacecolor() != "white"  # hollow: not significant
+        x = float(line.get_xdata()[0])
+        rows.append({"arm": labels[y], "mean_diff": x, "ci_low": low, "ci_high": high, "significant": filled})
+    return pd.DataFrame(rows)
+
+
+def test_forest_plot_draws_the_comparisons_table(store: str, tmp_path: Path) -> None:
+    """The first figure of the report: one row per arm, the point and the bar exactly the table's
+    mean difference and interval, filled when significant after Holm; then the per-seed pairs."""
+    from PIL import Image
+
+    from rblock_tune.analysis.plots import forest_rows, paired_seed_values, plot_forest, plot_paired_seeds
+
+    result = write_report("synth", store, tmp_path / "rep", n_resamples=2000)
+    assert list(result.figures)[:2] == ["forest", "paired_seeds"]
+    for name in ("forest", "paired_seeds"):
+        path = tmp_path / "rep" / "figures" / f"{name}.png"
+        assert result.figures[name] == path
+        with Image.open(path) as image:
+            image.verify()  # a valid PNG, not only its magic number
+            assert image.format == "PNG"
+    md = result.markdown.read_text()
+    assert (
+        md.index("figures/forest.png")
+        < md.index("figures/paired_seeds.png")
+        < md.index("figures/distribution.png")
+    )
+
+    table = pd.read_csv(tmp_path / "rep" / "comparisons.csv")
+    rows = forest_rows(table)
+    pd.testing.assert_frame_equal(
+        rows[["arm", "mean_diff", "ci_low", "ci_high", "p_holm"]],
+        table[["arm", "mean_diff", "ci_low", "ci_high", "p_holm"]].astype({"arm": str}),
+    )
+    assert rows["significant"].tolist() == table["significant"].tolist() == [False, True]  # none, top1
+    drawn = _drawn_forest(plot_forest(table, "test_acc"))
+    assert drawn["arm"].tolist() == table["arm"].tolist()
+    for column in ("mean_diff", "ci_low", "ci_high"):
+        assert drawn[column].to_numpy() == pytest.approx(table[column].to_numpy(), rel=1e-12), column
+    assert drawn["significant"].tolist() == table["significant"].tolist()
+    # the bar is the bootstrap interval of the table, not a symmetric one around the mean
+    half = (table["ci_high"] - table["ci_low"]) / 2
+    assert not np.allclose(table["mean_diff"] - half, table["ci_low"], rtol=0, atol=1e-9)
+
+    # per-seed pairs: each seed both arms ran, its two values as runs.csv has them
+    runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
+    seeds = runs[(runs["role"] == "seed_run") & (runs["status"] == COMPLETED)]
+    wide = seeds.pivot(index="seed", columns="arm", values="test_acc")
+    pairs = paired_seed_values(result.runs[result.runs["role"] == "seed_run"].dropna(subset=["test_acc"]),
+                               "test_acc", "dropblock")  # fmt: skip
+    for arm in ("none", "top1"):
+        mine = pairs[pairs["arm"] == arm].set_index("seed")
+        n_pairs = int(table.set_index("arm").loc[arm, "n_pairs"])
+        assert len(mine) == n_pairs == 8
+        assert mine["baseline_value"].to_numpy() == pytest.approx(
+            wide.loc[mine.index, "dropblock"].to_numpy()
+        )
+        assert mine["arm_value"].to_numpy() == pytest.approx(wide.loc[mine.index, arm].to_numpy())
+    fig = plot_paired_seeds(result.runs[result.runs["role"] == "seed_run"].dropna(subset=["test_acc"]),
+                            "test_acc", "dropblock")  # fmt: skip
+    assert [len(ax.get_lines()) for ax in fig.axes] == [8, 8]  # one line per seed, per arm
 
 
 @pytest.mark.slow
