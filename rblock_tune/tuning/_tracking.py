@@ -8,6 +8,7 @@ duplicates, no gaps.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# MLflow prints "View run ... at: URL" with the tracking URI as given, password included: never
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def check_tracking(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
