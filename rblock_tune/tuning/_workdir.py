@@ -87,9 +87,27 @@ ADDRESS_PROBE_TIMEOUT_S = 3.0
 """How long the head node's GCS port has to accept a connection before ``--address`` is refused."""
 
 
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + empty SETTINGS
+
+
+def _expect_http2_settings(conn: socket.socket) -> None:
+    """Send the HTTP/2 client preface; a gRPC server answers with a SETTINGS frame (type 4)."""
+    conn.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = conn.recv(9 - len(header))
+        if not chunk:
+            raise ConnectionError("it closed the connection: not a Ray head's port")
+        header += chunk
+    if header[3] != 4:
+        raise ConnectionError("it does not speak gRPC: not a Ray head's port")
+
+
 def check_address(address: str | None) -> None:
-    """Refuse, within seconds and with one line, an ``--address HOST:PORT`` whose port does not
-    accept a connection (Ray itself retries for minutes)."""
+    """Refuse, within seconds and with one line, an ``--address HOST:PORT`` where no Ray head answers
+    (Ray itself retries for minutes): the port must accept a connection and answer an HTTP/2 (gRPC)
+    preface with its SETTINGS frame, as a Ray GCS does, within :data:`ADDRESS_PROBE_TIMEOUT_S`.
+    (With ``RAY_USE_TLS`` set only the connection is tried; a ``ray://`` client address likewise.)"""
     if not address:
         return
     target = address.removeprefix("ray://")
@@ -102,9 +120,11 @@ def check_address(address: str | None) -> None:
         port = int(port_text)
     except ValueError:
         raise ConfigError(f"--address {address}: expected HOST:PORT, e.g. 10.0.0.1:6379, or auto") from None
+    grpc = not address.startswith("ray://") and os.environ.get("RAY_USE_TLS", "0") in ("", "0")
     try:
-        with socket.create_connection((host.strip("[]"), port), timeout=ADDRESS_PROBE_TIMEOUT_S):
-            pass
+        with socket.create_connection((host.strip("[]"), port), timeout=ADDRESS_PROBE_TIMEOUT_S) as conn:
+            if grpc:
+                _expect_http2_settings(conn)
     except OSError as exc:
         timed_out = isinstance(exc, TimeoutError)
         reason = f"no answer within {ADDRESS_PROBE_TIMEOUT_S:.0f} s" if timed_out else str(exc)
