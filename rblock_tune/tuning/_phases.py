@@ -85,7 +85,8 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address and address != "local":
         # Ray retries joining for minutes: a few seconds here (an operator's own settings win)
-        short = {"RAY_gcs_server_port_wait_time_s": "2", "RAY_gcs_rpc_server_connect_timeout_s": "3"}
+        # (check_address has seen a gRPC server answer there; Ray's C++ timeouts are read at import)
+        short = {"RAY_gcs_server_port_wait_time_s": "2"}
         before = {key: os.environ.get(key) for key in short}
         os.environ.update({key: value for key, value in short.items() if before[key] is None})
         try:
