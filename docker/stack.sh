@@ -56,11 +56,13 @@ EOF
 mlflow_server() {
     : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI, e.g. postgresql://USER:PASSWORD@HOST:5432/mlflow}"
     export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
+    # the store URI (its password) goes by the environment, never the command line that `ps` shows:
+    # mlflow server reads MLFLOW_BACKEND_STORE_URI for --backend-store-uri
+    export MLFLOW_BACKEND_STORE_URI
     exec mlflow server \
-        --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \
         --serve-artifacts \
         --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-./mlartifacts}" \
-        --host "${MLFLOW_HOST:-0.0.0.0}" \
+        --host "${MLFLOW_HOST:-127.0.0.1}" \
         --port "${MLFLOW_PORT:-5000}" \
         --workers "${MLFLOW_WORKERS:-2}" \
         --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-localhost,localhost:*,127.0.0.1,127.0.0.1:*}"
@@ -167,7 +169,9 @@ stack_up() {
     local mlflow_port="${MLFLOW_PORT:-5000}" ray_port="${RAY_PORT:-6379}"
     local user="${POSTGRES_USER:-rblock}" password
     mkdir -p "$STACK_DIR/logs" "$STACK_DIR/results" "$STACK_DIR/artifacts" "$STACK_DIR/ray" "$STACK_DIR/run"
-    chmod 755 "$STACK_DIR"
+    chmod 700 "$STACK_DIR"  # its databases, artifacts, results and secrets: this user's only
+    # PostgreSQL refuses to run as root: the postgres user then owns the folder (root reads it anyway)
+    if [[ "$(id -u)" == 0 ]]; then chown postgres "$STACK_DIR"; fi
     if [[ ! -s "$STACK_DIR/ray_auth_token" ]]; then  # this stack's Ray token (Ray's token authentication)
         (umask 077 && python -c 'import secrets; print(secrets.token_hex(32))' >"$STACK_DIR/ray_auth_token")
     fi
@@ -195,14 +199,17 @@ stack_up() {
             -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STACK_DIR/pg" start >/dev/null \
             || die "PostgreSQL did not start (see $STACK_DIR/logs/postgres.log)"
     fi
-    local pg="postgresql://$user:$password@127.0.0.1:$PG_PORT"
-    "$(pg_bin psql)" "$pg/postgres" -q -v ON_ERROR_STOP=1 -f "$HERE/initdb.sql" >"$STACK_DIR/logs/initdb-sql.log" 2>&1 \
+    # the password goes by the environment (PGPASSWORD, MLFLOW_BACKEND_STORE_URI), never by a command
+    # line, which every local user sees in `ps`
+    PGPASSWORD="$password" "$(pg_bin psql)" "postgresql://$user@127.0.0.1:$PG_PORT/postgres" -q -v ON_ERROR_STOP=1 \
+        -f "$HERE/initdb.sql" >"$STACK_DIR/logs/initdb-sql.log" 2>&1 \
         || die "docker/initdb.sql failed (see $STACK_DIR/logs/initdb-sql.log)"
 
     # the MLflow server on PostgreSQL, artifacts proxied to STACK_DIR/artifacts (or MLFLOW_ARTIFACTS_DESTINATION)
-    running mlflow-server || start_bg mlflow-server MLFLOW_BACKEND_STORE_URI="$pg/mlflow" MLFLOW_HOST=127.0.0.1 \
-        MLFLOW_PORT="$mlflow_port" MLFLOW_WORKERS=1 \
-        MLFLOW_ARTIFACTS_DESTINATION="${MLFLOW_ARTIFACTS_DESTINATION:-$STACK_DIR/artifacts}"
+    running mlflow-server \
+        || MLFLOW_BACKEND_STORE_URI="postgresql://$user:$password@127.0.0.1:$PG_PORT/mlflow" start_bg mlflow-server \
+            MLFLOW_HOST=127.0.0.1 MLFLOW_PORT="$mlflow_port" MLFLOW_WORKERS=1 \
+            MLFLOW_ARTIFACTS_DESTINATION="${MLFLOW_ARTIFACTS_DESTINATION:-$STACK_DIR/artifacts}"
     wait_for 120 "the MLflow server" env MLFLOW_PORT="$mlflow_port" "$SELF" healthcheck mlflow
 
     # a Ray head and STACK_WORKERS workers, one loopback address each

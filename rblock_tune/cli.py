@@ -156,7 +156,9 @@ def _report_tracking_uri(args: argparse.Namespace) -> str:
         return str(args.tracking_uri)
     state = Path(args.workdir) / args.experiment / STATE_FILE
     if state.is_file():
-        return str(json.loads(state.read_text())["tracking_uri"])
+        from rblock_tune.tuning._workdir import recorded_url  # the password comes from the environment
+
+        return recorded_url(json.loads(state.read_text()), "tracking_uri", state)
     db = Path(args.workdir) / "mlflow.db"
     if db.is_file():
         return f"sqlite:///{db.resolve()}"
@@ -244,13 +246,14 @@ def _finish_study(result: Any) -> int:
     if result.spec.space and best_config.is_file():
         print(f"best config: {best_config} (rblock-tune train --config {best_config})")
     print(f"state: {result.state_file}")
-    print(f"ray results: {result.storage}")
+    print(f"ray results: {redact_url(result.storage)}")
     optuna_url = redact_url(result.optuna_storage)
     print(f"optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
+    tracking_shown = redact_url(result.tracking_uri)
     if result.tracking_uri.startswith("http"):
-        print(f"mlflow: {result.tracking_uri}")
+        print(f"mlflow: {tracking_shown}")
     else:
-        print(f"mlflow: mlflow ui --backend-store-uri {result.tracking_uri}")
+        print(f"mlflow: mlflow ui --backend-store-uri {tracking_shown}")
     if report_error is not None:
         print(f"report: not written ({report_error})")
     elif report is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from rblock_tune._stores import check_tracking_uri, redact_url
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import TAG_COLUMNS
 
@@ -52,7 +53,8 @@ def _experiment_id(client: Any, experiment: str, tracking_uri: str) -> str:
         names = sorted(e.name for e in client.search_experiments(max_results=50))
         listed = ", ".join(names) if names else "none"
         raise ConfigError(
-            f"no MLflow experiment {experiment!r} at {tracking_uri} (experiments there: {listed}); "
+            f"no MLflow experiment {experiment!r} at {redact_url(tracking_uri)} "
+            f"(experiments there: {listed}); "
             "pass --experiment with the study name, and --tracking-uri where the study tracked"
         )
     return str(found.experiment_id)
@@ -72,6 +74,7 @@ def load_runs(experiment: str, tracking_uri: str, *, page_size: int = 5000) -> p
     Raises:
         ConfigError: the experiment does not exist there (the message lists those that do).
     """
+    check_tracking_uri(tracking_uri, reading=True)  # garbage, a dead server: one line; never a new store
     client = _client(tracking_uri)
     experiment_id = _experiment_id(client, experiment, tracking_uri)
     rows: list[dict[str, Any]] = []

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from rblock_tune import __version__
+from rblock_tune._stores import redact_url
 from rblock_tune.analysis._runs import load_histories, load_runs
 from rblock_tune.analysis.comparison import compare_arms, summarize_arms
 from rblock_tune.analysis.report import (
@@ -346,7 +347,8 @@ def _document(
     epochs = values["train.epochs"].dropna().unique() if "train.epochs" in values else []
     n_trials = int((runs["role"] == ROLE_TRIAL).sum())
     items = [
-        f"experiment `{experiment}` at `{tracking_uri}`; {len(runs)} MLflow runs ({n_trials} search trials).",
+        f"experiment `{experiment}` at `{redact_url(tracking_uri)}`; {len(runs)} MLflow runs "
+        f"({n_trials} search trials).",
         (
             f"compared: the seed phase, {len(values)} completed runs; every arm ran the same seeds "
             f"{seeds}, so runs pair by seed (same data order and initialisation across arms)."

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rblock_tune.errors import ConfigError
-from rblock_tune.layout import ROLE_SEED_RUN, ROLE_TRIAL, RUNNING, STATE_FILE
+from rblock_tune.layout import ROLE_SEED_RUN, ROLE_TRIAL, RUNNING, STATE_FILE, StudyState
 from rblock_tune.tuning._spec import StudySpec, spec_from_dict
-from rblock_tune.tuning._workdir import read_state, redact_url
+from rblock_tune.tuning._workdir import read_state, recorded_url, redact_url
 
 __all__ = ["list_studies"]
 
@@ -132,6 +132,8 @@ def _one(folder: Path, stores: _Stores) -> dict[str, Any]:
         row["best"] = best[0].get(spec.metric)
     tracking = str(state.get("tracking_uri", ""))
     try:
+        if tracking:  # with its password, if any
+            tracking = recorded_url(cast(StudyState, state), "tracking_uri", folder / STATE_FILE)
         counts = stores.run_counts(tracking, spec.name) if tracking else None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store: a note on this row
         shown = (
@@ -145,7 +147,8 @@ def _one(folder: Path, stores: _Stores) -> dict[str, Any]:
         row["seed_runs"] = _done(counts.get(ROLE_SEED_RUN, {}))
     if spec.space and (row["trials"] is None or row["best"] is None) and state.get("optuna_storage"):
         try:
-            optuna_side = _optuna_best(spec.name, str(state["optuna_storage"]), spec.mode)
+            optuna_url = recorded_url(cast(StudyState, state), "optuna_storage", folder / STATE_FILE)
+            optuna_side = _optuna_best(spec.name, optuna_url, spec.mode)
         except Exception as exc:  # noqa: BLE001 - as above: the other studies are still listed
             optuna_side = None
             row["error"] = f"optuna {redact_url(str(state['optuna_storage']))}: {_reason(exc)}"

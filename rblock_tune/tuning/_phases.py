@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from rblock_tune._stores import redact_url, remember, unredact
 from rblock_tune.config import config_to_dict
+from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
     COMPLETED,
     DIVERGED,
@@ -49,7 +52,7 @@ from rblock_tune.tuning._tracking import (
 from rblock_tune.tuning._trainable import STATE_DIR, TrialContext, delete_own_checkpoints, run_trial
 from rblock_tune.tuning._workdir import StudyPaths
 
-__all__ = ["PhaseOutcome", "init_ray", "search_phase", "seed_phase"]
+__all__ = ["PhaseOutcome", "check_resources", "init_ray", "search_phase", "seed_phase", "trial_resources"]
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +73,68 @@ class PhaseOutcome:
         return f"{self.name} stopped with {self.unfinished} of {self.expected} trials unfinished"
 
 
+AUTOSCALING_ENV = "RBLOCK_CLUSTER_AUTOSCALES"
+"""Set to 1 when the cluster adds nodes on demand: a trial may then ask for more than any node has now."""
+
+
 def init_ray(address: str | None) -> None:
-    """Join the cluster at ``address``, or start a local Ray (once per process)."""
+    """Join the cluster at ``address`` (:func:`~rblock_tune.tuning._workdir.check_address` has seen
+    it answer), or start a local Ray that listens on 127.0.0.1 only (once per process)."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    if address and address != "local":
+        # Ray retries joining for minutes: a few seconds here (an operator's own settings win)
+        # (check_address has seen a gRPC server answer there; Ray's C++ timeouts are read at import)
+        short = {"RAY_gcs_server_port_wait_time_s": "2"}
+        before = {key: os.environ.get(key) for key in short}
+        os.environ.update({key: value for key, value in short.items() if before[key] is None})
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        except ConnectionError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"--address {address}: no Ray cluster answers there ({reason}); start its head with "
+                "'ray start --head' or pass the head's HOST:PORT"
+            ) from None
+        finally:
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
     else:  # "local": never join a cluster found through RAY_ADDRESS or an address file
-        ray.init(address="local", include_dashboard=False)
+        # Ray's servers (GCS, raylet, workers, driver) listen on 127.0.0.1 only when the node's IP is
+        # the loopback one, which Ray picks where clusters are off (its macOS default): this
+        # process's Ray reads the switch at import, the processes it starts from the environment.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
+
+
+def check_resources(resources: Mapping[str, float]) -> None:
+    """Refuse, with one line, a per-trial request (``{"CPU": 1, "GPU": 1}``) that no node of the
+    cluster can hold: Ray would keep the trials PENDING forever. Unless :data:`AUTOSCALING_ENV` says
+    the cluster grows on demand."""
+    if os.environ.get(AUTOSCALING_ENV, "") not in ("", "0"):
+        return
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]  # type: ignore[no-untyped-call]
+    asked = {k: float(v) for k, v in resources.items() if v}
+    if any(all(node.get(k, 0.0) >= v for k, v in asked.items()) for node in nodes):
+        return
+
+    def show(amounts: Mapping[str, float]) -> str:
+        return ", ".join(f"{amounts.get(k, 0.0):g} {k}" for k in asked)
+
+    largest = ", ".join(sorted({show(node) for node in nodes})) or "no live node"
+    raise ConfigError(
+        f"each trial asks for {show(asked)} (resources: in the spec) but no node of the Ray cluster has "
+        f"that (nodes: {largest}); lower resources.cpus/gpus, run where such a node exists, or set "
+        f"{AUTOSCALING_ENV}=1 when the cluster adds nodes on demand"
+    )
+
+
+def trial_resources(spec: StudySpec) -> dict[str, float]:
+    """What one trial asks Ray for, in Ray's resource names."""
+    return {"CPU": spec.resources.cpus, "GPU": spec.resources.gpus}
 
 
 class _StatusCallback(tune.Callback):  # type: ignore[misc]
@@ -86,10 +142,17 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
     ``diverged`` itself; ASHA's stops and errors are only seen here)."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, budget: int) -> None:
-        self.tracking_uri = tracking_uri
+        self.tracking_uri = remember(tracking_uri)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.budget = budget
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray pickles it into tuner.pkl: without the password
+        return {**self.__dict__, "tracking_uri": redact_url(self.tracking_uri)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.tracking_uri = unredact(self.tracking_uri)
 
     def _set(self, trial: Any, status: str) -> None:
         client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -119,6 +182,7 @@ def _fit(
 ) -> PhaseOutcome:
     """Fit (or continue) one phase's Tuner; how many of its ``expected`` trials it left unfinished."""
     experiment = f"{paths.storage.rstrip('/')}/{name}"
+    remember(paths.tracking_uri)  # before Ray unpickles a restored phase's status callback
     if resume and tune.Tuner.can_restore(experiment):
         log.info("restoring %s", experiment)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)

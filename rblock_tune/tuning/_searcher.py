@@ -12,6 +12,7 @@ intermediate value, and the end of a trial is told as:
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import pickle
@@ -22,11 +23,16 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from rblock_tune._stores import redact_url, remember, unredact
 from rblock_tune.config import flatten_config
+from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import DIVERGED, EARLY_STOPPED, FAILED, OPTUNA_STATUS_ATTR, RAY_TRIAL_ATTR
 from rblock_tune.tuning._spec import Dimension, StudySpec
 
-__all__ = ["OptunaStudySearcher", "grid_points", "sample_space"]
+__all__ = ["SEARCHER_STATE_FORMAT", "OptunaStudySearcher", "grid_points", "sample_space"]
+
+SEARCHER_STATE_FORMAT = "rblock-searcher/1"
+"""The searcher state Ray saves beside a search (JSON; an earlier rblock-tune pickled it)."""
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +109,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def __init__(self, spec: StudySpec, storage: str, study_name: str, budget: int) -> None:
         super().__init__(metric=spec.metric, mode=spec.mode)
         self._spec = spec
-        self._storage = storage
+        self._storage = remember(storage)
         self._study_name = study_name
         self._budget = budget
         self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
@@ -153,20 +159,42 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a searcher pickled by an earlier rblock-tune (an interrupted study) lacks the newer fields
         self.__dict__.update({"_live": {}, "_reported": {}, **state})
+        self._storage = unredact(self._storage)  # the password this driver was given, never pickled
 
     def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the searcher into the phase's tuner.pkl: without the storage's password
         state = self.__dict__.copy()
         state["_study"] = None  # reconnected to the storage on first use
         state["_live"] = {}
+        state["_storage"] = redact_url(self._storage)
         return state
 
     def save(self, checkpoint_path: str) -> None:
-        with Path(checkpoint_path).open("wb") as f:
-            pickle.dump(self.__getstate__(), f)
+        """The progress of the search (Ray trial -> Optuna trial, the epochs told) as JSON: what Ray
+        saves beside the experiment and a resume reads back."""
+        record = {
+            "format": SEARCHER_STATE_FORMAT,
+            "trials": self._trials,
+            "done": sorted(self._done),
+            "reported": {trial: sorted(epochs) for trial, epochs in self._reported.items()},
+        }
+        Path(checkpoint_path).write_text(json.dumps(record))
 
     def restore(self, checkpoint_path: str) -> None:
-        with Path(checkpoint_path).open("rb") as f:
-            self.__setstate__(pickle.load(f))
+        data = Path(checkpoint_path).read_bytes()
+        if not data.lstrip().startswith(b"{"):  # saved by an earlier rblock-tune: a pickle
+            self.__setstate__(pickle.loads(data))
+            return
+        record = json.loads(data)
+        if record.get("format") != SEARCHER_STATE_FORMAT:
+            raise CheckpointError(
+                f"{checkpoint_path}: searcher state format {record.get('format')!r}, this rblock-tune "
+                f"reads {SEARCHER_STATE_FORMAT!r}"
+            )
+        self._trials = {str(k): int(v) for k, v in record["trials"].items()}
+        self._done = {str(t) for t in record["done"]}
+        self._reported = {str(t): {int(e) for e in epochs} for t, epochs in record["reported"].items()}
+        self._live = {}
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from mlflow.tracking import MlflowClient
 
+from rblock_tune._stores import check_optuna_url, check_tracking_uri, redact_url, sqlite_path
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import (
     CHILD_ROLES,
@@ -31,14 +32,17 @@ from rblock_tune.layout import (
 from rblock_tune.tuning._arms import plan_seeds
 from rblock_tune.tuning._best import write_best_configs
 from rblock_tune.tuning._spec import StudySpec, spec_from_dict
-from rblock_tune.tuning._tracking import check_tracking, ensure_experiment
+from rblock_tune.tuning._tracking import ensure_experiment
 from rblock_tune.tuning._workdir import (
+    check_address,
     check_format,
     check_optuna_storage,
     locate_study,
     read_state,
+    recorded_url,
     resolve_paths,
     state_path,
+    write_private,
     write_state,
 )
 
@@ -94,10 +98,18 @@ def run_study(
     if state:
         check_format(state, state_file, f"cannot resume study {spec.name!r}")
     plan = plan_seeds(spec, paths.workdir)  # before anything is written: arms of other studies, seeds
+    check_address(paths.address)  # seconds, not Ray's minutes of retries
+    check_tracking_uri(paths.tracking_uri, reading=False, creates=paths.workdir)  # garbage, a dead server
     paths.workdir.mkdir(parents=True, exist_ok=True)
     if spec.space:
         check_optuna_storage(paths.optuna_storage)
-    check_tracking(paths.tracking_uri)
+
+    from rblock_tune.tuning import _phases  # Ray: only once a study really runs
+
+    # the cluster answers, and can hold a trial, before study.json names it (a bad --address is not
+    # frozen into the state) and before any Optuna trial exists
+    _phases.init_ray(paths.address)
+    _phases.check_resources(_phases.trial_resources(spec))
     client = MlflowClient(tracking_uri=paths.tracking_uri)
     if "seed_phase_seeds" in state:  # resumed: the seeds some runs already used stay fixed
         plan["seeds"] = [int(seed) for seed in state["seed_phase_seeds"]]
@@ -119,14 +131,11 @@ def run_study(
     state.setdefault("seeds_done", spec.seeds is None)
     state.setdefault("best", [])
     write_state(state_file, state)
-    (state_file.parent / SPEC_FILE).write_text(yaml.safe_dump(spec.raw, sort_keys=False))
-
-    from rblock_tune.tuning import _phases  # Ray: only once a study really runs
+    write_private(state_file.parent / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
 
     local = not paths.tracking_uri.startswith(("http://", "https://", "databricks"))
     artifacts = (paths.workdir / "mlartifacts").as_uri() if local else None
     experiment_id = ensure_experiment(client, spec.name, artifacts)
-    _phases.init_ray(paths.address)
 
     def result(seed_runs: int = 0, unfinished: _phases.PhaseOutcome | None = None) -> StudyResult:
         return StudyResult(
@@ -165,16 +174,17 @@ def run_study(
 
 def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> StudyResult:
     """Continue an interrupted study where it stopped."""
-    state = read_state(locate_study(name_or_dir, workdir))
+    state_file = locate_study(name_or_dir, workdir)
+    state = read_state(state_file)
     spec = spec_from_dict(state["spec"])
-    storage = state["storage"] if state.get("address") else None
+    storage = recorded_url(state, "storage", state_file) if state.get("address") else None
     return run_study(
         spec,
         workdir=state["workdir"],
         address=state.get("address"),
         storage=storage,
-        tracking_uri=state["tracking_uri"],
-        optuna_storage=state["optuna_storage"],
+        tracking_uri=recorded_url(state, "tracking_uri", state_file),
+        optuna_storage=recorded_url(state, "optuna_storage", state_file),
         resume=True,
     )
 
@@ -193,13 +203,22 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     state_file = locate_study(name_or_dir, workdir)
     state = read_state(state_file)
     spec = spec_from_dict(state["spec"])
+    tracking_uri = recorded_url(state, "tracking_uri", state_file)
+    optuna_url = recorded_url(state, "optuna_storage", state_file)
+    check_tracking_uri(tracking_uri, reading=True)  # status reads: it never creates a store
+    optuna_path = sqlite_path(optuna_url)
+    has_optuna = optuna_path is None or optuna_path.is_file()
+    if has_optuna:
+        check_optuna_url(optuna_url, reading=True)
     out: dict[str, Any] = {"name": spec.name, "state_file": str(state_file), "phases": {}}
-    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    client = MlflowClient(tracking_uri=tracking_uri)
     out["phases"] = run_counts(client, spec.name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best = None
     try:
-        study = optuna.load_study(study_name=spec.name, storage=state["optuna_storage"])
+        if not has_optuna:  # a study without a search: no Optuna storage was ever made
+            raise KeyError(spec.name)
+        study = optuna.load_study(study_name=spec.name, storage=optuna_url)
         top = top_configs(study, 1)
         best = top[0] if top else None
         out["optuna"] = optuna_counts(study)
@@ -210,7 +229,7 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     out["seed_phase_seeds"] = state.get("seed_phase_seeds", [])
     out["search_done"] = state.get("search_done", False)
     out["seeds_done"] = state.get("seeds_done", False)
-    out["tracking_uri"] = state["tracking_uri"]
+    out["tracking_uri"] = redact_url(tracking_uri)
     return out
 
 

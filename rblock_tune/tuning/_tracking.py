@@ -8,9 +8,8 @@ duplicates, no gaps.
 from __future__ import annotations
 
 import logging
+import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from rblock_tune.errors import ConfigError
+from rblock_tune._stores import HEALTH_TIMEOUT_S, check_tracking_uri
 from rblock_tune.layout import (
     ARM_TAG,
     ARMS_ARTIFACT,
@@ -59,21 +58,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# MLflow prints "View run ... at: URL" with the tracking URI as given, password included: never
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-def check_tracking(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast with one line when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
-            if response.status >= 400:
-                raise ConfigError(f"tracking server {uri} answered HTTP {response.status} on /health")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(
-            f"tracking server {uri} is unreachable ({reason}); start it (mlflow server ...) or pass "
-            "another --tracking-uri"
-        ) from None
+
+def check_tracking(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Fail fast with one line when tracking URI ``uri`` cannot be written (a garbage URI, a sqlite
+    file in a missing directory, a server that does not answer ``/health``): :mod:`rblock_tune._stores`."""
+    check_tracking_uri(uri, reading=False, timeout=timeout)
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:

@@ -12,20 +12,26 @@ Layout of a work directory (default ``./rblock_runs``)::
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+from rblock_tune._stores import check_optuna_url, redact_url
 from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.layout import STATE_FILE, STATE_FORMAT, StudyState
 
 __all__ = [
     "StudyPaths",
+    "check_address",
     "check_format",
     "check_optuna_storage",
+    "write_private",
     "locate_study",
     "read_state",
+    "recorded_url",
     "redact_url",
     "resolve_paths",
     "state_path",
@@ -73,17 +79,59 @@ def resolve_paths(
     if not _is_remote_uri(ray_storage):
         ray_storage = str(Path(ray_storage).expanduser().resolve())
     optuna_url = optuna_storage or f"sqlite:///{work / 'optuna.db'}"
-    if "://" not in optuna_url:
-        raise ConfigError(
-            f"--optuna-storage {optuna_url!r} is not a database URL: use sqlite:///PATH or "
-            "postgresql://USER:PASSWORD@HOST:5432/optuna"
-        )
+    check_optuna_url(optuna_url, reading=False, creates=work)
     return StudyPaths(work, ray_storage, tracking, optuna_url, address)
 
 
-def redact_url(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+ADDRESS_PROBE_TIMEOUT_S = 3.0
+"""How long the head node's GCS port has to accept a connection before ``--address`` is refused."""
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + empty SETTINGS
+
+
+def _expect_http2_settings(conn: socket.socket) -> None:
+    """Send the HTTP/2 client preface; a gRPC server answers with a SETTINGS frame (type 4)."""
+    conn.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = conn.recv(9 - len(header))
+        if not chunk:
+            raise ConnectionError("it closed the connection: not a Ray head's port")
+        header += chunk
+    if header[3] != 4:
+        raise ConnectionError("it does not speak gRPC: not a Ray head's port")
+
+
+def check_address(address: str | None) -> None:
+    """Refuse, within seconds and with one line, an ``--address HOST:PORT`` where no Ray head answers
+    (Ray itself retries for minutes): the port must accept a connection and answer an HTTP/2 (gRPC)
+    preface with its SETTINGS frame, as a Ray GCS does, within :data:`ADDRESS_PROBE_TIMEOUT_S`.
+    (With ``RAY_USE_TLS`` set only the connection is tried; a ``ray://`` client address likewise.)"""
+    if not address:
+        return
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local") or "://" in target:
+        return  # "auto": Ray reads the address file and fails at once when there is none
+    host, _, port_text = target.rpartition(":")
+    if not host:
+        host, port_text = target, "10001" if address.startswith("ray://") else "6379"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"--address {address}: expected HOST:PORT, e.g. 10.0.0.1:6379, or auto") from None
+    grpc = not address.startswith("ray://") and os.environ.get("RAY_USE_TLS", "0") in ("", "0")
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=ADDRESS_PROBE_TIMEOUT_S) as conn:
+            if grpc:
+                _expect_http2_settings(conn)
+    except OSError as exc:
+        timed_out = isinstance(exc, TimeoutError)
+        reason = f"no answer within {ADDRESS_PROBE_TIMEOUT_S:.0f} s" if timed_out else str(exc)
+        raise ConfigError(
+            f"--address {address}: no Ray head answers there ({reason}); start it with "
+            f"'ray start --head --port={port}' or pass the head's HOST:PORT"
+        ) from None
 
 
 def check_optuna_storage(url: str) -> None:
@@ -117,12 +165,57 @@ def read_state(path: Path) -> StudyState:
     return cast(StudyState, json.loads(path.read_text()))
 
 
-def write_state(path: Path, state: StudyState) -> None:
-    """Write ``state`` atomically (a crash leaves the old state or the new one, never half)."""
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 600 (a crash leaves the old file or the new
+    one, never half; other users never read it, not even for a moment)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.chmod(0o600)  # whatever the umask
     tmp.replace(path)
+
+
+def write_state(path: Path, state: StudyState) -> None:
+    """Write ``state`` atomically, mode 600, with every store URL's password redacted
+    (:func:`recorded_url` finds it again on resume)."""
+    record: dict[str, Any] = dict(state)
+    for key in ("tracking_uri", "optuna_storage", "storage"):
+        value = record.get(key)
+        if isinstance(value, str):
+            record[key] = redact_url(value)
+    write_private(path, json.dumps(record, indent=2) + "\n")
+
+
+_ENV_OF = {
+    "tracking_uri": "RBLOCK_TRACKING_URI",
+    "optuna_storage": "RBLOCK_OPTUNA_STORAGE",
+    "storage": "RBLOCK_STORAGE",
+}
+
+
+def recorded_url(state: StudyState, key: str, path: Path) -> str:
+    """The store URL ``state[key]`` with its password, which study.json never holds: taken from the
+    environment variable the user passes it by (``RBLOCK_TRACKING_URI``, ``RBLOCK_OPTUNA_STORAGE``;
+    for an HTTP tracking server MLflow's ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``
+    too). A one-line error says which variable to set when none matches."""
+    recorded = str(state[key])  # type: ignore[literal-required]
+    if "***" not in recorded:  # recorded by redact_url only where there was a password
+        return recorded
+    env = _ENV_OF[key]
+    given = os.environ.get(env)
+    if given and redact_url(given) == recorded:
+        return given
+    if key == "tracking_uri" and recorded.startswith(("http://", "https://")):
+        if os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+            return re.sub(r"://[^@/]*@", "://", recorded)  # MLflow sends the credentials from the environment
+        env += " (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+    raise ConfigError(
+        f"{path} records {key} {recorded} without its password (it is never written to disk): set {env} "
+        "to that URL with its password"
+    )
 
 
 def check_format(state: StudyState, path: Path, what: str) -> None:

@@ -111,6 +111,19 @@ def _spec(folder: Path, name: str, *, size: int, epochs: int, space: dict[str, A
     return path
 
 
+def _command_lines_with(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in line:
+            found.append(f"{cmdline.parent.name}: {line[:200]}")
+    return found
+
+
 def _marked(stack_dir: str) -> list[int]:
     found = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
@@ -136,6 +149,10 @@ def test_stack_runs_a_study_end_to_end(stack: tuple[dict[str, str], dict[str, st
     # the secrets are in stack.env only (mode 600), and the study's URLs carry none
     assert oct(Path(stack_dir, "stack.env").stat().st_mode)[-3:] == "600"
     assert written["PGPASSWORD"] and written["PGPASSWORD"] not in written["RBLOCK_OPTUNA_STORAGE"]
+    # STACK_DIR is private, and no process's command line (what every local user sees in ps) holds
+    # the database password: PostgreSQL's clients and the MLflow server take it from the environment
+    assert oct(Path(stack_dir).stat().st_mode)[-3:] == "700"
+    assert _command_lines_with(written["PGPASSWORD"]) == []
 
     spec = _spec(tmp_path, "stacked", size=256, epochs=2, space={"reg.variant": ["bdrop_dml", "sdrop_dml"]})
     run_env = {**env, **written}
