@@ -15,8 +15,8 @@ epoch's :data:`EPOCH_METRICS` with step = epoch; ``test_acc`` after the last epo
 parent run holds the artifacts :data:`SPEC_ARTIFACT`, :data:`NORMALISED_SPEC_ARTIFACT` and
 :data:`BEST_ARTIFACT`; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`).
 
-A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`) and
-``<study>/``:data:`SPEC_FILE`.
+A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`),
+``<study>/``:data:`SPEC_FILE` and ``<study>/``:data:`STUDY_LOG`.
 """
 
 from __future__ import annotations
@@ -111,11 +111,24 @@ seeds, and whether the seed list may reuse those."""
 # ------------------------------------------------------------------ the study's state
 STATE_FILE: Final = "study.json"
 SPEC_FILE: Final = "spec.yaml"
+STUDY_LOG: Final = "study.log"
+"""Ray's own output of every run and resume of the study (trial tables, Ray's logs and warnings, the
+workers' stdout and stderr), appended; ``rblock-tune -v`` shows it on the terminal instead."""
 STATE_FORMAT: Final = 2
 """Version of :data:`STATE_FILE`. 2: seed phases avoid search seeds (``seed_phase_seeds``) and
 ``reg.drop_prob`` is read on ``reg.rate_basis`` (default ``submodel``). A study of format 1 (no
 ``format`` key) meant other seeds and, for R-Block, half the drop rate: it is neither resumed nor
 taken as a ``from_study`` arm."""
+
+
+class DriverRecord(TypedDict):
+    """The ``driver`` of a :class:`StudyState`: which process runs the study."""
+
+    pid: int
+    host: str
+    started: str | None
+    """The process's start time as the OS tells it (``/proc/<pid>/stat``), so that another process
+    given the same pid later is not taken for the driver; None where the OS does not tell."""
 
 
 class StudyState(TypedDict, total=False):
@@ -137,3 +150,6 @@ class StudyState(TypedDict, total=False):
     seeds_done: bool
     best: list[dict[str, Any]]
     """The best configurations: ``{"overrides": {...}, <metric>: value}``, best first."""
+    driver: DriverRecord | None
+    """The process running the study now; None (or absent) once no driver runs it. A record whose
+    process is gone is a driver that died: the study is interrupted, not running."""
