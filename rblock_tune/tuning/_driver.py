@@ -30,16 +30,22 @@ FINISHED = "finished"
 INTERRUPTED = "interrupted"
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces); [] when
+    there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return stat.rsplit(")", 1)[-1].split()
+
+
 def process_started(pid: int) -> str | None:
     """When process ``pid`` started, as the OS tells it (clock ticks since boot, from
     ``/proc/<pid>/stat``; psutil's create time elsewhere); None when there is no such process or
     the OS does not tell."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        stat = ""
-    if stat:
-        fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    fields = _proc_stat(pid)
+    if fields:
         return fields[19] if len(fields) > 19 else None  # field 22 of proc(5): starttime
     if Path("/proc/self/stat").exists():
         return None  # /proc exists, so the process does not
@@ -78,6 +84,9 @@ def driver_alive(record: DriverRecord | dict[str, Any] | None) -> bool | None:
         return None
     pid = int(record.get("pid", 0) or 0)
     if pid <= 0 or not _pid_exists(pid):
+        return False
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # a killed driver its parent has not reaped yet
         return False
     started = record.get("started")
     return started is None or process_started(pid) in (None, started)
