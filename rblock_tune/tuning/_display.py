@@ -9,6 +9,7 @@ screen. Elsewhere (a log file, CI, a pipe) it writes one line per trial event in
     search trial 2 completed: val_acc 0.227 (2 epochs, 37s)
     search trial 4 failed: ValueError: boom
     search: 8 of 8 trials in 2m31s: 3 completed, 4 pruned, 1 failed; best val_acc 0.227 (trial 2: ...)
+    seeds top1 seed 2 started
 
 How a trial ended is read from the trial itself (:func:`trial_outcome`), so the summary of a resumed
 phase counts the trials of earlier runs too. Quiet (``verbosity`` 0) keeps failures and summaries.
@@ -77,10 +78,21 @@ def describe_config(config: dict[str, Any]) -> str:
 
 
 def trial_label(trial: Any) -> str:
-    """``trial 3``: the trial's number in its phase (Ray's experiment tag), which stays on resume."""
+    """A trial by what it is: ``top1 seed 2`` for a seed run, else ``trial 3``, its number in its
+    phase (Ray's experiment tag), which stays the same on resume."""
+    config = getattr(trial, "config", None) or {}
+    if "arm" in config:
+        return f"{config['arm']} seed {config.get('seed')}"
     tag = str(getattr(trial, "experiment_tag", "") or "")
     number = tag.split("_", 1)[0]
     return f"trial {number}" if number.isdigit() else f"trial {trial.trial_id}"
+
+
+def _named(trial: Any) -> str:
+    """``trial 3: sdrop_dml alpha=3.6`` (a seed run's label says it all)."""
+    config = getattr(trial, "config", None) or {}
+    label = trial_label(trial)
+    return label if "arm" in config else f"{label}: {describe_config(config)}"
 
 
 def error_reason(text: str | None) -> str:
@@ -133,7 +145,7 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
     """Driver-side display of one phase (see the module docstring).
 
     Args:
-        phase: ``search`` or ``seeds``.
+        phase: ``search`` or ``seeds`` (which shows no best trial).
         expected: how many trials the phase has in all.
         metric: the metric to show (the study's).
         mode: ``max`` or ``min``: which value is best.
@@ -160,6 +172,9 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
         self.budget = budget
         self.verbosity = verbosity
         self._stream = stream
+        self.ranked = phase != "seeds"
+        """Whether a best trial is shown: a search's, not the seed phase's (arms are compared by the
+        report, over all their seeds)."""
         self._trials: list[Any] = []
         self._start = time.monotonic()
         self._drawn = ""
@@ -247,12 +262,11 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
         done = sum(counts.values())
         pending = max(self.expected - done - running, 0)
         elapsed = time.monotonic() - self._start
-        best = self._best()
-        shown = "-" if best is None else f"{best[1]:.4g}"
-        text = (
-            f"{self.phase} {done}/{self.expected} done, {running} running, {pending} pending"
-            f" | best {self.metric} {shown} | {format_duration(elapsed)}"
-        )
+        text = f"{self.phase} {done}/{self.expected} done, {running} running, {pending} pending"
+        if self.ranked:
+            best = self._best()
+            text += f" | best {self.metric} {'-' if best is None else f'{best[1]:.4g}'}"
+        text += f" | {format_duration(elapsed)}"
         if 0 < done < self.expected:
             text += f", eta ~{format_duration(elapsed / done * (self.expected - done))}"
         return text
@@ -272,12 +286,9 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
                 f"{unfinished} of {self.expected} trials unfinished"
             )
         text = head + (": " + ", ".join(parts) if parts else "")
-        best = self._best()
+        best = self._best() if self.ranked else None
         if best is not None:
-            trial, value = best
-            text += (
-                f"; best {self.metric} {value:.4g} ({trial_label(trial)}: {describe_config(trial.config)})"
-            )
+            text += f"; best {self.metric} {best[1]:.4g} ({_named(best[0])})"
         return text
 
     def finish(self, unfinished: int = 0) -> None:
@@ -298,7 +309,8 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
         self._seen(trials)
         done = int((trial.last_result or {}).get("epoch", 0) or 0)
         verb = f"continued after epoch {done}" if done else "started"
-        self._event(f"{trial_label(trial)} {verb}: {describe_config(trial.config)}")
+        label, _, config = _named(trial).partition(": ")
+        self._event(f"{label} {verb}" + (f": {config}" if config else ""))
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._seen(trials)

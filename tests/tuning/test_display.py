@@ -144,8 +144,8 @@ def test_verbose_writes_events_as_lines_even_on_a_terminal(tmp_path: Path) -> No
 def test_seed_runs_and_resumed_trials_are_named_by_what_they_are() -> None:
     out = io.StringIO()
     display = StudyDisplay("seeds", 2, "val_loss", "min", budget=3, stream=out)
-    first = FakeTrial("a", "1_arm=top1,seed=2", {"arm": "top1", "seed": 2}, status="RUNNING")
-    second = FakeTrial("b", "2_arm=none,seed=2", {"arm": "none", "seed": 2}, status="RUNNING")
+    first = FakeTrial("a", "0_arm=top1,seed=2", {"arm": "top1", "seed": 2}, status="RUNNING")
+    second = FakeTrial("b", "1_arm=none,seed=2", {"arm": "none", "seed": 2}, status="RUNNING")
     second.last_result = {"epoch": 2, "val_loss": 1.5}
     display.on_trial_start(0, [first, second], first)
     display.on_trial_start(0, [first, second], second)
@@ -153,11 +153,24 @@ def test_seed_runs_and_resumed_trials_are_named_by_what_they_are() -> None:
         trial.last_result = {"epoch": 3, "val_loss": loss}
         display.on_trial_complete(1, [first, second], trial)
         trial.status = "TERMINATED"
-    assert out.getvalue().splitlines()[:2] == [
-        "seeds trial 1 started: arm top1 seed 2",
-        "seeds trial 2 continued after epoch 2: arm none seed 2",
+    assert out.getvalue().splitlines() == [
+        "seeds top1 seed 2 started",
+        "seeds none seed 2 continued after epoch 2",
+        "seeds top1 seed 2 completed: val_loss 1.2 (3 epochs, 0s)",
+        "seeds none seed 2 completed: val_loss 0.9 (3 epochs, 0s)",
     ]
-    assert display.summary().endswith("best val_loss 0.9 (trial 2: arm none seed 2)")  # mode min
+    assert display.summary().endswith("trials in 0s: 2 completed")  # no best seed run: arms are compared
+    assert "best" not in display.progress()
+
+
+def test_best_follows_the_mode() -> None:
+    display = StudyDisplay("search", 2, "val_loss", "min", budget=3, stream=io.StringIO())
+    trials = [search_trial(1, **{"train.lr": 0.1}), search_trial(2, **{"train.lr": 0.01})]
+    for trial, loss in zip(trials, (1.2, 0.9), strict=True):
+        trial.status, trial.last_result = "TERMINATED", {"epoch": 3, "val_loss": loss}
+    display.on_step_end(0, trials)
+    assert display.summary().endswith("; best val_loss 0.9 (trial 2: lr=0.01)")
+    assert " | best val_loss 0.9 | " in display.progress()
 
 
 def test_outcomes_reasons_and_durations() -> None:
