@@ -111,7 +111,10 @@ def _write_worker_lines(data: dict[str, Any]) -> None:
     if data.get("pid") == "autoscaler":  # its status every few seconds: only its events, as Ray does
         from ray._private.worker import filter_autoscaler_events
 
-        lines = list(filter_autoscaler_events(lines) or [])
+        try:
+            lines = list(filter_autoscaler_events(lines) or [])
+        except Exception:  # noqa: BLE001  (it asks the GCS; no log line is worth Ray's log thread)
+            lines = []
     who = data.get("actor_name") or data.get("task_name") or "worker"
     prefix = f"({who} pid={data.get('pid')})"
     logger = logging.getLogger(_WORKERS_LOGGER)
