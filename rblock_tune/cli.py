@@ -41,7 +41,16 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train and study R-Block, DropBlock and dropout on CIFAR-style image data.",
     )
     parser.add_argument("--version", action="version", version=f"rblock-tune {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and errors only (a study: failures, summaries)"
+    )
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="a study also shows Ray's trial tables and logs (default: in WORKDIR/NAME/study.log)",
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     train = verbs.add_parser(
@@ -294,12 +303,41 @@ def _print_study_list(workdir: str) -> int:
     return 0
 
 
+def _verbosity(args: argparse.Namespace) -> int:
+    """What a study prints: -q, default or -v (:mod:`rblock_tune.tuning._verbosity`)."""
+    from rblock_tune.tuning._verbosity import NORMAL, QUIET, VERBOSE
+
+    if getattr(args, "verbose", False):
+        return VERBOSE
+    return QUIET if args.quiet else NORMAL
+
+
+def _print_study_state(status: dict[str, Any]) -> None:
+    """The ``state:`` line of ``study status``: running (and where), finished, or how to continue."""
+    from rblock_tune.tuning._driver import FINISHED, RUNNING, driver_alive
+
+    driver = status.get("driver") or {}
+    if status["state"] == RUNNING:
+        checked = "" if driver_alive(driver) else "; another host, not checked from here"
+        print(f"state: running (driver pid {driver.get('pid')} on {driver.get('host')}{checked})")
+    elif status["state"] == FINISHED:
+        print("state: finished")
+    else:
+        print(
+            f"state: interrupted: continue with rblock-tune study resume {status['name']} "
+            f"--workdir {status['workdir']}"
+        )
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from rblock_tune.tuning import load_study_spec, resume_study, run_study, study_status
 
+    if not getattr(args, "verbose", False):  # its INFO lines (creating tables...) are not the study's
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     if args.action == "run":
         overrides = list(args.overrides) + ([f"name={args.name}"] if args.name else [])
         spec = load_study_spec(args.spec, overrides)
+        args.study_name = spec.name  # for the hint of an interruption
         result = run_study(
             spec,
             workdir=args.workdir,
@@ -307,10 +345,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
             storage=args.storage,
             tracking_uri=args.tracking_uri,
             optuna_storage=args.optuna_storage,
+            verbosity=_verbosity(args),
         )
         return _finish_study(result)
     if args.action == "resume":
-        return _finish_study(resume_study(args.study, args.workdir))
+        return _finish_study(resume_study(args.study, args.workdir, verbosity=_verbosity(args)))
     if args.action == "list":
         return _print_study_list(args.workdir)
     if args.action == "status":
@@ -319,6 +358,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
             f"study {status['name']}: search {'done' if status['search_done'] else 'not done'}, "
             f"seeds {'done' if status['seeds_done'] else 'not done'}"
         )
+        _print_study_state(status)
         for role, counts in status["phases"].items():
             print(f"  {role}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         searched = "; ".join(f"{name} {seeds}" for name, seeds in status["search_seeds"].items() if seeds)
@@ -328,7 +368,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if status.get("optuna"):
             print("  optuna: " + ", ".join(f"{k} {v}" for k, v in status["optuna"].items() if v))
         print(f"  best so far: {status['best']}")
-        print(f"state: {status['state_file']}")
+        print(f"state file: {status['state_file']}")
         return 0
     raise ConfigError("study needs an action: run, resume, status or list (see rblock-tune study --help)")
 
@@ -403,6 +443,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted_study(args: argparse.Namespace) -> str | None:
+    """The name of the study an interrupted ``study run|resume`` was running: the loaded spec's (with
+    ``--name`` and ``--set``), else ``--name`` (interrupted while the spec loaded), else None."""
+    if getattr(args, "study_name", None):
+        return str(args.study_name)
+    if args.action == "resume":
+        return str(args.study)
+    return str(args.name) if getattr(args, "name", None) else None
+
+
+def _interruption_hint(args: argparse.Namespace) -> str:
+    """What an interrupted verb prints: for a study, the command that continues it."""
+    if args.verb != "study" or args.action not in ("run", "resume"):
+        return "rblock-tune: interrupted"
+    where = getattr(args, "workdir", "rblock_runs")
+    name = _interrupted_study(args)
+    if name is None:
+        return (
+            f"rblock-tune: interrupted; finished trials are kept; continue with: rblock-tune study "
+            f"resume <the spec's name> --workdir {where}"
+        )
+    return (
+        f"rblock-tune: interrupted; finished trials are kept; continue with: "
+        f"rblock-tune study resume {name} --workdir {where}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rblock-tune`` console script; returns the exit code."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # report figures: never a window from the command line
@@ -423,12 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"study": _cmd_study, "report": _cmd_report, "train": _cmd_train}
         return commands[args.verb](args)
     except KeyboardInterrupt:  # a study interrupted mid-phase (train handles its own)
-        where = getattr(args, "workdir", "rblock_runs")
-        print(
-            f"rblock-tune: interrupted; finished trials are kept; continue with: "
-            f"rblock-tune study resume NAME --workdir {where}",
-            file=sys.stderr,
-        )
+        print(_interruption_hint(args), file=sys.stderr)
         return EXIT_INTERRUPTED
     except DivergedError as exc:
         print(f"rblock-tune: error: {exc}", file=sys.stderr)

@@ -16,9 +16,9 @@ parent run holds the artifacts :data:`SPEC_ARTIFACT`, :data:`NORMALISED_SPEC_ART
 :data:`BEST_ARTIFACT`; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`).
 
 A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`),
-``<study>/``:data:`SPEC_FILE` and, once the search phase has finished, one trial config per best
-configuration (:func:`best_config_file`: :data:`BEST_CONFIG_FILE` for the best, the seed phase's arm
-``top1``, then ``top2.yaml``...), which ``rblock-tune train --config`` takes.
+``<study>/``:data:`SPEC_FILE`, ``<study>/``:data:`STUDY_LOG` and, once the search phase has finished,
+one trial config per best configuration (:func:`best_config_file`: :data:`BEST_CONFIG_FILE` for the
+best, the seed phase's arm ``top1``, then ``top2.yaml``...), which ``rblock-tune train --config`` takes.
 """
 
 from __future__ import annotations
@@ -113,6 +113,10 @@ seeds, and whether the seed list may reuse those."""
 # ------------------------------------------------------------------ the study's state
 STATE_FILE: Final = "study.json"
 SPEC_FILE: Final = "spec.yaml"
+STUDY_LOG: Final = "study.log"
+"""Ray's own output of every run and resume of the study (trial tables, Ray's logs and warnings, the
+workers' stdout and stderr), appended; ``rblock-tune -v`` shows it on the terminal instead."""
+
 BEST_CONFIG_FILE: Final = "best.yaml"
 """The best search configuration as a full trial config (arm ``top1`` of the seed phase)."""
 
@@ -128,6 +132,16 @@ STATE_FORMAT: Final = 2
 ``reg.drop_prob`` is read on ``reg.rate_basis`` (default ``submodel``). A study of format 1 (no
 ``format`` key) meant other seeds and, for R-Block, half the drop rate: it is neither resumed nor
 taken as a ``from_study`` arm."""
+
+
+class DriverRecord(TypedDict):
+    """The ``driver`` of a :class:`StudyState`: which process runs the study."""
+
+    pid: int
+    host: str
+    started: str | None
+    """The process's start time as the OS tells it (``/proc/<pid>/stat``), so that another process
+    given the same pid later is not taken for the driver; None where the OS does not tell."""
 
 
 class StudyState(TypedDict, total=False):
@@ -149,3 +163,6 @@ class StudyState(TypedDict, total=False):
     seeds_done: bool
     best: list[dict[str, Any]]
     """The best configurations: ``{"overrides": {...}, <metric>: value}``, best first."""
+    driver: DriverRecord | None
+    """The process running the study now; None (or absent) once no driver runs it. A record whose
+    process is gone is a driver that died: the study is interrupted, not running."""

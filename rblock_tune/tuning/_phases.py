@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -39,6 +40,8 @@ from rblock_tune.layout import (
     TRIAL_TAG,
 )
 from rblock_tune.tuning._arms import build_arms
+from rblock_tune.tuning._display import StudyDisplay
+from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_configs
 from rblock_tune.tuning._spec import StudySpec
 from rblock_tune.tuning._tracking import (
@@ -50,6 +53,7 @@ from rblock_tune.tuning._tracking import (
     set_run_status,
 )
 from rblock_tune.tuning._trainable import STATE_DIR, TrialContext, delete_own_checkpoints, run_trial
+from rblock_tune.tuning._verbosity import NORMAL
 from rblock_tune.tuning._workdir import StudyPaths
 
 __all__ = ["PhaseOutcome", "check_resources", "init_ray", "search_phase", "seed_phase", "trial_resources"]
@@ -77,11 +81,19 @@ AUTOSCALING_ENV = "RBLOCK_CLUSTER_AUTOSCALES"
 """Set to 1 when the cluster adds nodes on demand: a trial may then ask for more than any node has now."""
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, log_file: Path | None = None, verbosity: int = NORMAL) -> None:
     """Join the cluster at ``address`` (:func:`~rblock_tune.tuning._workdir.check_address` has seen
-    it answer), or start a local Ray that listens on 127.0.0.1 only (once per process)."""
-    if ray.is_initialized():
-        return
+    it answer), or start a local Ray that listens on 127.0.0.1 only (once per process); Ray's own
+    output goes to ``log_file`` unless ``verbosity`` is :data:`~rblock_tune.tuning._display.VERBOSE`."""
+    if log_file is not None:
+        route_ray_output(log_file, verbosity)
+    if not ray.is_initialized():
+        _start_ray(address)
+    if log_file is not None:
+        route_worker_output(verbosity)
+
+
+def _start_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address and address != "local":
         # Ray retries joining for minutes: a few seconds here (an operator's own settings win)
@@ -178,20 +190,44 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
 
 
 def _fit(
-    name: str, trainable: Any, paths: StudyPaths, build: Callable[[], Any], resume: bool, expected: int
+    name: str,
+    trainable: Any,
+    paths: StudyPaths,
+    build: Callable[[], Any],
+    resume: bool,
+    expected: int,
+    run_config: tune.RunConfig,
 ) -> PhaseOutcome:
-    """Fit (or continue) one phase's Tuner; how many of its ``expected`` trials it left unfinished."""
+    """Fit (or continue) one phase's Tuner; how many of its ``expected`` trials it left unfinished.
+    ``run_config`` is the one ``build`` uses; a restored Tuner gets its callbacks and verbosity too."""
     experiment = f"{paths.storage.rstrip('/')}/{name}"
     remember(paths.tracking_uri)  # before Ray unpickles a restored phase's status callback
     if resume and tune.Tuner.can_restore(experiment):
         log.info("restoring %s", experiment)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+        _refresh_run_config(tuner, run_config)
     else:
         tuner = build()
     tuner.fit()
     saved = tune.ExperimentAnalysis(experiment).trials
     finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
-    return PhaseOutcome(name, expected, max(expected - finished, 0))
+    outcome = PhaseOutcome(name, expected, max(expected - finished, 0))
+    for callback in run_config.callbacks or []:
+        if isinstance(callback, StudyDisplay):
+            callback.finish(outcome.unfinished)
+    return outcome
+
+
+def _refresh_run_config(tuner: Any, run_config: tune.RunConfig) -> None:
+    """A restored Tuner runs with the callbacks and verbosity of ``run_config`` rather than those
+    pickled with the experiment (its display, this run's ``-v``). Ray has no public setter: this
+    sets the restored ``RunConfig`` of the Ray minor version pinned in pyproject."""
+    restored = getattr(getattr(tuner, "_local_tuner", None), "get_run_config", None)
+    if restored is None:
+        return
+    restored_config = restored()
+    restored_config.callbacks = list(run_config.callbacks or [])
+    restored_config.verbose = run_config.verbose
 
 
 def _trainable(
@@ -225,20 +261,34 @@ def _trainable(
 
 
 def _run_config(
-    name: str, spec: StudySpec, paths: StudyPaths, experiment_id: str, parent: str, budget: int
+    name: str,
+    spec: StudySpec,
+    paths: StudyPaths,
+    experiment_id: str,
+    parent: str,
+    budget: int,
+    expected: int,
+    verbosity: int,
 ) -> tune.RunConfig:
+    phase = "search" if name.endswith("-search") else "seeds"
+    display = StudyDisplay(phase, expected, spec.metric, spec.mode, budget, verbosity)
     return tune.RunConfig(
         name=name,
         storage_path=paths.storage,
         failure_config=tune.FailureConfig(max_failures=spec.failures.retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[_StatusCallback(paths.tracking_uri, experiment_id, parent, budget)],
-        verbose=1,
+        callbacks=[_StatusCallback(paths.tracking_uri, experiment_id, parent, budget), display],
+        verbose=tune_verbose(verbosity),
     )
 
 
 def search_phase(
-    spec: StudySpec, paths: StudyPaths, client: MlflowClient, experiment_id: str, resume: bool
+    spec: StudySpec,
+    paths: StudyPaths,
+    client: MlflowClient,
+    experiment_id: str,
+    resume: bool,
+    verbosity: int = NORMAL,
 ) -> tuple[PhaseOutcome, list[dict[str, Any]]]:
     """Run the search; its outcome and, when done, the best configurations (best first)."""
     name = f"{spec.name}-search"
@@ -247,6 +297,7 @@ def search_phase(
     trainable, state_uri = _trainable(spec, paths, name, ROLE_TRIAL, budget, experiment_id, parent, {})
     searcher = OptunaStudySearcher(spec, paths.optuna_storage, spec.name, budget)
     num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
+    run_config = _run_config(name, spec, paths, experiment_id, parent, budget, num_samples, verbosity)
 
     def build() -> tune.Tuner:
         scheduler: Any
@@ -269,10 +320,10 @@ def search_phase(
                 num_samples=num_samples,
                 reuse_actors=True,  # a new trial skips the worker's start and imports
             ),
-            run_config=_run_config(name, spec, paths, experiment_id, parent, budget),
+            run_config=run_config,
         )
 
-    outcome = _fit(name, trainable, paths, build, resume, num_samples)
+    outcome = _fit(name, trainable, paths, build, resume, num_samples, run_config)
     if not outcome.done:
         return outcome, []
     delete_own_checkpoints(state_uri)
@@ -293,6 +344,7 @@ def seed_phase(
     best: list[dict[str, Any]],
     plan: dict[str, Any],
     resume: bool,
+    verbosity: int = NORMAL,
 ) -> tuple[PhaseOutcome, int]:
     """Run every arm on every seed of ``plan``; its outcome and how many runs it had."""
     assert spec.seeds is not None
@@ -302,6 +354,8 @@ def seed_phase(
     epochs = spec.seed_epochs
     trainable, state_uri = _trainable(spec, paths, name, ROLE_SEED_RUN, epochs, experiment_id, parent, arms)
     seeds = [int(seed) for seed in plan["seeds"]]
+    expected = len(arms) * len(seeds)
+    run_config = _run_config(name, spec, paths, experiment_id, parent, epochs, expected, verbosity)
 
     def build() -> tune.Tuner:
         return tune.Tuner(
@@ -310,10 +364,10 @@ def seed_phase(
             tune_config=tune.TuneConfig(
                 num_samples=1, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
             ),
-            run_config=_run_config(name, spec, paths, experiment_id, parent, epochs),
+            run_config=run_config,
         )
 
-    outcome = _fit(name, trainable, paths, build, resume, len(arms) * len(seeds))
+    outcome = _fit(name, trainable, paths, build, resume, expected, run_config)
     if not outcome.done:
         return outcome, 0
     delete_own_checkpoints(state_uri)

@@ -27,12 +27,15 @@ from rblock_tune.layout import (
     SPEC_FILE,
     STATE_FORMAT,
     STATUS_TAG,
+    STUDY_LOG,
     StudyState,
 )
 from rblock_tune.tuning._arms import plan_seeds
 from rblock_tune.tuning._best import write_best_configs
+from rblock_tune.tuning._driver import driver_alive, study_state, this_driver
 from rblock_tune.tuning._spec import StudySpec, spec_from_dict
 from rblock_tune.tuning._tracking import ensure_experiment
+from rblock_tune.tuning._verbosity import NORMAL
 from rblock_tune.tuning._workdir import (
     check_address,
     check_format,
@@ -84,9 +87,12 @@ def run_study(
     tracking_uri: str | None = None,
     optuna_storage: str | None = None,
     resume: bool = False,
+    verbosity: int = NORMAL,
 ) -> StudyResult:
     """Run (or, with ``resume``, continue) a whole study; the report is the caller's next step
-    (``rblock-tune`` writes it when the spec asks for one)."""
+    (``rblock-tune`` writes it when the spec asks for one). ``verbosity``: what the study prints
+    (:mod:`rblock_tune.tuning._display`); Ray's own output goes to ``<workdir>/<name>/study.log``,
+    or with :data:`~rblock_tune.tuning._display.VERBOSE` to the terminal."""
     paths = resolve_paths(workdir, address, storage, tracking_uri, optuna_storage)
     state_file = state_path(paths.workdir, spec.name)
     if state_file.exists() and not resume:
@@ -97,6 +103,7 @@ def run_study(
     state: StudyState = read_state(state_file) if state_file.exists() else {}
     if state:
         check_format(state, state_file, f"cannot resume study {spec.name!r}")
+        _check_not_running(state, spec.name)
     plan = plan_seeds(spec, paths.workdir)  # before anything is written: arms of other studies, seeds
     check_address(paths.address)  # seconds, not Ray's minutes of retries
     check_tracking_uri(paths.tracking_uri, reading=False, creates=paths.workdir)  # garbage, a dead server
@@ -108,7 +115,7 @@ def run_study(
 
     # the cluster answers, and can hold a trial, before study.json names it (a bad --address is not
     # frozen into the state) and before any Optuna trial exists
-    _phases.init_ray(paths.address)
+    _phases.init_ray(paths.address, state_file.parent / STUDY_LOG, verbosity)
     _phases.check_resources(_phases.trial_resources(spec))
     client = MlflowClient(tracking_uri=paths.tracking_uri)
     if "seed_phase_seeds" in state:  # resumed: the seeds some runs already used stay fixed
@@ -130,6 +137,7 @@ def run_study(
     state.setdefault("search_done", not spec.space)
     state.setdefault("seeds_done", spec.seeds is None)
     state.setdefault("best", [])
+    state["driver"] = this_driver()
     write_state(state_file, state)
     write_private(state_file.parent / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
 
@@ -138,6 +146,8 @@ def run_study(
     experiment_id = ensure_experiment(client, spec.name, artifacts)
 
     def result(seed_runs: int = 0, unfinished: _phases.PhaseOutcome | None = None) -> StudyResult:
+        state["driver"] = None  # this driver is done with the study (a crash leaves its record)
+        write_state(state_file, state)
         return StudyResult(
             spec.name,
             spec,
@@ -151,7 +161,7 @@ def run_study(
         )
 
     if not state["search_done"]:
-        outcome, best = _phases.search_phase(spec, paths, client, experiment_id, resume)
+        outcome, best = _phases.search_phase(spec, paths, client, experiment_id, resume, verbosity)
         if not outcome.done:
             return result(unfinished=outcome)
         state["best"] = best
@@ -163,7 +173,7 @@ def run_study(
     seed_runs = 0
     if not state["seeds_done"]:
         outcome, seed_runs = _phases.seed_phase(
-            spec, paths, client, experiment_id, state["best"], plan, resume
+            spec, paths, client, experiment_id, state["best"], plan, resume, verbosity
         )
         if not outcome.done:
             return result(unfinished=outcome)
@@ -172,7 +182,27 @@ def run_study(
     return result(seed_runs)
 
 
-def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> StudyResult:
+def _check_not_running(state: StudyState, name: str) -> None:
+    """Refuse to run a study whose driver still runs it on this host (a second driver would run its
+    trials twice); a driver recorded on another host cannot be checked: a warning, not a refusal, or a
+    study whose driver died there could never be resumed."""
+    driver: dict[str, Any] = dict(state.get("driver") or {})
+    alive = driver_alive(driver)
+    if alive is False or (alive and driver.get("pid") == this_driver()["pid"]):  # gone, or this process
+        return
+    where = f"driver pid {driver.get('pid')} on {driver.get('host')}"
+    if alive is None:
+        log.warning("study %r was last run by %s, which cannot be checked from here", name, where)
+        return
+    raise CheckpointError(
+        f"study {name!r} is running ({where}): wait for it to end, or stop that driver (Ctrl-C) and "
+        "resume it then"
+    )
+
+
+def resume_study(
+    name_or_dir: str, workdir: str | Path = "rblock_runs", verbosity: int = NORMAL
+) -> StudyResult:
     """Continue an interrupted study where it stopped."""
     state_file = locate_study(name_or_dir, workdir)
     state = read_state(state_file)
@@ -186,6 +216,7 @@ def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> Study
         tracking_uri=recorded_url(state, "tracking_uri", state_file),
         optuna_storage=recorded_url(state, "optuna_storage", state_file),
         resume=True,
+        verbosity=verbosity,
     )
 
 
@@ -230,6 +261,9 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     out["search_done"] = state.get("search_done", False)
     out["seeds_done"] = state.get("seeds_done", False)
     out["tracking_uri"] = redact_url(tracking_uri)
+    out["state"] = study_state(state)
+    out["driver"] = state.get("driver")
+    out["workdir"] = state.get("workdir", str(state_file.parent.parent))
     return out
 
 

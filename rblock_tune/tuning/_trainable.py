@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +192,32 @@ def _report(trainer: Trainer, record: dict[str, Any], metric: str) -> None:
         tune.report(_result(record, metric), checkpoint=tune.Checkpoint.from_directory(directory))
 
 
+def quiet_exit_in_teardown() -> None:
+    """In a trial's worker: an exit requested where it cannot propagate is not printed as a traceback.
+
+    When Tune lets go of a trial's actor, the worker starts its exit and tells its raylet, which
+    answers with SIGTERM (then SIGKILL 200 ms later). Ray's SIGTERM handler raises ``SystemExit(1)``
+    wherever the worker's Python is at that moment, often a weakref or ``__del__`` callback of the
+    interpreter's teardown; Python cannot raise it there and prints ``Exception ignored in: ...
+    Traceback ... SystemExit: 1`` on the worker's stderr, which Ray forwards to the study's terminal
+    although the trial and the study succeeded. The exit goes on either way; only that report is
+    dropped. Other unraisable exceptions are reported as before."""
+    if getattr(sys.unraisablehook, "_rblock_quiet_exit", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, SystemExit):
+            return
+        previous(unraisable)
+
+    hook._rblock_quiet_exit = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial under Ray Tune (see the module docstring)."""
+    quiet_exit_in_teardown()
     cfg, arm = trial_config(config, context)
     trial_id = tune.get_context().get_trial_id()
     run = TrialRun(  # first, so that a trial failing at start still has its run
