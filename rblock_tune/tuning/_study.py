@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from mlflow.tracking import MlflowClient
 
+from rblock_tune.config import with_overrides
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import (
     CHILD_ROLES,
@@ -28,10 +29,13 @@ from rblock_tune.layout import (
     STATUS_TAG,
     StudyState,
 )
-from rblock_tune.tuning._arms import plan_seeds
-from rblock_tune.tuning._spec import StudySpec, spec_from_dict
+from rblock_tune.tuning._arms import plan_seeds, resolve_arms
+from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._tracking import check_tracking, ensure_experiment
 from rblock_tune.tuning._workdir import (
+    ARTIFACTS_DIR,
+    StudyPaths,
+    check_destinations,
     check_format,
     check_optuna_storage,
     locate_study,
@@ -70,6 +74,23 @@ class StudyResult:
         return self.unfinished is None
 
 
+def check_data(spec: StudySpec, paths: StudyPaths, *, fetch: bool) -> None:
+    """Every dataset the study's trials load is there (with ``fetch``, downloaded now where it is
+    missing and allowed to be), before Ray starts: otherwise every trial would fail on it. On a remote
+    cluster the data live on its nodes, which the driver cannot see: their trials say it."""
+    if paths.address not in (None, "local"):
+        return
+    from rblock_tune.data import ensure_source
+
+    configs = [spec.base]
+    if spec.seeds is not None:
+        configs += [
+            with_overrides(spec.base, overrides) for overrides in resolve_arms(spec, paths.workdir).values()
+        ]
+    for data in {config.data for config in configs}:
+        ensure_source(data, fetch=fetch)
+
+
 def run_study(
     spec: StudySpec,
     *,
@@ -83,6 +104,7 @@ def run_study(
     """Run (or, with ``resume``, continue) a whole study; the report is the caller's next step
     (``rblock-tune`` writes it when the spec asks for one)."""
     paths = resolve_paths(workdir, address, storage, tracking_uri, optuna_storage)
+    check_destinations(paths)
     state_file = state_path(paths.workdir, spec.name)
     if state_file.exists() and not resume:
         raise CheckpointError(
@@ -93,10 +115,12 @@ def run_study(
     if state:
         check_format(state, state_file, f"cannot resume study {spec.name!r}")
     plan = plan_seeds(spec, paths.workdir)  # before anything is written: arms of other studies, seeds
+    check_data(spec, paths, fetch=False)  # missing data that cannot be downloaded: before anything
     paths.workdir.mkdir(parents=True, exist_ok=True)
     if spec.space:
         check_optuna_storage(paths.optuna_storage)
     check_tracking(paths.tracking_uri)
+    check_data(spec, paths, fetch=True)  # a download, once the stores answered and before any state
     client = MlflowClient(tracking_uri=paths.tracking_uri)
     if "seed_phase_seeds" in state:  # resumed: the seeds some runs already used stay fixed
         plan["seeds"] = [int(seed) for seed in state["seed_phase_seeds"]]
@@ -123,7 +147,7 @@ def run_study(
     from rblock_tune.tuning import _phases  # Ray: only once a study really runs
 
     local = not paths.tracking_uri.startswith(("http://", "https://", "databricks"))
-    artifacts = (paths.workdir / "mlartifacts").as_uri() if local else None
+    artifacts = (paths.workdir / ARTIFACTS_DIR).as_uri() if local else None
     experiment_id = ensure_experiment(client, spec.name, artifacts)
     _phases.init_ray(paths.address)
 
@@ -163,8 +187,9 @@ def run_study(
 
 def resume_study(name_or_dir: str, workdir: str | Path = "rblock_runs") -> StudyResult:
     """Continue an interrupted study where it stopped."""
-    state = read_state(locate_study(name_or_dir, workdir))
-    spec = spec_from_dict(state["spec"])
+    state_file = locate_study(name_or_dir, workdir)
+    state = read_state(state_file)
+    spec = spec_from_state(state, state_file)
     storage = state["storage"] if state.get("address") else None
     return run_study(
         spec,
@@ -190,7 +215,7 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
 
     state_file = locate_study(name_or_dir, workdir)
     state = read_state(state_file)
-    spec = spec_from_dict(state["spec"])
+    spec = spec_from_state(state, state_file)
     out: dict[str, Any] = {"name": spec.name, "state_file": str(state_file), "phases": {}}
     client = MlflowClient(tracking_uri=state["tracking_uri"])
     experiment = client.get_experiment_by_name(spec.name)
