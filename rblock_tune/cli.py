@@ -7,6 +7,7 @@ into one line on stderr with exit code 2 (3 when training diverged, 130 on Ctrl-
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rblock_tune import __version__
+from rblock_tune._files import ensure_writable_dir
 from rblock_tune.errors import ConfigError, DivergedError, RBlockError
 from rblock_tune.layout import BEST_CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
 
@@ -159,7 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _report_tracking_uri(args: argparse.Namespace) -> str:
-    import json
+    from rblock_tune.tuning._workdir import MLFLOW_DB, read_state
 
     if args.tracking_uri:
         return str(args.tracking_uri)
@@ -167,8 +169,8 @@ def _report_tracking_uri(args: argparse.Namespace) -> str:
     if state.is_file():
         from rblock_tune.tuning._workdir import recorded_url  # the password comes from the environment
 
-        return recorded_url(json.loads(state.read_text()), "tracking_uri", state)
-    db = Path(args.workdir) / "mlflow.db"
+        return recorded_url(read_state(state), "tracking_uri", state)
+    db = Path(args.workdir) / MLFLOW_DB
     if db.is_file():
         return f"sqlite:///{db.resolve()}"
     raise ConfigError(
@@ -188,9 +190,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.resamples < 100:
         raise ConfigError(f"--resamples {args.resamples} is too few for a BCa interval: use 1000 or more")
     out = Path(args.out) if args.out else Path(args.workdir) / args.experiment / "report"
+    tracking_uri = _report_tracking_uri(args)
+    ensure_writable_dir(out, "--out" if args.out else "report folder", keep=False)
     result = write_report(
         args.experiment,
-        _report_tracking_uri(args),
+        tracking_uri,
         out,
         metric=args.metric,
         baseline=args.baseline,
@@ -335,7 +339,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):  # its INFO lines (creating tables...) are not the study's
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     if args.action == "run":
-        overrides = list(args.overrides) + ([f"name={args.name}"] if args.name else [])
+        # the name quoted: --name 2024 is the string '2024', not a number
+        named = [f"name={json.dumps(args.name)}"] if args.name is not None else []
+        overrides = list(args.overrides) + named
         spec = load_study_spec(args.spec, overrides)
         args.study_name = spec.name  # for the hint of an interruption
         result = run_study(
@@ -414,6 +420,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             name = f"train-{config.reg.variant}-{config.model.name}-s{config.seed}-{stamp}"
             out = Path("rblock_runs") / name
 
+    ensure_writable_dir(out, "--out" if args.out else "run directory", keep=False)  # before the data loads
     progress = not args.no_progress and sys.stderr.isatty()
     epochs = config.train.epochs
     log.info("run directory: %s", out)

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from rblock_tune._files import DuplicateKeyError, UniqueKeyLoader, read_yaml
 from rblock_tune._schema import build, check_choice, out_of_range, unknown_key
 from rblock_tune.errors import ConfigError
 from rblock_tune.variants import (
@@ -360,6 +361,14 @@ def _unknown_key(where: str, key: Any, allowed: Sequence[Any] = ()) -> ConfigErr
     return unknown_key("", f"{where}.{key}" if where else str(key), valid_keys())
 
 
+def _section_as_value(section: str, value: Any) -> ConfigError:
+    """``data=5``: a whole section given one value."""
+    keys = ", ".join(f"{section}.{f.name}" for f in dataclasses.fields(_SECTIONS[section]))
+    return ConfigError(
+        f"{section}={value!r}: {section} is a section of keys, not a value; set its keys one by one ({keys})"
+    )
+
+
 def config_from_dict(values: Mapping[str, Any] | None) -> TrialConfig:
     """Build and validate a :class:`TrialConfig` from a nested mapping.
 
@@ -402,7 +411,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {text!r} is not key=value: write for example --set reg.alpha=1.0")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {text!r} gives key {exc.key!r} twice: keep one of them") from None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -416,6 +427,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     out: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in dict(values).items()}
     known = set(valid_keys())
     for key, value in overrides.items():
+        if key in _SECTIONS:
+            raise _section_as_value(key, value)
         if key not in known:
             raise _unknown_key("", key)
         if "." in key:
@@ -428,24 +441,6 @@ def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
         else:
             out[key] = value
     return out
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        loaded = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, not {type(loaded).__name__}")
-    return loaded
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrialConfig:

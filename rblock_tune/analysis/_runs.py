@@ -68,7 +68,8 @@ def load_runs(experiment: str, tracking_uri: str, *, page_size: int = 5000) -> p
     ``study``, ``epochs_done``, ``error``) and ``parent_run_id``, then every param under its dotted
     name (``reg.alpha``; values parsed back to numbers and booleans; integer params as ``Int64``),
     then the latest value of each metric (``val_acc``, ``test_acc``, ...: the last epoch's).
-    ``attrs`` keeps ``experiment``, ``experiment_id`` and ``tracking_uri`` for :func:`load_histories`.
+    ``attrs`` keeps ``experiment``, ``experiment_id`` and ``tracking_uri`` for :func:`load_histories`,
+    and ``metrics``: the metric columns (those that are not params).
     Runs are fetched ``page_size`` per request.
 
     Raises:
@@ -120,7 +121,12 @@ def load_runs(experiment: str, tracking_uri: str, *, page_size: int = 5000) -> p
     table = table.sort_values(["role", "arm", "seed", "start_time"], na_position="last", kind="stable")
     table = table.reset_index(drop=True)
     table.attrs.update(
-        {"experiment": experiment, "experiment_id": experiment_id, "tracking_uri": tracking_uri}
+        {
+            "experiment": experiment,
+            "experiment_id": experiment_id,
+            "tracking_uri": tracking_uri,
+            "metrics": sorted(metrics - set(base) - params),
+        }
     )
     return table
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from rblock_tune._files import load_yaml
 from rblock_tune.analysis._runs import load_artifact_text
 from rblock_tune.analysis.sample_size import seeds_needed
 from rblock_tune.errors import ConfigError
@@ -100,7 +100,7 @@ def read_protocol(runs: pd.DataFrame) -> Protocol:
     for role, name in ((ROLE_STUDY, NORMALISED_SPEC_ARTIFACT), (ROLE_SEEDS, ARMS_ARTIFACT)):
         parents = runs.loc[runs["role"] == role, "run_id"]
         text = load_artifact_text(str(parents.iloc[0]), name, tracking_uri) if len(parents) else None
-        doc = yaml.safe_load(text) if text else None
+        doc = load_yaml(text, f"artifact {name} of the study's {role} run") if text else None
         docs[role] = doc if isinstance(doc, dict) else {}
     spec, arms_doc = docs[ROLE_STUDY], docs[ROLE_SEEDS]
     searched: dict[str, list[int]] = {
@@ -189,10 +189,23 @@ def comparison_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, st
     Raises:
         ConfigError: the experiment has no completed trial or seed run, or no such metric.
     """
-    if metric not in runs.columns:
-        numeric = [c for c in runs.columns if c not in ("seed", "epochs_done") and runs[c].dtype.kind == "f"]
+    experiment = runs.attrs.get("experiment")
+    if not runs["role"].isin([ROLE_STUDY, ROLE_SEEDS, ROLE_TRIAL, ROLE_SEED_RUN]).any():
+        where = f" at {runs.attrs['tracking_uri']}" if "tracking_uri" in runs.attrs else ""
         raise ConfigError(
-            f"metric {metric!r} is not in the runs (metrics there: {', '.join(numeric) or 'none'}); "
+            f"experiment {experiment!r}{where} is not a study made by rblock-tune (none of its "
+            f"{len(runs)} runs comes from a study's search or seed phase): "
+            "pass --experiment with a study's name"
+        )
+    if metric not in runs.columns or metric not in runs.attrs.get("metrics", [metric]):
+        if "metrics" in runs.attrs:
+            names = list(runs.attrs["metrics"])
+        else:
+            names = [
+                c for c in runs.columns if c not in ("seed", "epochs_done") and runs[c].dtype.kind == "f"
+            ]
+        raise ConfigError(
+            f"metric {metric!r} is not in the runs (metrics there: {', '.join(names) or 'none'}); "
             "pass --metric with one of them"
         )
     seed_runs = runs[runs["role"] == ROLE_SEED_RUN]

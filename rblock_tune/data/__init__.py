@@ -2,6 +2,7 @@
 
 Public API:
 
+* :func:`ensure_source` checks that a dataset is there (or fetches it) before any work needs it.
 * :func:`load_dataset` turns a :class:`~rblock_tune.config.DataConfig` into a
   :class:`Dataset`: CIFAR-10/100, Tiny ImageNet, any image folder, or synthetic data,
   with a validation split and subset fixed by ``data.split_seed``.
@@ -18,13 +19,14 @@ from __future__ import annotations
 from rblock_tune.data._dataset import Dataset
 from rblock_tune.data._device_loader import DeviceLoader
 from rblock_tune.data._paths import resolve_cache_dir, resolve_data_root
-from rblock_tune.data._prepare import load_dataset
+from rblock_tune.data._prepare import ensure_source, load_dataset
 from rblock_tune.data._split import allocate, probe_rows, stratified_pick
 
 __all__ = [
     "Dataset",
     "DeviceLoader",
     "allocate",
+    "ensure_source",
     "load_dataset",
     "probe_rows",
     "resolve_cache_dir",

@@ -21,6 +21,10 @@ from rblock_tune.errors import DataError
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "fetch_cifar",
+    "locate_cifar",
+    "locate_imagefolder",
+    "locate_tinyimagenet",
     "load_cifar",
     "load_imagefolder",
     "load_tinyimagenet",
@@ -195,12 +199,22 @@ def load_imagefolder(root: Path, cache_dir: Path, image_size: int | None) -> Raw
         DataError: missing folders, different class folders in train and test, an
             unreadable image or mixed image sizes.
     """
+    locate_imagefolder(root)
+    return _load_folder("imagefolder", root, cache_dir, size=image_size)
+
+
+def locate_imagefolder(root: Path) -> Path:
+    """The image folder at ``root`` (its ``train/`` must exist; the layout is checked on loading).
+
+    Raises:
+        DataError: ``root/train`` is missing.
+    """
     if not (root / "train").is_dir():
         raise DataError(
             f"imagefolder not found under {root} (looked for {root / 'train'} and {root / 'test'}); "
             "set data.root or RBLOCK_DATA_DIR to a folder with train/<class>/* and test/<class>/*"
         )
-    return _load_folder("imagefolder", root, cache_dir, size=image_size)
+    return root
 
 
 # ----------------------------------------------------------------------------- CIFAR
@@ -271,22 +285,53 @@ def load_cifar(name: str, root: Path, cache_dir: Path, download: bool) -> RawSpl
     Raises:
         DataError: nothing found, a wrong layout, an unreadable image, or a failed download.
     """
-    subdirs, release_name, n_classes, _ = _CIFAR[name]
-    candidates = [root, *(root / s for s in subdirs)]
-    release = root / release_name
+    kind, base = locate_cifar(name, root, download)
+    if kind == "folder":
+        expected = CIFAR10_CLASSES if name == "cifar10" else None
+        n_classes = _CIFAR[name][2]
+        return _load_folder(name, base, cache_dir, expected=expected, n_classes=n_classes, expect=(32, 32))
+    if kind == "download":
+        fetch_cifar(name, root)
+    return _load_release(name, root, base, cache_dir)
+
+
+def _cifar_candidates(name: str, root: Path) -> tuple[list[Path], Path]:
+    subdirs, release_name, _, _ = _CIFAR[name]
+    return [root, *(root / s for s in subdirs)], root / release_name
+
+
+def locate_cifar(name: str, root: Path, download: bool) -> tuple[str, Path]:
+    """Where :func:`load_cifar` finds CIFAR under ``root``, in its search order, without reading it.
+
+    Returns:
+        ``("folder", base)`` for an image-folder copy, ``("release", folder)`` for torchvision's
+        python release, or ``("download", folder)`` when neither is there and ``download`` allows
+        fetching the release into that folder (:func:`fetch_cifar`).
+
+    Raises:
+        DataError: nothing found and ``download`` is false.
+    """
+    candidates, release = _cifar_candidates(name, root)
     for base in candidates:
         if (base / "train").is_dir():
-            expected = CIFAR10_CLASSES if name == "cifar10" else None
-            return _load_folder(
-                name, base, cache_dir, expected=expected, n_classes=n_classes, expect=(32, 32)
-            )
+            return "folder", base
     if release.is_dir():
-        return _load_release(name, root, release, cache_dir)
-    looked = ", ".join(str(c / "train") for c in candidates) + f", {release}"
+        return "release", release
     if download:
-        _download(name, root, looked)
-        return _load_release(name, root, release, cache_dir)
+        return "download", release
+    looked = ", ".join(str(c / "train") for c in candidates) + f", {release}"
     raise DataError(f"{name} not found under {root} (looked for {looked}); {_FIX}, or data.download=true")
+
+
+def fetch_cifar(name: str, root: Path) -> None:
+    """Download torchvision's python release of CIFAR into ``root``.
+
+    Raises:
+        DataError: the download failed (no network, a bad checksum, ...).
+    """
+    candidates, release = _cifar_candidates(name, root)
+    looked = ", ".join(str(c / "train") for c in candidates) + f", {release}"
+    _download(name, root, looked)
 
 
 # ----------------------------------------------------------------------------- TinyImageNet
@@ -377,14 +422,7 @@ def load_tinyimagenet(root: Path, cache_dir: Path) -> RawSplits:
     Raises:
         DataError: nothing found, a wrong layout or an unreadable image.
     """
-    candidates = [root, root / "tiny-imagenet-200"]
-    base = next((c for c in candidates if (c / "wnids.txt").is_file()), None)
-    if base is None:
-        looked = ", ".join(str(c / "wnids.txt") for c in candidates)
-        raise DataError(
-            f"tinyimagenet not found under {root} (looked for {looked}); {_FIX} "
-            "(unpack tiny-imagenet-200.zip there; it is not downloaded automatically)"
-        )
+    base = locate_tinyimagenet(root)
     wnids, val = _tiny_layout(base)
     fingerprint = {
         "layout": "tiny-imagenet-200",
@@ -394,3 +432,20 @@ def load_tinyimagenet(root: Path, cache_dir: Path) -> RawSplits:
         "train": [[w, *dir_stamp(base / "train" / w / "images")] for w in wnids],
     }
     return load_or_build(cache_dir, "tinyimagenet", base, fingerprint, lambda: _decode_tiny(base, wnids, val))
+
+
+def locate_tinyimagenet(root: Path) -> Path:
+    """The ``tiny-imagenet-200`` folder under ``root`` (``root`` itself or ``root/tiny-imagenet-200``).
+
+    Raises:
+        DataError: neither holds ``wnids.txt``.
+    """
+    candidates = [root, root / "tiny-imagenet-200"]
+    base = next((c for c in candidates if (c / "wnids.txt").is_file()), None)
+    if base is None:
+        looked = ", ".join(str(c / "wnids.txt") for c in candidates)
+        raise DataError(
+            f"tinyimagenet not found under {root} (looked for {looked}); {_FIX} "
+            "(unpack tiny-imagenet-200.zip there; it is not downloaded automatically)"
+        )
+    return base

@@ -11,7 +11,7 @@ from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, flatten_config
 from rblock_tune.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_KEYS", "check_compatible", "read_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_KEYS", "check_compatible", "differing_keys", "read_checkpoint"]
 
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout; 2 since models of every variant hold identity drop layers and
@@ -24,6 +24,8 @@ RESUMABLE_KEYS = frozenset({"train.device", "train.compile", "data.root", "data.
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint file, with one-line errors for a missing or unreadable one."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -43,13 +45,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def differing_keys(saved: TrialConfig, current: TrialConfig) -> list[str]:
+    """The keys, apart from :data:`RESUMABLE_KEYS`, whose values differ between two configs."""
+    old, new = flatten_config(saved), flatten_config(current)
+    return [key for key, value in old.items() if key not in RESUMABLE_KEYS and new[key] != value]
+
+
 def check_compatible(saved: TrialConfig, current: TrialConfig) -> None:
     """Refuse to continue a run under a config that differs from its checkpoint's (apart from
-    :data:`RESUMABLE_KEYS`)."""
-    old, new = flatten_config(saved), flatten_config(current)
-    for key, value in old.items():
-        if key not in RESUMABLE_KEYS and new[key] != value:
-            raise CheckpointError(
-                f"cannot resume: {key}={new[key]!r} differs from the checkpoint's {value!r}; "
-                "resume with the run's own config (omit --config/--set) or start a new --out"
-            )
+    :data:`RESUMABLE_KEYS`); the message names every key that differs."""
+    differ = differing_keys(saved, current)
+    if differ:
+        old, new = flatten_config(saved), flatten_config(current)
+        shown = ", ".join(
+            f"{key}={new[key]!r} differs from the checkpoint's {old[key]!r}" for key in differ[:6]
+        )
+        more = f" (and {len(differ) - 6} more keys)" if len(differ) > 6 else ""
+        raise CheckpointError(
+            f"cannot resume: {shown}{more}, so this directory holds another run; resume with the run's "
+            "own config (omit --config/--set) or start a new --out"
+        )

@@ -11,9 +11,9 @@ from typing import Any
 
 from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
-from rblock_tune.errors import CheckpointError, DivergedError
+from rblock_tune.errors import CheckpointError, DivergedError, RBlockError
 from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, METRICS_FILE, RUNNING
-from rblock_tune.trainer._checkpoint import check_compatible, read_checkpoint
+from rblock_tune.trainer._checkpoint import check_compatible, differing_keys, read_checkpoint
 from rblock_tune.trainer._trainer import Trainer
 
 __all__ = ["load_run_config", "run_training"]
@@ -47,6 +47,24 @@ def _metrics_payload(trainer: Trainer, status: str, error: str | None = None) ->
     if error is not None:
         payload["error"] = error
     return payload
+
+
+def _check_metrics_belong(metrics: Path, saved: TrialConfig) -> None:
+    """A run directory's ``metrics.json`` must be the record of its checkpoint's run: resuming
+    rewrites it, which must not wipe another run's results."""
+    if not metrics.exists():
+        return
+    try:
+        recorded = json.loads(metrics.read_text())
+        differ = differing_keys(saved, config_from_dict(recorded["config"]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RBlockError):
+        differ = ["(it cannot be read as a run's record)"]
+    if differ:
+        raise CheckpointError(
+            f"cannot resume: {metrics} records another run than {metrics.parent / CHECKPOINT_FILE} "
+            f"(differing: {', '.join(differ[:6])}), and resuming would overwrite it; move {METRICS_FILE} "
+            "away, or start a new --out"
+        )
 
 
 def load_run_config(out_dir: str | Path) -> TrialConfig:
@@ -90,7 +108,9 @@ def run_training(
         )
     state = read_checkpoint(ckpt) if resume else None
     if state is not None:
-        check_compatible(config_from_dict(state["config"]), config)
+        saved = config_from_dict(state["config"])
+        check_compatible(saved, config)
+        _check_metrics_belong(metrics, saved)
     trainer = Trainer(config)  # loads the data first: a data error leaves no directory behind
     out.mkdir(parents=True, exist_ok=True)
     if state is not None:

@@ -9,7 +9,7 @@ from typing import Any
 from rblock_tune.config import flatten_config, with_overrides
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import StudyState
-from rblock_tune.tuning._spec import StudySpec, search_seeds, spec_from_dict
+from rblock_tune.tuning._spec import StudySpec, search_seeds, spec_from_state
 from rblock_tune.tuning._workdir import check_format, read_state, state_path
 
 __all__ = ["build_arms", "plan_seeds", "resolve_arms"]
@@ -28,7 +28,7 @@ def _other_study(workdir: Path, label: str, name: str) -> tuple[StudySpec, Study
         )
     state = read_state(other)
     check_format(state, other, f"seeds arm {label!r}: from_study {name!r}")
-    return spec_from_dict(state["spec"]), state
+    return spec_from_state(state, other), state
 
 
 def resolve_arms(spec: StudySpec, workdir: Path) -> dict[str, dict[str, Any]]:

@@ -4,14 +4,13 @@ and a store that is not there (a sqlite file that was never made) is not created
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, cast
 
-from rblock_tune.errors import ConfigError
+from rblock_tune.errors import ConfigError, RBlockError
 from rblock_tune.layout import ROLE_SEED_RUN, ROLE_TRIAL, RUNNING, STATE_FILE, StudyState
-from rblock_tune.tuning._spec import StudySpec, spec_from_dict
+from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._workdir import read_state, recorded_url, redact_url
 
 __all__ = ["list_studies"]
@@ -96,17 +95,14 @@ def _reason(exc: BaseException) -> str:
 
 def _read(folder: Path) -> tuple[dict[str, Any], StudySpec]:
     """The study's state and spec; ValueError saying why they cannot be read."""
+    path = folder / STATE_FILE
     try:
-        state: Any = read_state(folder / STATE_FILE)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{STATE_FILE} is not valid JSON ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{STATE_FILE} cannot be read ({exc})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("spec"), dict):
-        raise ValueError(f"{STATE_FILE} holds no study spec")
+        state: Any = read_state(path)  # checks JSON, keys and types: one line naming the file
+    except RBlockError as exc:
+        raise ValueError(str(exc).replace(f"{path} ", f"{STATE_FILE} ", 1)) from None
     try:
-        spec = spec_from_dict(state["spec"])
-    except ConfigError as exc:
+        spec = spec_from_state(state, path)
+    except RBlockError as exc:
         raise ValueError(f"its spec is not valid ({exc})") from None
     return state, spec
 

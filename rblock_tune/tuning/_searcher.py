@@ -27,7 +27,8 @@ from rblock_tune._stores import redact_url, remember, unredact
 from rblock_tune.config import flatten_config
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import DIVERGED, EARLY_STOPPED, FAILED, OPTUNA_STATUS_ATTR, RAY_TRIAL_ATTR
-from rblock_tune.tuning._spec import Dimension, StudySpec
+from rblock_tune.tuning._space import grid, is_active
+from rblock_tune.tuning._spec import StudySpec
 
 __all__ = ["SEARCHER_STATE_FORMAT", "OptunaStudySearcher", "grid_points", "sample_space"]
 
@@ -37,8 +38,7 @@ SEARCHER_STATE_FORMAT = "rblock-searcher/1"
 log = logging.getLogger(__name__)
 
 
-def _active(dim: Dimension, chosen: dict[str, Any], base: dict[str, Any]) -> bool:
-    return all(chosen.get(key, base[key]) in allowed for key, allowed in dim.when)
+_active = is_active
 
 
 def sample_space(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
@@ -65,22 +65,7 @@ def sample_space(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 
 def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
     """Every combination of the (finite) dimensions, conditions applied, without repeats."""
-    base = flatten_config(spec.base)
-    points: list[dict[str, Any]] = [{}]
-    for dim in spec.space:
-        values = dim.possible_values() or ()
-        grown: list[dict[str, Any]] = []
-        for point in points:
-            if _active(dim, point, base):
-                grown.extend({**point, dim.key: v} for v in values)
-            else:
-                grown.append(point)
-        points = grown
-    unique: list[dict[str, Any]] = []
-    for point in points:
-        if point not in unique:
-            unique.append(point)
-    return unique
+    return grid(spec.space, flatten_config(spec.base))
 
 
 def _sampler(spec: StudySpec, offset: int = 0) -> optuna.samplers.BaseSampler:

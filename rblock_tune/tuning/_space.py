@@ -21,6 +21,9 @@ from rblock_tune.config import (
 from rblock_tune.errors import ConfigError
 
 __all__ = [
+    "grid",
+    "is_active",
+    "missing_grid_keys",
     "DIMENSION_TYPES",
     "Dimension",
     "check_space_values",
@@ -237,3 +240,35 @@ def _check_combinations(dims: Sequence[Dimension], base_dict: dict[str, Any]) ->
 
 def _flat_value(config: TrialConfig, key: str) -> Any:
     return flatten_config(config)[key]
+
+
+def is_active(dim: Dimension, chosen: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    """Whether ``dim`` is sampled given the values ``chosen`` so far (else ``base``'s flat values)."""
+    return all(chosen.get(key, base[key]) in allowed for key, allowed in dim.when)
+
+
+def grid(dims: Sequence[Dimension], base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the (finite) dimensions ``dims``, conditions applied, without repeats;
+    ``base`` is the flat base config (:func:`~rblock_tune.config.flatten_config`)."""
+    points: list[dict[str, Any]] = [{}]
+    for dim in dims:
+        values = dim.possible_values() or ()
+        grown: list[dict[str, Any]] = []
+        for point in points:
+            if is_active(dim, point, base):
+                grown.extend({**point, dim.key: v} for v in values)
+            else:
+                grown.append(point)
+        points = grown
+    unique: list[dict[str, Any]] = []
+    for point in points:
+        if point not in unique:
+            unique.append(point)
+    return unique
+
+
+def missing_grid_keys(
+    dims: Sequence[Dimension], point: Mapping[str, Any], base: Mapping[str, Any]
+) -> list[str]:
+    """The dimensions a grid point leaves out although they are active for it (a complete point: none)."""
+    return [d.key for d in dims if d.key not in point and is_active(d, point, base)]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rblock_tune._files import read_yaml
 from rblock_tune._schema import (
     FINITE,
     Check,
@@ -43,17 +44,19 @@ from rblock_tune.config import (
     config_to_dict,
     flatten_config,
     parse_override,
-    read_yaml,
     valid_keys,
 )
-from rblock_tune.errors import ConfigError
+from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.tuning._space import (
     DIMENSION_TYPES,
     Dimension,
     check_space_values,
     dim_samples,
+    grid,
+    missing_grid_keys,
     parse_space,
 )
+from rblock_tune.tuning._workdir import RESERVED_NAMES
 
 __all__ = [
     "DIMENSION_TYPES",
@@ -69,7 +72,9 @@ __all__ = [
     "StudySpec",
     "load_study_spec",
     "search_seeds",
+    "search_size",
     "spec_from_dict",
+    "spec_from_state",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,7 +233,12 @@ class StudySpec:
     metric's natural direction (:data:`REPORTED_METRICS`)."""
 
     name: str = setting(
-        Check(_is_name, "is invalid: give the study a name of letters, digits, '-', '_' or '.'", raw=True)
+        Check(_is_name, "is invalid: give the study a name of letters, digits, '-', '_' or '.'", raw=True),
+        Check(
+            lambda name: name not in RESERVED_NAMES,
+            f"is reserved: the work directory keeps its own files under {', '.join(sorted(RESERVED_NAMES))}; "
+            "pick another --name",
+        ),
     )
     base: TrialConfig = setting(parse=_parse_base)
     metric: str = setting(
@@ -278,6 +288,9 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
         raise ConfigError(f"metric={spec.metric!r} needs a validation set, but base.data.val_size is 0")
     check_space_values(spec.space, spec.base)
     _check_search(spec)
+    _check_grid(spec, raw)
+    _check_top_k(spec)
+    _check_devices(spec)
     _check_scheduler(spec)
     _check_epochs(spec.base, spec.search_epochs, "scheduler.budget")
     if spec.seeds is not None:
@@ -288,6 +301,18 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
     spec = dataclasses.replace(spec, raw=raw)
     warning = _ramp_warning(spec)
     return dataclasses.replace(spec, warnings=(warning,)) if warning else spec
+
+
+def spec_from_state(state: Mapping[str, Any], state_file: Path) -> StudySpec:
+    """The spec a study's state (``state_file``) holds, validated again; one line naming the file
+    when this version refuses it."""
+    try:
+        return spec_from_dict(state["spec"])
+    except ConfigError as exc:
+        raise CheckpointError(
+            f"{state_file.name} in {state_file.parent} holds a spec this rblock-tune refuses ({exc}); "
+            "fix the spec and run the study again under another --name"
+        ) from None
 
 
 def _check_overrides(where: str, overrides: Mapping[str, Any], base: TrialConfig) -> None:
@@ -317,6 +342,83 @@ def _check_search(spec: StudySpec) -> None:
             if not dims[k].can_take(v):
                 raise ConfigError(f"{where}.{k}={v!r} is outside space.{k}")
         _check_overrides(where, point, spec.base)
+
+
+def search_size(spec: StudySpec) -> int:
+    """The number of search trials: every grid combination once, else ``search.num_samples``."""
+    if spec.search.algorithm == "grid":
+        return len(grid(spec.space, flatten_config(spec.base)))
+    return spec.search.num_samples
+
+
+def _check_grid(spec: StudySpec, raw: Mapping[str, Any]) -> None:
+    """A grid runs each combination once: ``num_samples`` can only repeat that count, and a
+    starting point must name every dimension it activates (a partial one is sampled at random, so
+    it repeats one grid point while the grid's own point count leaves another one out)."""
+    if spec.search.algorithm != "grid":
+        return
+    base = flatten_config(spec.base)
+    size = search_size(spec)
+    written = raw.get("search")
+    if isinstance(written, Mapping) and "num_samples" in written and spec.search.num_samples != size:
+        raise ConfigError(
+            f"search.num_samples={spec.search.num_samples} does not apply to search.algorithm=grid, "
+            f"which runs each of its {size} combinations once: remove search.num_samples "
+            f"(or set it to {size})"
+        )
+    for i, point in enumerate(spec.search.points):
+        missing = missing_grid_keys(spec.space, point, base)
+        if missing:
+            raise ConfigError(
+                f"search.points[{i}] leaves out {', '.join(missing)}: a grid point must name every "
+                "dimension (the grid runs every combination anyway); complete it or remove search.points"
+            )
+
+
+def _check_top_k(spec: StudySpec) -> None:
+    """``seeds.top_k`` cannot exceed the configurations the search can produce."""
+    if spec.seeds is None or (spec.seeds.top_k <= 1 and spec.space):
+        return
+    if not spec.space:
+        if spec.seeds.top_k > 1:
+            raise ConfigError(
+                f"seeds.top_k={spec.seeds.top_k} but there is no search (space is empty), whose only "
+                "configuration is the base: set seeds.top_k to 1 (or 0 with seeds.arms)"
+            )
+        return
+    size = search_size(spec)
+    if spec.seeds.top_k > size:
+        trials = (
+            f"its {size} grid combinations"
+            if spec.search.algorithm == "grid"
+            else f"search.num_samples={size}"
+        )
+        raise ConfigError(
+            f"seeds.top_k={spec.seeds.top_k} asks for more configurations than the search runs ({trials}): "
+            f"lower seeds.top_k to at most {size}, or run more search trials"
+        )
+
+
+def _check_devices(spec: StudySpec) -> None:
+    """Ray hands each trial ``resources.gpus``: a CPU trial holding a GPU idles it, and a CUDA trial
+    without one sees no GPU at all."""
+    gpus = spec.resources.gpus
+    devices = {"base.train.device": spec.base.train.device}
+    if spec.seeds is not None:
+        for i, arm in enumerate(spec.seeds.arms):
+            if "train.device" in arm.overrides:
+                devices[f"seeds.arms[{i}].set.train.device"] = arm.overrides["train.device"]
+    for where, device in devices.items():
+        if gpus > 0 and device == "cpu":
+            raise ConfigError(
+                f"resources.gpus={gpus:g} with {where}=cpu: every trial would hold a GPU it never uses; "
+                "set resources.gpus: 0, or train.device: auto (or cuda)"
+            )
+        if gpus == 0 and device == "cuda":
+            raise ConfigError(
+                f"{where}=cuda with resources.gpus=0: Ray gives such a trial no GPU, so it cannot run on "
+                "CUDA; set resources.gpus (1, or a share such as 0.5), or train.device: auto (or cpu)"
+            )
 
 
 def _check_scheduler(spec: StudySpec) -> None:
@@ -427,7 +529,11 @@ def _ramp_warning(spec: StudySpec) -> str | None:
 def load_study_spec(path: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
     """Read a study spec file and apply ``--set`` overrides by dotted path (``search.num_samples=4``,
     ``base.data.root=/data``), then validate it."""
-    raw = read_yaml(path)
+    raw = read_yaml(path, "study spec")
+    if not raw:
+        raise ConfigError(
+            f"study spec {str(path)!r} is empty: a spec needs at least name and base (see docs/studies.md)"
+        )
     for text in overrides:
         key, value = parse_override(text)
         _set_path(raw, key, value)

@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from rblock_tune._stores import check_optuna_url, check_tracking_uri, redact_url, sqlite_path
+from rblock_tune.config import with_overrides
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import (
     CHILD_ROLES,
@@ -30,14 +31,17 @@ from rblock_tune.layout import (
     STUDY_LOG,
     StudyState,
 )
-from rblock_tune.tuning._arms import plan_seeds
+from rblock_tune.tuning._arms import plan_seeds, resolve_arms
 from rblock_tune.tuning._best import write_best_configs
 from rblock_tune.tuning._driver import driver_alive, study_state, this_driver
-from rblock_tune.tuning._spec import StudySpec, spec_from_dict
+from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._tracking import ensure_experiment
 from rblock_tune.tuning._verbosity import NORMAL
 from rblock_tune.tuning._workdir import (
+    ARTIFACTS_DIR,
+    StudyPaths,
     check_address,
+    check_destinations,
     check_format,
     check_optuna_storage,
     locate_study,
@@ -78,6 +82,23 @@ class StudyResult:
         return self.unfinished is None
 
 
+def check_data(spec: StudySpec, paths: StudyPaths, *, fetch: bool) -> None:
+    """Every dataset the study's trials load is there (with ``fetch``, downloaded now where it is
+    missing and allowed to be), before Ray starts: otherwise every trial would fail on it. On a remote
+    cluster the data live on its nodes, which the driver cannot see: their trials say it."""
+    if paths.address not in (None, "local"):
+        return
+    from rblock_tune.data import ensure_source
+
+    configs = [spec.base]
+    if spec.seeds is not None:
+        configs += [
+            with_overrides(spec.base, overrides) for overrides in resolve_arms(spec, paths.workdir).values()
+        ]
+    for data in {config.data for config in configs}:
+        ensure_source(data, fetch=fetch)
+
+
 def run_study(
     spec: StudySpec,
     *,
@@ -94,6 +115,7 @@ def run_study(
     (:mod:`rblock_tune.tuning._display`); Ray's own output goes to ``<workdir>/<name>/study.log``,
     or with :data:`~rblock_tune.tuning._display.VERBOSE` to the terminal."""
     paths = resolve_paths(workdir, address, storage, tracking_uri, optuna_storage)
+    check_destinations(paths)
     state_file = state_path(paths.workdir, spec.name)
     if state_file.exists() and not resume:
         raise CheckpointError(
@@ -105,11 +127,13 @@ def run_study(
         check_format(state, state_file, f"cannot resume study {spec.name!r}")
         _check_not_running(state, spec.name)
     plan = plan_seeds(spec, paths.workdir)  # before anything is written: arms of other studies, seeds
+    check_data(spec, paths, fetch=False)  # missing data that cannot be downloaded: before anything
     check_address(paths.address)  # seconds, not Ray's minutes of retries
     check_tracking_uri(paths.tracking_uri, reading=False, creates=paths.workdir)  # garbage, a dead server
     paths.workdir.mkdir(parents=True, exist_ok=True)
     if spec.space:
         check_optuna_storage(paths.optuna_storage)
+    check_data(spec, paths, fetch=True)  # a download, once the stores answered and before any state
 
     from rblock_tune.tuning import _phases  # Ray: only once a study really runs
 
@@ -142,7 +166,7 @@ def run_study(
     write_private(state_file.parent / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
 
     local = not paths.tracking_uri.startswith(("http://", "https://", "databricks"))
-    artifacts = (paths.workdir / "mlartifacts").as_uri() if local else None
+    artifacts = (paths.workdir / ARTIFACTS_DIR).as_uri() if local else None
     experiment_id = ensure_experiment(client, spec.name, artifacts)
 
     def result(seed_runs: int = 0, unfinished: _phases.PhaseOutcome | None = None) -> StudyResult:
@@ -206,7 +230,7 @@ def resume_study(
     """Continue an interrupted study where it stopped."""
     state_file = locate_study(name_or_dir, workdir)
     state = read_state(state_file)
-    spec = spec_from_dict(state["spec"])
+    spec = spec_from_state(state, state_file)
     storage = recorded_url(state, "storage", state_file) if state.get("address") else None
     return run_study(
         spec,
@@ -233,7 +257,7 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
 
     state_file = locate_study(name_or_dir, workdir)
     state = read_state(state_file)
-    spec = spec_from_dict(state["spec"])
+    spec = spec_from_state(state, state_file)
     tracking_uri = recorded_url(state, "tracking_uri", state_file)
     optuna_url = recorded_url(state, "optuna_storage", state_file)
     check_tracking_uri(tracking_uri, reading=True)  # status reads: it never creates a store

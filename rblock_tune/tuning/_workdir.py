@@ -19,13 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from rblock_tune._files import ensure_writable_dir
 from rblock_tune._stores import check_optuna_url, redact_url
 from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.layout import STATE_FILE, STATE_FORMAT, StudyState
 
 __all__ = [
+    "ARTIFACTS_DIR",
+    "MLFLOW_DB",
+    "OPTUNA_DB",
+    "RAY_DIR",
+    "RESERVED_NAMES",
     "StudyPaths",
     "check_address",
+    "check_destinations",
     "check_format",
     "check_optuna_storage",
     "write_private",
@@ -37,6 +44,23 @@ __all__ = [
     "state_path",
     "write_state",
 ]
+
+
+MLFLOW_DB = "mlflow.db"
+"""The work directory's MLflow store (unless --tracking-uri)."""
+OPTUNA_DB = "optuna.db"
+"""The work directory's Optuna store (unless --optuna-storage)."""
+RAY_DIR = "ray"
+"""The work directory's Ray Tune results and checkpoints (unless --storage)."""
+ARTIFACTS_DIR = "mlartifacts"
+"""The local MLflow store's artifacts."""
+_SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+"""Files SQLite keeps beside a database while it writes."""
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {RAY_DIR, ARTIFACTS_DIR}
+    | {db + side for db in (MLFLOW_DB, OPTUNA_DB) for side in ("", *_SQLITE_SIDE_FILES)}
+)
+"""Names in a work directory that belong to it, never to a study (``<workdir>/<study>/``)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +87,8 @@ def resolve_paths(
 ) -> StudyPaths:
     """Defaults and the rules for a remote cluster (one-line errors)."""
     work = Path(workdir).expanduser().resolve()
-    tracking = tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
-    ray_storage = storage or str(work / "ray")
+    tracking = tracking_uri or f"sqlite:///{work / MLFLOW_DB}"
+    ray_storage = storage or str(work / RAY_DIR)
     if address and address not in ("local",):
         if tracking.startswith(("sqlite:", "file:")) or "://" not in tracking:
             raise ConfigError(
@@ -78,7 +102,7 @@ def resolve_paths(
             )
     if not _is_remote_uri(ray_storage):
         ray_storage = str(Path(ray_storage).expanduser().resolve())
-    optuna_url = optuna_storage or f"sqlite:///{work / 'optuna.db'}"
+    optuna_url = optuna_storage or f"sqlite:///{work / OPTUNA_DB}"
     check_optuna_url(optuna_url, reading=False, creates=work)
     return StudyPaths(work, ray_storage, tracking, optuna_url, address)
 
@@ -134,6 +158,18 @@ def check_address(address: str | None) -> None:
         ) from None
 
 
+def check_destinations(paths: StudyPaths) -> None:
+    """The work directory, and Ray's storage when it is a local path, can be written (checked before
+    any work; nothing is left behind).
+
+    Raises:
+        ConfigError: one of them is a file, lies under a file, or cannot be created or written.
+    """
+    ensure_writable_dir(paths.workdir, "work directory", keep=False)
+    if not _is_remote_uri(paths.storage) and not paths.storage.startswith("file://"):
+        ensure_writable_dir(paths.storage, "Ray storage", keep=False)
+
+
 def check_optuna_storage(url: str) -> None:
     """Fail fast, with one line, when the Optuna storage cannot be opened (before Ray starts)."""
     import optuna
@@ -160,9 +196,70 @@ def state_path(workdir: Path, name: str) -> Path:
     return workdir / name / STATE_FILE
 
 
+_STATE_KEYS: dict[str, tuple[type, ...]] = {
+    "spec": (dict,),
+    "workdir": (str,),
+    "storage": (str,),
+    "tracking_uri": (str,),
+    "optuna_storage": (str,),
+}
+"""Keys every study state holds, with their JSON types (what resume, status and report read)."""
+_OPTIONAL_STATE_KEYS: dict[str, tuple[type, ...]] = {
+    "format": (int,),
+    "name": (str,),
+    "address": (str, type(None)),
+    "search_seeds": (dict,),
+    "seed_phase_seeds": (list,),
+    "search_done": (bool,),
+    "seeds_done": (bool,),
+    "best": (list,),
+}
+
+
 def read_state(path: Path) -> StudyState:
-    """The state in ``path`` (a study's :data:`~rblock_tune.layout.STATE_FILE`)."""
-    return cast(StudyState, json.loads(path.read_text()))
+    """The state in ``path`` (a study's :data:`~rblock_tune.layout.STATE_FILE`).
+
+    Raises:
+        CheckpointError: one line naming the file, when it cannot be read, is not JSON, or is not a
+            study state (a key missing or of the wrong type).
+    """
+    folder = path.parent
+    what = f"{path.name} in {folder}"
+    fix = (
+        f"restore it from a copy, or remove {folder} and run the study again (its MLflow runs and "
+        "Optuna trials stay in their stores)"
+    )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{what} is not a study state (not UTF-8 text): {fix}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{what} cannot be read ({exc.strerror or exc})") from None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = "empty" if not text.strip() else f"not valid JSON at line {exc.lineno}, truncated?"
+        raise CheckpointError(f"{what} is not a study state ({problem}): {fix}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{what} is not a study state (a JSON {type(state).__name__}, not an object): {fix}"
+        )
+    for key in _STATE_KEYS:
+        if key not in state:
+            raise CheckpointError(f"{what} is not a study state (missing {key!r}): {fix}")
+    for key, types in {**_STATE_KEYS, **_OPTIONAL_STATE_KEYS}.items():
+        if key in state and (
+            not isinstance(state[key], types) or (bool not in types and isinstance(state[key], bool))
+        ):
+            raise CheckpointError(
+                f"{what} is not a study state ({key!r} is {json.dumps(state[key])[:40]}, not "
+                f"{' or '.join(_json_type(t) for t in types)}): {fix}"
+            )
+    return cast(StudyState, state)
+
+
+def _json_type(tp: type) -> str:
+    return {dict: "object", list: "list", str: "string", int: "integer", bool: "boolean"}.get(tp, "null")
 
 
 def write_private(path: Path, text: str) -> None:

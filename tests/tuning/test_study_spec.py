@@ -919,8 +919,8 @@ def test_every_shipped_spec_loads(path: Path) -> None:
         assert spec.base.data.name in ("cifar10", "cifar100", "tinyimagenet")
         assert spec.base.data.subset is None  # full size
     # and with the overrides a user passes
-    spec = load_study_spec(path, ["base.data.root=/data", "search.num_samples=2"])
-    assert (spec.base.data.root, spec.search.num_samples) == ("/data", 2)
+    spec = load_study_spec(path, ["base.data.root=/data", "search.num_samples=4"])  # >= seeds.top_k
+    assert (spec.base.data.root, spec.search.num_samples) == ("/data", 4)
 
 
 def test_every_shipped_spec_is_in_the_readme() -> None:
