@@ -99,7 +99,8 @@ def _read(folder: Path) -> tuple[dict[str, Any], StudySpec]:
     try:
         state: Any = read_state(path)  # checks JSON, keys and types: one line naming the file
     except RBlockError as exc:
-        raise ValueError(str(exc).replace(f"{path} ", f"{STATE_FILE} ", 1)) from None
+        # the row names the study: the reason without its folder and without the fix for resuming
+        raise ValueError(str(exc).replace(f" in {folder}", "", 1).split(": restore it", 1)[0]) from None
     try:
         spec = spec_from_state(state, path)
     except RBlockError as exc:

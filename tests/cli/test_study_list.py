@@ -131,10 +131,14 @@ def test_a_dead_server_or_a_broken_state_is_one_row(
     for name in ("remote", "remote2"):
         (tmp_path / name).mkdir()
         state = {"format": 2, "name": name, "spec": {**spec, "name": name}, "tracking_uri": dead,
+                 "workdir": str(tmp_path), "storage": str(tmp_path / "ray"),
+                 "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}",
                  "search_done": True, "seeds_done": False, "best": []}  # fmt: skip
         (tmp_path / name / STATE_FILE).write_text(json.dumps(state))
     (tmp_path / "badspec").mkdir()
-    (tmp_path / "badspec" / STATE_FILE).write_text(json.dumps({"spec": {"name": "x", "serach": {}}}))
+    (tmp_path / "badspec" / STATE_FILE).write_text(json.dumps({**state, "spec": {"name": "x", "serach": {}}}))
+    (tmp_path / "nokeys").mkdir()
+    (tmp_path / "nokeys" / STATE_FILE).write_text(json.dumps({"spec": spec}))
     (tmp_path / "binary").mkdir()
     (tmp_path / "binary" / STATE_FILE).write_bytes(b"\xff\xfe\x00garbage")
     code, out, err = run(capsys, "study", "list", "--workdir", str(tmp_path))
@@ -143,5 +147,6 @@ def test_a_dead_server_or_a_broken_state_is_one_row(
     assert "search done" in rows["remote"] and rows["remote"].split()[-3:] == ["-", "-", "-"]
     assert "unreadable: its spec is not valid" in rows["badspec"] and "serach" in rows["badspec"]
     assert "unreadable: study.json" in rows["binary"]
+    assert "unreadable: study.json is not a study state (missing 'workdir')" in rows["nokeys"]
     notes = [line for line in out.splitlines() if line.startswith("note:")]
     assert len(notes) == 2 and all("127.0.0.1:9" in n and "unreachable" in n for n in notes)

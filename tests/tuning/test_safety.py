@@ -76,6 +76,9 @@ def test_state_file_is_600_and_redacted(tmp_path: Path) -> None:
     path = tmp_path / "s" / "study.json"
     state: Any = {
         "format": STATE_FORMAT,
+        "spec": {"name": "s"},
+        "workdir": str(tmp_path),
+        "storage": str(tmp_path / "ray"),
         "tracking_uri": "http://me:pw1@host:5000",
         "optuna_storage": "postgresql://me:pw2@db:5432/optuna",
     }

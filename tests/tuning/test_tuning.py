@@ -316,6 +316,16 @@ def test_existing_study_is_not_overwritten(tmp_path: Path) -> None:
         run_study(make_spec(), workdir=tmp_path)
 
 
+def state_paths(workdir: Path) -> dict[str, str]:
+    """The places every study state records (read_state refuses a state without them)."""
+    return {
+        "workdir": str(workdir),
+        "storage": str(workdir / "ray"),
+        "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+        "optuna_storage": f"sqlite:///{workdir / 'optuna.db'}",
+    }
+
+
 def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
     import json
 
@@ -330,6 +340,7 @@ def test_from_study_arm_takes_the_whole_winning_config(tmp_path: Path) -> None:
         "format": 2,
         "spec": baseline_raw,
         "best": [{"overrides": {"reg.drop_prob": 0.3}, "val_acc": 0.5}],
+        **state_paths(tmp_path),
     }
     (tmp_path / "base-dropblock").mkdir()
     (tmp_path / "base-dropblock" / STATE_FILE).write_text(json.dumps(state))
@@ -360,7 +371,12 @@ def test_seed_plan_avoids_every_search_seed_and_is_made_before_any_trial(tmp_pat
     other = {"name": "base-db", "base": {**BASE, "seed": 4, "reg": {"variant": "dropblock"}},
              "space": {"reg.drop_prob": {"type": "uniform", "low": 0.05, "high": 0.4}}}  # fmt: skip
     (tmp_path / "base-db").mkdir()
-    state = {"format": 2, "spec": other, "best": [{"overrides": {"reg.drop_prob": 0.2}, "val_acc": 0.5}]}
+    state = {
+        "format": 2,
+        "spec": other,
+        "best": [{"overrides": {"reg.drop_prob": 0.2}, "val_acc": 0.5}],
+        **state_paths(tmp_path),
+    }
     (tmp_path / "base-db" / STATE_FILE).write_text(json.dumps(state))
     arms = [{"label": "dropblock", "from_study": "base-db"}]
     spec = make_spec(seeds={"top_k": 1, "n_seeds": 3, "arms": arms})
@@ -382,7 +398,8 @@ def test_seed_plan_avoids_every_search_seed_and_is_made_before_any_trial(tmp_pat
         plan_seeds(spec, tmp_path)
     assert "\n" not in str(info.value) and "run that study again" in str(info.value)
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / STATE_FILE).write_text(json.dumps({"spec": {"name": "old"}, "best": []}))
+    old = {"spec": {"name": "old"}, "best": [], **state_paths(tmp_path)}
+    (tmp_path / "old" / STATE_FILE).write_text(json.dumps(old))
     with pytest.raises(CheckpointError, match="cannot resume study 'old'"):
         run_study(make_spec(name="old"), workdir=tmp_path, resume=True)
 
