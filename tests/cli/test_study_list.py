@@ -79,8 +79,8 @@ def test_list_shows_each_study_and_survives_a_broken_one(
     assert rows["tiny"][columns[2] :].startswith("9 ")
     assert rows["tiny"][columns[3] :] == f"val_acc {best:.4f}"
     assert rows["halfway"][columns[0] :].startswith("not finished ")
-    assert "unreadable: study.json is not valid JSON" in rows["truncated"]
-    assert "unreadable: study.json holds no study spec" in rows["empty"]
+    assert "unreadable: study.json is not a study state (not valid JSON" in rows["truncated"]
+    assert "unreadable: study.json is not a study state (missing 'spec')" in rows["empty"]
 
     # the library's rows: the same counts as study status, the best as recorded (and as Optuna has it)
     by_name = {row["name"]: row for row in list_studies(work)}
