@@ -37,7 +37,7 @@ HEALTH_TIMEOUT_S = 5.0
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "databricks", "postgresql", "mysql", "mssql")
 """The schemes of an MLflow tracking URI this tool accepts (database ones with a ``+driver`` suffix too)."""
 
-_TRACKING_HINT = "use sqlite:///PATH/mlflow.db, http://HOST:5000 or file:///PATH/mlruns"
+_TRACKING_HINT = "use sqlite:///PATH/mlflow.db or http://HOST:5000"
 
 
 def redact_url(url: str) -> str:
@@ -181,7 +181,13 @@ def check_tracking_uri(
         _check_sqlite(
             uri, "MLflow store", "--tracking-uri", reading=reading, tables={"experiments"}, creates=creates
         )
-    elif scheme == "file" and reading:
+    elif scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        # MLflow 3 refuses its file store (maintenance mode) only once the store is first opened: here
+        raise ConfigError(
+            f"--tracking-uri {shown}: MLflow's file store is in maintenance mode and refused by this "
+            f"MLflow: {_TRACKING_HINT} (or set MLFLOW_ALLOW_FILE_STORE=true to use it anyway)"
+        )
+    if scheme == "file" and reading:
         path = Path(urllib.parse.urlsplit(uri).path)
         if not path.is_dir():
             raise ConfigError(f"no MLflow store at {shown} ({path} is not a directory); pass --tracking-uri")

@@ -423,15 +423,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ensure_writable_dir(out, "--out" if args.out else "run directory", keep=False)  # before the data loads
     progress = not args.no_progress and sys.stderr.isatty()
     epochs = config.train.epochs
-    log.info("run directory: %s", out)
+    shown: list[Path] = []
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        if not shown:  # with the first epoch, once every input was accepted (a bad one is one line)
+            log.info("run directory: %s", out)
+            shown.append(out)
+        log.info(_format_record(record, epochs))
+
     try:
-        result = run_training(
-            config,
-            out,
-            resume=args.resume,
-            progress=progress,
-            on_epoch=lambda r: log.info(_format_record(r, epochs)),
-        )
+        result = run_training(config, out, resume=args.resume, progress=progress, on_epoch=on_epoch)
     except KeyboardInterrupt:
         print(
             f"rblock-tune: interrupted; finished epochs are saved in {out}; continue with: "

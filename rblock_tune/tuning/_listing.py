@@ -8,8 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any, cast
 
+from rblock_tune._stores import check_tracking_uri, sqlite_path
 from rblock_tune.errors import ConfigError, RBlockError
 from rblock_tune.layout import ROLE_SEED_RUN, ROLE_TRIAL, RUNNING, STATE_FILE, StudyState
+from rblock_tune.tuning._driver import INTERRUPTED, study_state
 from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._workdir import read_state, recorded_url, redact_url
 
@@ -17,24 +19,22 @@ __all__ = ["list_studies"]
 
 log = logging.getLogger(__name__)
 
-FINISHED = "finished"
 SEARCH_DONE = "search done"
-NOT_FINISHED = "not finished"
 
 
 def _store_missing(url: str) -> bool:
     """A sqlite URL whose file does not exist (opening it would create an empty store)."""
-    if not url.startswith("sqlite:///"):
-        return False
-    return not Path(url[len("sqlite:///") :]).is_file()
+    path = sqlite_path(url)
+    return path is not None and not path.is_file()
 
 
 def _state_of(state: dict[str, Any]) -> str:
-    if state.get("search_done") and state.get("seeds_done"):
-        return FINISHED
-    if state.get("search_done"):
-        return SEARCH_DONE
-    return NOT_FINISHED
+    """What ``study status`` says (running, finished, interrupted), and ``search done`` for an
+    interrupted study whose search has finished."""
+    said = study_state(cast(StudyState, state))
+    if said == INTERRUPTED and state.get("search_done"):
+        return f"{INTERRUPTED} ({SEARCH_DONE})"
+    return said
 
 
 def _done(counts: dict[str, int]) -> int:
@@ -52,7 +52,6 @@ class _Stores:
         from mlflow.tracking import MlflowClient
 
         from rblock_tune.tuning._study import run_counts
-        from rblock_tune.tuning._tracking import check_tracking
 
         if _store_missing(uri):
             return None
@@ -60,7 +59,7 @@ class _Stores:
             raise self._failed[uri]
         if uri not in self._clients:
             try:
-                check_tracking(uri, timeout=3.0)
+                check_tracking_uri(uri, reading=True, timeout=3.0)  # a reading verb: never creates one
             except ConfigError as exc:
                 self._failed[uri] = exc
                 raise

@@ -165,45 +165,50 @@ def run_study(
     write_state(state_file, state)
     write_private(state_file.parent / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
 
-    local = not paths.tracking_uri.startswith(("http://", "https://", "databricks"))
-    artifacts = (paths.workdir / ARTIFACTS_DIR).as_uri() if local else None
-    experiment_id = ensure_experiment(client, spec.name, artifacts)
+    try:
+        local = not paths.tracking_uri.startswith(("http://", "https://", "databricks"))
+        artifacts = (paths.workdir / ARTIFACTS_DIR).as_uri() if local else None
+        experiment_id = ensure_experiment(client, spec.name, artifacts)
 
-    def result(seed_runs: int = 0, unfinished: _phases.PhaseOutcome | None = None) -> StudyResult:
-        state["driver"] = None  # this driver is done with the study (a crash leaves its record)
-        write_state(state_file, state)
-        return StudyResult(
-            spec.name,
-            spec,
-            state_file,
-            state["best"],
-            paths.tracking_uri,
-            paths.storage,
-            paths.optuna_storage,
-            seed_runs,
-            None if unfinished is None else unfinished.describe(),
-        )
+        def result(seed_runs: int = 0, unfinished: _phases.PhaseOutcome | None = None) -> StudyResult:
+            state["driver"] = None  # this driver is done with the study (a crash leaves its record)
+            write_state(state_file, state)
+            return StudyResult(
+                spec.name,
+                spec,
+                state_file,
+                state["best"],
+                paths.tracking_uri,
+                paths.storage,
+                paths.optuna_storage,
+                seed_runs,
+                None if unfinished is None else unfinished.describe(),
+            )
 
-    if not state["search_done"]:
-        outcome, best = _phases.search_phase(spec, paths, client, experiment_id, resume, verbosity)
-        if not outcome.done:
-            return result(unfinished=outcome)
-        state["best"] = best
-        write_best_configs(spec, state_file.parent, best, paths.optuna_storage if spec.space else None)
-        state["search_done"] = True
-        write_state(state_file, state)
-    elif not spec.space:
-        state["best"] = [{"overrides": {}, spec.metric: None}]
-    seed_runs = 0
-    if not state["seeds_done"]:
-        outcome, seed_runs = _phases.seed_phase(
-            spec, paths, client, experiment_id, state["best"], plan, resume, verbosity
-        )
-        if not outcome.done:
-            return result(unfinished=outcome)
-        state["seeds_done"] = True
-        write_state(state_file, state)
-    return result(seed_runs)
+        if not state["search_done"]:
+            outcome, best = _phases.search_phase(spec, paths, client, experiment_id, resume, verbosity)
+            if not outcome.done:
+                return result(unfinished=outcome)
+            state["best"] = best
+            write_best_configs(spec, state_file.parent, best, paths.optuna_storage if spec.space else None)
+            state["search_done"] = True
+            write_state(state_file, state)
+        elif not spec.space:
+            state["best"] = [{"overrides": {}, spec.metric: None}]
+        seed_runs = 0
+        if not state["seeds_done"]:
+            outcome, seed_runs = _phases.seed_phase(
+                spec, paths, client, experiment_id, state["best"], plan, resume, verbosity
+            )
+            if not outcome.done:
+                return result(unfinished=outcome)
+            state["seeds_done"] = True
+            write_state(state_file, state)
+        return result(seed_runs)
+    finally:  # an error or Ctrl-C outside a phase's fit(): this driver is gone, its record with it
+        if state.get("driver") is not None:
+            state["driver"] = None
+            write_state(state_file, state)
 
 
 def _check_not_running(state: StudyState, name: str) -> None:
@@ -265,6 +270,8 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     has_optuna = optuna_path is None or optuna_path.is_file()
     if has_optuna:
         check_optuna_url(optuna_url, reading=True)
+        if optuna_path is None:  # a database server: it answers, within seconds, or one line
+            check_optuna_storage(optuna_url)
     out: dict[str, Any] = {"name": spec.name, "state_file": str(state_file), "phases": {}}
     client = MlflowClient(tracking_uri=tracking_uri)
     out["phases"] = run_counts(client, spec.name)

@@ -176,8 +176,10 @@ def check_optuna_storage(url: str) -> None:
     import sqlalchemy.exc
 
     shown = redact_url(url)
+    # a database host that drops packets: seconds, not the driver's minutes of waiting
+    engine_kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgres") else None
     try:
-        optuna.storages.RDBStorage(url)
+        optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError:  # optuna turns a missing driver (psycopg2, ...) into an ImportError
         raise ConfigError(
             f"optuna storage {shown} needs its database driver, which is not installed: "
@@ -213,6 +215,7 @@ _OPTIONAL_STATE_KEYS: dict[str, tuple[type, ...]] = {
     "search_done": (bool,),
     "seeds_done": (bool,),
     "best": (list,),
+    "driver": (dict, type(None)),
 }
 
 
@@ -255,6 +258,11 @@ def read_state(path: Path) -> StudyState:
                 f"{what} is not a study state ({key!r} is {json.dumps(state[key])[:40]}, not "
                 f"{' or '.join(_json_type(t) for t in types)}): {fix}"
             )
+    driver = state.get("driver") or {}
+    if not isinstance(driver.get("pid", 0), int) or not isinstance(driver.get("host", ""), str):
+        raise CheckpointError(
+            f"{what} is not a study state ('driver' is {json.dumps(driver)[:60]}, not a pid and host): {fix}"
+        )
     return cast(StudyState, state)
 
 

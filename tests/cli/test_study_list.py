@@ -78,7 +78,7 @@ def test_list_shows_each_study_and_survives_a_broken_one(
     assert rows["tiny"][columns[1] :].startswith("6/6 ")
     assert rows["tiny"][columns[2] :].startswith("9 ")
     assert rows["tiny"][columns[3] :] == f"val_acc {best:.4f}"
-    assert rows["halfway"][columns[0] :].startswith("not finished ")
+    assert rows["halfway"][columns[0] :].startswith("interrupted ")  # as study status says
     assert "unreadable: study.json is not a study state (not valid JSON" in rows["truncated"]
     assert "unreadable: study.json is not a study state (missing 'spec')" in rows["empty"]
 
@@ -144,7 +144,7 @@ def test_a_dead_server_or_a_broken_state_is_one_row(
     code, out, err = run(capsys, "study", "list", "--workdir", str(tmp_path))
     assert code == 0, err
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if not line.startswith("note:")}
-    assert "search done" in rows["remote"] and rows["remote"].split()[-3:] == ["-", "-", "-"]
+    assert "interrupted (search done)" in rows["remote"] and rows["remote"].split()[-3:] == ["-", "-", "-"]
     assert "unreadable: its spec is not valid" in rows["badspec"] and "serach" in rows["badspec"]
     assert "unreadable: study.json" in rows["binary"]
     assert "unreadable: study.json is not a study state (missing 'workdir')" in rows["nokeys"]
