@@ -8,6 +8,9 @@ Where a study keeps everything: :mod:`rblock_tune.tuning._workdir`; what it reco
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from rblock_tune._stores import check_optuna_url, check_tracking_uri, redact_url, sqlite_path
 from rblock_tune.config import with_overrides
-from rblock_tune.errors import CheckpointError
+from rblock_tune.errors import CheckpointError, RBlockError
 from rblock_tune.layout import (
     CHILD_ROLES,
     ERROR_TAG,
@@ -99,6 +102,21 @@ def check_data(spec: StudySpec, paths: StudyPaths, *, fetch: bool) -> None:
         ensure_source(data, fetch=fetch)
 
 
+@contextmanager
+def _undone_on_error(workdir: Path, study_dir: Path) -> Iterator[None]:
+    """A study refused by a check that needs the stores or Ray (its resources, the cluster) leaves
+    nothing behind: the work directory, or the study's folder, that this run created is removed."""
+    new_workdir, new_study = not workdir.exists(), not study_dir.exists()
+    try:
+        yield
+    except RBlockError:
+        if new_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif new_study:
+            shutil.rmtree(study_dir, ignore_errors=True)
+        raise
+
+
 def run_study(
     spec: StudySpec,
     *,
@@ -130,17 +148,18 @@ def run_study(
     check_data(spec, paths, fetch=False)  # missing data that cannot be downloaded: before anything
     check_address(paths.address)  # seconds, not Ray's minutes of retries
     check_tracking_uri(paths.tracking_uri, reading=False, creates=paths.workdir)  # garbage, a dead server
-    paths.workdir.mkdir(parents=True, exist_ok=True)
-    if spec.space:
-        check_optuna_storage(paths.optuna_storage)
-    check_data(spec, paths, fetch=True)  # a download, once the stores answered and before any state
+    with _undone_on_error(paths.workdir, state_file.parent):
+        paths.workdir.mkdir(parents=True, exist_ok=True)
+        if spec.space:
+            check_optuna_storage(paths.optuna_storage)
+        check_data(spec, paths, fetch=True)  # a download, once the stores answered and before any state
 
-    from rblock_tune.tuning import _phases  # Ray: only once a study really runs
+        from rblock_tune.tuning import _phases  # Ray: only once a study really runs
 
-    # the cluster answers, and can hold a trial, before study.json names it (a bad --address is not
-    # frozen into the state) and before any Optuna trial exists
-    _phases.init_ray(paths.address, state_file.parent / STUDY_LOG, verbosity)
-    _phases.check_resources(_phases.trial_resources(spec))
+        # the cluster answers, and can hold a trial, before study.json names it (a bad --address is
+        # not frozen into the state) and before any Optuna trial exists
+        _phases.init_ray(paths.address, state_file.parent / STUDY_LOG, verbosity)
+        _phases.check_resources(_phases.trial_resources(spec))
     client = MlflowClient(tracking_uri=paths.tracking_uri)
     if "seed_phase_seeds" in state:  # resumed: the seeds some runs already used stay fixed
         plan["seeds"] = [int(seed) for seed in state["seed_phase_seeds"]]
