@@ -25,7 +25,17 @@ from mlflow.tracking import MlflowClient
 from rblock_tune import __version__
 from rblock_tune.analysis import compare_arms, load_runs
 from rblock_tune.config import config_from_dict, flatten_config
-from rblock_tune.layout import ARM_TAG, EPOCHS_DONE_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_TAG
+from rblock_tune.layout import (
+    ARM_TAG,
+    EPOCHS_DONE_TAG,
+    PHASE_SEEDS,
+    PHASE_TAG,
+    ROLE_TAG,
+    ROLE_TRIAL,
+    SEED_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
+)
 
 
 def make_store(uri: str, runs: int, arms: int) -> None:
@@ -38,7 +48,7 @@ def make_store(uri: str, runs: int, arms: int) -> None:
     seeds = runs // arms
     for a in range(arms):
         for s in range(seeds):
-            tags = {ROLE_TAG: "seed_run", STATUS_TAG: "completed", ARM_TAG: f"arm{a}",
+            tags = {ROLE_TAG: ROLE_TRIAL, PHASE_TAG: PHASE_SEEDS, STATUS_TAG: "completed", ARM_TAG: f"arm{a}",
                     SEED_TAG: str(s), TRIAL_TAG: f"arm{a}-{s}"}  # fmt: skip
             run = client.create_run(experiment_id, tags=tags)
             client.log_batch(

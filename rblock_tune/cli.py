@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 from rblock_tune import __version__
 from rblock_tune._files import ensure_writable_dir
 from rblock_tune.errors import ConfigError, DivergedError, RBlockError
-from rblock_tune.layout import BEST_CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
+from rblock_tune.layout import BEST_CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, STATE_FILE, mlflow_runs_url
 
 __all__ = ["main"]
 
@@ -157,6 +158,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--resamples", type=int, default=10000, help="bootstrap resamples of the intervals (default: 10000)"
     )
     report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    report.add_argument(
+        "--publish",
+        action="store_true",
+        help="also put the result on the study's MLflow parent run (per-arm metrics and decisions, the "
+        "report as artifacts), as a study's own report step does",
+    )
     return parser
 
 
@@ -203,12 +210,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     shown = result.comparisons[["arm", "n", "mean_diff", "ci_low", "ci_high", "p_holm", "significant"]]
+    published = _publish(result, tracking_uri) if args.publish else None
     print(f"{args.experiment}: {args.metric} of each arm against {result.baseline} ({result.phase} runs)")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for caveat in result.caveats:
         print(f"caveat: {caveat}")
     print(f"report: {result.html}  (and report.md, comparisons.csv, runs.csv, figures/ in {result.out})")
+    if args.publish:
+        where = f"run {published}" if published else "nowhere: the experiment has no study parent run"
+        print(f"published: {where}")
     return 0
+
+
+def _publish(result: Any, tracking_uri: str) -> str | None:
+    """Put a written report on the study's parent run (:mod:`rblock_tune.analysis.publish`)."""
+    from mlflow.tracking import MlflowClient
+
+    from rblock_tune.analysis.publish import publish_report
+
+    return publish_report(result, MlflowClient(tracking_uri=tracking_uri))
 
 
 def _study_report(result: Any) -> tuple[Path | None, str | None]:
@@ -232,6 +252,7 @@ def _study_report(result: Any) -> tuple[Path | None, str | None]:
     except ConfigError as exc:
         log.warning("report not written: %s", exc)
         return None, str(exc)
+    _publish(written, result.tracking_uri)  # the answer, on the seeds parent run in MLflow
     return written.html, None
 
 
@@ -261,12 +282,16 @@ def _finish_study(result: Any) -> int:
     print(f"state: {result.state_file}")
     print(f"ray results: {redact_url(result.storage)}")
     optuna_url = redact_url(result.optuna_storage)
-    print(f"optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
+    print(f"optuna: {optuna_url}  (optuna-dashboard {shlex.quote(optuna_url)}, then http://127.0.0.1:8080)")
     tracking_shown = redact_url(result.tracking_uri)
     if result.tracking_uri.startswith("http"):
+        where = tracking_shown
         print(f"mlflow: {tracking_shown}")
     else:
-        print(f"mlflow: mlflow ui --backend-store-uri {tracking_shown}")
+        where = "http://127.0.0.1:5000"
+        print(f"mlflow: mlflow ui --backend-store-uri {shlex.quote(tracking_shown)}")
+    if result.experiment_id is not None:  # MLflow 3 otherwise opens its (empty) GenAI overview
+        print(f"mlflow runs: {mlflow_runs_url(where, result.experiment_id)}  (group by rblock.arm)")
     if report_error is not None:
         print(f"report: not written ({report_error})")
     elif report is not None:
@@ -365,8 +390,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
             f"seeds {'done' if status['seeds_done'] else 'not done'}"
         )
         _print_study_state(status)
-        for role, counts in status["phases"].items():
-            print(f"  {role}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        for phase, counts in status["phases"].items():
+            label = {"search": "search trials", "seeds": "seed runs"}.get(phase, phase)
+            print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         searched = "; ".join(f"{name} {seeds}" for name, seeds in status["search_seeds"].items() if seeds)
         print(
             f"  seeds: search trials {searched or 'none'}; seed phase {status['seed_phase_seeds'] or 'none'}"
@@ -392,7 +418,7 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
 
     return (
         f"epoch {record['epoch']}/{epochs}  loss {fmt('train_loss')}  train_acc {fmt('train_acc')}  "
-        f"val_acc {fmt('val_acc')}  lr {fmt('lr', '.4g')}  p {fmt('drop_prob', '.3f')}  "
+        f"val_acc {fmt('val_acc')}  lr {fmt('lr', '.4g')}  p {fmt('scheduled_drop_prob', '.3f')}  "
         f"dropped {dropped}  kl_probe {fmt('consistency_kl_probe', '.4f')}  "
         f"{fmt('images_per_second', '.0f')} img/s  {fmt('epoch_seconds', '.1f')} s"
     )

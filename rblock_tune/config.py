@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,10 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "describe_config",
     "flatten_config",
     "load_config",
+    "not_applicable",
     "parse_override",
     "valid_keys",
     "with_overrides",
@@ -402,6 +404,53 @@ def flatten_config(config: TrialConfig) -> dict[str, Any]:
         for key, value in sub.items():
             flat[f"{section}.{key}"] = value
     return flat
+
+
+def not_applicable(reg: RegConfig) -> tuple[str, ...]:
+    """The dotted ``reg.*`` keys whose values do not change what ``reg`` trains: ``none`` drops
+    nothing, single-model variants have no KL term, only R-Block splits by ``rate_basis``, blocks
+    only where the variant uses them, ramp keys only with the linear schedule (and only the one
+    that sets its length)."""
+    variant = get_variant(reg.variant)
+    unused: list[str] = []
+    if not variant.paired:
+        unused.append("alpha")
+    if not variant.drops:
+        unused += ["drop_prob", "block_size", "rate_basis", "schedule", "ramp_fraction", "ramp_epochs"]
+    else:
+        if not variant.uses_block_size:
+            unused.append("block_size")
+        if not variant.split:
+            unused.append("rate_basis")
+        if reg.schedule != "linear":
+            unused += ["ramp_fraction", "ramp_epochs"]
+        else:  # the ramp is ramp_epochs when set, else ramp_fraction (None: 1.0)
+            unused.append("ramp_fraction" if reg.ramp_epochs is not None else "ramp_epochs")
+    return tuple(f"reg.{key}" for key in unused)
+
+
+_SHORT_REG = {"reg.alpha": "a", "reg.drop_prob": "p", "reg.block_size": "b"}
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def describe_config(config: TrialConfig, keys: Iterable[str] = ()) -> str:
+    """One line saying what ``config`` trains: its variant with the R-Block values that apply
+    (``sdrop_dml a=3.6 p=0.44 b=1``; ``none`` alone), then each other dotted key of ``keys`` (the
+    values a search sampled, an arm's overrides) by its last part: ``lr=0.05``."""
+    flat = flatten_config(config)
+    unused = set(not_applicable(config.reg))
+    parts = [config.reg.variant]
+    parts += [f"{short}={_short(flat[key])}" for key, short in _SHORT_REG.items() if key not in unused]
+    shown = {"reg.variant", *_SHORT_REG, "seed", "train.epochs"}
+    for key in keys:
+        if key in shown or key in unused or key not in flat:
+            continue
+        shown.add(key)
+        parts.append(f"{key.rsplit('.', 1)[-1]}={_short(flat[key])}")
+    return " ".join(parts)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -5,15 +5,26 @@ from here, so a change on the writing side is a change on the reading side.
 
 A run directory (``rblock-tune train``) holds :data:`METRICS_FILE` and :data:`CHECKPOINT_FILE`.
 
-MLflow: experiment = the study name. One parent run per phase, tagged :data:`ROLE_TAG` =
-:data:`ROLE_STUDY` or :data:`ROLE_SEEDS` and :data:`STUDY_TAG`; one child run per trial or seed
-run (tag :data:`PARENT_TAG`), tagged :data:`ROLE_TAG` = :data:`ROLE_TRIAL` or
-:data:`ROLE_SEED_RUN`, :data:`STUDY_TAG`, :data:`TRIAL_TAG`, :data:`SEED_TAG`, :data:`ARM_TAG`
-(seed phase), :data:`STATUS_TAG` (one of :data:`STATUSES`), :data:`EPOCHS_DONE_TAG` and, when it
-failed, :data:`ERROR_TAG`. Params: the resolved trial config with dotted keys. Metrics: each
-epoch's :data:`EPOCH_METRICS` with step = epoch; ``test_acc`` after the last epoch. The search
-parent run holds the artifacts :data:`SPEC_ARTIFACT`, :data:`NORMALISED_SPEC_ARTIFACT` and
-:data:`BEST_ARTIFACT`; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`).
+MLflow: experiment = the study name. One parent run per phase and one child run per trial or seed
+run (tag :data:`PARENT_TAG`). Every run is tagged :data:`ROLE_TAG` (:data:`ROLE_PARENT` or
+:data:`ROLE_TRIAL`: one vocabulary for both phases), :data:`PHASE_TAG` (:data:`PHASE_SEARCH` or
+:data:`PHASE_SEEDS`) and :data:`STUDY_TAG`. A child run is also tagged :data:`TRIAL_TAG`,
+:data:`SEED_TAG`, :data:`ARM_TAG` (:data:`SEARCH_ARM` for search trials), :data:`VARIANT_TAG`,
+:data:`ARM_CONFIG_TAG`, :data:`STATUS_TAG` (one of :data:`STATUSES`), :data:`EPOCHS_DONE_TAG`,
+:data:`NOT_APPLICABLE_TAG`, for search trials :data:`OPTUNA_TRIAL_TAG` and, when it failed,
+:data:`ERROR_TAG`; its name is :func:`trial_run_name` or :func:`seed_run_name` (with
+:func:`stopped_suffix` once ASHA stopped it). Params: the resolved trial config with dotted keys,
+without the regularizer keys that do not apply to its variant (:data:`NOT_APPLICABLE_TAG` lists
+them). Metrics: each epoch's :data:`EPOCH_METRICS` with step = epoch; :data:`FINAL_METRIC` after
+the last epoch (search trials only when the spec asks). Artifacts: :data:`RUN_CONFIG_ARTIFACT`
+and :data:`RUN_LOG_ARTIFACT`. The search parent run holds the artifacts :data:`SPEC_ARTIFACT`,
+:data:`NORMALISED_SPEC_ARTIFACT` and :data:`BEST_ARTIFACT`, params ``best.<key>`` and the metric
+``best_<metric>``; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`), a description
+listing its arms (:data:`DESCRIPTION_TAG`) and, once the study's report is written, the report under
+:data:`REPORT_ARTIFACT_DIR`, per arm the metrics ``<arm>.mean_<metric>``, ``<arm>.diff``,
+``<arm>.ci_low``, ``<arm>.ci_high`` and the tag :data:`DECISION_TAG_PREFIX` + arm.
+Runs written before this layout carry the roles of :data:`LEGACY_ROLES` and no phase tag: readers
+go through :func:`role_and_phase`.
 
 A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`),
 ``<study>/``:data:`SPEC_FILE`, ``<study>/``:data:`STUDY_LOG` and, once the search phase has finished,
@@ -31,38 +42,95 @@ CHECKPOINT_FILE: Final = "checkpoint.pt"
 
 # ------------------------------------------------------------------ MLflow tags
 ROLE_TAG: Final = "rblock.role"
+PHASE_TAG: Final = "rblock.phase"
 STUDY_TAG: Final = "rblock.study"
 TRIAL_TAG: Final = "rblock.trial_id"
 SEED_TAG: Final = "rblock.seed"
 ARM_TAG: Final = "rblock.arm"
+VARIANT_TAG: Final = "rblock.variant"
+ARM_CONFIG_TAG: Final = "rblock.config"
+"""What the run trained, in one line (:func:`describe_config`): ``sdrop_dml a=3.6 p=0.44 b=1``."""
 STATUS_TAG: Final = "rblock.status"
 EPOCHS_DONE_TAG: Final = "rblock.epochs_done"
 ERROR_TAG: Final = "rblock.error"
+OPTUNA_TRIAL_TAG: Final = "rblock.optuna_trial"
+"""A search trial's Optuna trial number."""
+NOT_APPLICABLE_TAG: Final = "rblock.not_applicable"
+"""The regularizer keys of the config that do not apply to the run's variant, comma-separated: not
+logged as params (``none`` drops nothing, so its ``reg.drop_prob`` would only mislead)."""
+DECISION_TAG_PREFIX: Final = "rblock.decision."
+"""On the seeds parent run, per arm: ``better``, ``worse`` or ``no difference`` against the baseline."""
 PARENT_TAG: Final = "mlflow.parentRunId"
+DESCRIPTION_TAG: Final = "mlflow.note.content"
+"""MLflow's run description (shown on the run's page)."""
 
 TAG_COLUMNS: Final = {
     ROLE_TAG: "role",
+    PHASE_TAG: "phase",
     ARM_TAG: "arm",
     SEED_TAG: "seed",
     STATUS_TAG: "status",
     TRIAL_TAG: "trial_id",
     STUDY_TAG: "study",
+    VARIANT_TAG: "variant",
+    ARM_CONFIG_TAG: "config",
     EPOCHS_DONE_TAG: "epochs_done",
+    OPTUNA_TRIAL_TAG: "optuna_trial",
     ERROR_TAG: "error",
     PARENT_TAG: "parent_run_id",
 }
 """Tag -> column of the analysis's run table."""
 
 # ------------------------------------------------------------------ roles and statuses
-ROLE_STUDY: Final = "study"
-"""The search phase's parent run."""
-ROLE_SEEDS: Final = "seeds"
-"""The seed phase's parent run."""
+ROLE_PARENT: Final = "parent"
+"""A phase's parent run."""
 ROLE_TRIAL: Final = "trial"
-"""A search trial."""
-ROLE_SEED_RUN: Final = "seed_run"
-"""A seed-phase run of one arm and one seed."""
-CHILD_ROLES: Final = (ROLE_TRIAL, ROLE_SEED_RUN)
+"""A child run: a search trial, or a seed-phase run of one arm and one seed."""
+PHASE_SEARCH: Final = "search"
+PHASE_SEEDS: Final = "seeds"
+PHASES: Final = (PHASE_SEARCH, PHASE_SEEDS)
+SEARCH_ARM: Final = "search"
+"""The arm of every search trial (seed-phase arms are ``top1``..., or the spec's labels)."""
+LEGACY_ROLES: Final = {
+    "study": (ROLE_PARENT, PHASE_SEARCH),
+    "seeds": (ROLE_PARENT, PHASE_SEEDS),
+    "seed_run": (ROLE_TRIAL, PHASE_SEEDS),
+}
+"""Role tag -> (role, phase) of runs written by an rblock-tune before :data:`PHASE_TAG`; their search
+trials' role was already ``trial``."""
+
+
+def role_and_phase(role: str | None, phase: str | None) -> tuple[str | None, str | None]:
+    """A run's (role, phase) from its tags, runs of the earlier layout (:data:`LEGACY_ROLES`) included."""
+    if role in LEGACY_ROLES:
+        return LEGACY_ROLES[role]
+    if role == ROLE_TRIAL and phase is None:
+        return ROLE_TRIAL, PHASE_SEARCH
+    return role, phase
+
+
+def parent_run_name(study: str, phase: str) -> str:
+    """Name of a phase's parent run: ``quickstart search``."""
+    return f"{study} {phase}"
+
+
+def trial_run_name(number: int | None, description: str, trial_id: str) -> str:
+    """Name of a search trial's run: ``trial-003 sdrop_dml a=3.6 p=0.44 b=1`` (Optuna's trial number;
+    the Ray trial id when a trial has none)."""
+    head = f"trial-{number:03d}" if number is not None else f"trial-{trial_id}"
+    return f"{head} {description}".strip()
+
+
+def seed_run_name(arm: str, seed: int) -> str:
+    """Name of a seed-phase run: ``top1 s2``."""
+    return f"{arm} s{seed}"
+
+
+def stopped_suffix(epoch: int, budget: int) -> str:
+    """Appended to the name of a run that ASHA stopped early: `` [stopped 2/8]`` (MLflow has no run
+    status for it; the name is the column every run table shows)."""
+    return f" [stopped {epoch}/{budget}]"
+
 
 RUNNING: Final = "running"
 COMPLETED: Final = "completed"
@@ -85,15 +153,44 @@ OPTUNA_STATUS_ATTR: Final = "rblock_status"
 :data:`EARLY_STOPPED` (what optuna-dashboard shows beside FAIL and PRUNED)."""
 RAY_TRIAL_ATTR: Final = "ray_trial_id"
 """User attribute of an Optuna trial: the Ray trial that ran it."""
+MLFLOW_RUN_ATTR: Final = "mlflow_run_id"
+"""User attribute of an Optuna trial: its MLflow run."""
+OPTUNA_STUDY_ATTRS: Final = ("mlflow_experiment", "mlflow_experiment_id", "mlflow_tracking_uri", "workdir")
+"""User attributes of the Optuna study: the MLflow experiment (name, id, tracking URI without its
+password) and the work directory; ``mlflow_runs_url`` too when the tracking URI is a server."""
+RESULT_RUN_ID: Final = "mlflow_run_id"
+"""Key of a trial's Ray results carrying its MLflow run id (the searcher reads it)."""
 
 EPOCH_METRICS: Final = (
     "train_loss", "train_ce", "train_kl", "train_acc", "drop_rate", "drop_rate_a", "drop_rate_b",
-    "val_loss", "val_acc", "lr", "drop_prob", "consistency_kl_own", "consistency_kl_probe",
+    "val_loss", "val_acc", "lr", "scheduled_drop_prob", "consistency_kl_own", "consistency_kl_probe",
     "epoch_seconds", "images_per_second",
 )  # fmt: skip
 """Metrics of every epoch record, logged with step = epoch."""
+REPORTED_METRICS: Final[dict[str, str]] = {
+    "val_acc": "max",
+    "val_loss": "min",
+    "train_acc": "max",
+    "train_loss": "min",
+    "train_ce": "min",
+    "consistency_kl_own": "min",
+    "consistency_kl_probe": "min",
+}
+"""Per-epoch metrics a study may optimise, with their natural direction."""
+
 FINAL_METRIC: Final = "test_acc"
-"""Logged with the last epoch only."""
+"""Logged with the last epoch only (by search trials only when the spec asks for it)."""
+METRIC_MODES: Final = {**REPORTED_METRICS, FINAL_METRIC: "max"}
+"""Metric -> ``max`` or ``min``: the direction in which it is better."""
+SCHEDULED_DROP_PROB: Final = "scheduled_drop_prob"
+"""Epoch record key: the drop probability the schedule reached by the epoch's last step (the param
+``reg.drop_prob`` is its target)."""
+
+# ------------------------------------------------------------------ artifacts of every child run
+RUN_CONFIG_ARTIFACT: Final = "config.yaml"
+"""The run's resolved trial config (``rblock-tune train --config`` takes it)."""
+RUN_LOG_ARTIFACT: Final = "trial.log"
+"""The run's log: its epochs and warnings, every attempt appended."""
 
 # ------------------------------------------------------------------ artifacts of the parent runs
 SPEC_ARTIFACT: Final = "spec.yaml"
@@ -107,6 +204,9 @@ so it never re-applies defaults of its own. Keys: ``name``, ``metric``, ``mode``
 BEST_ARTIFACT: Final = "best_configs.yaml"
 ARMS_ARTIFACT: Final = "arms.yaml"
 ARMS_KEYS: Final = ("arms", "seeds", "search_seeds", "allow_search_seeds")
+REPORT_ARTIFACT_DIR: Final = "report"
+"""Folder of the seeds parent run's artifacts holding the study's report (HTML, Markdown, CSVs,
+figures)."""
 """Keys of :data:`ARMS_ARTIFACT`: arm label -> overrides, the seed list, study -> its search trials'
 seeds, and whether the seed list may reuse those."""
 
@@ -166,3 +266,9 @@ class StudyState(TypedDict, total=False):
     driver: DriverRecord | None
     """The process running the study now; None (or absent) once no driver runs it. A record whose
     process is gone is a driver that died: the study is interrupted, not running."""
+
+
+def mlflow_runs_url(server: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs in the model-training view (a fresh browser
+    otherwise opens MLflow 3's GenAI overview, which is empty for a study)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"

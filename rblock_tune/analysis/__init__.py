@@ -4,11 +4,18 @@ Typical use (or ``rblock-tune report --experiment NAME``)::
 
     from rblock_tune.analysis import load_runs, compare_arms
     runs = load_runs("quickstart", "sqlite:///rblock_runs/mlflow.db")
-    seeds = runs[(runs.role == "seed_run") & (runs.status == "completed")]
+    seeds = runs[(runs.phase == "seeds") & (runs.role == "trial") & (runs.status == "completed")]
     compare_arms(seeds, baseline="dropblock", metric="test_acc")
 """
 
-from rblock_tune.analysis._runs import TAG_COLUMNS, load_artifact_text, load_histories, load_runs, parse_value
+from rblock_tune.analysis._runs import (
+    TAG_COLUMNS,
+    load_artifact_text,
+    load_histories,
+    load_runs,
+    parse_value,
+    runs_of,
+)
 from rblock_tune.analysis.comparison import COMPARISON_COLUMNS, compare_arms, summarize_arms
 from rblock_tune.analysis.effects import bootstrap_diff_ci, hedges_g, prob_improvement
 from rblock_tune.analysis.pvalues import holm
@@ -49,6 +56,7 @@ __all__ = [
     "prob_improvement",
     "read_protocol",
     "realised_rates",
+    "runs_of",
     "seeds_needed",
     "summarize_arms",
     "write_report",

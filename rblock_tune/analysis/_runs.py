@@ -17,12 +17,17 @@ import pandas as pd
 
 from rblock_tune._stores import check_tracking_uri, redact_url
 from rblock_tune.errors import ConfigError
-from rblock_tune.layout import TAG_COLUMNS
+from rblock_tune.layout import ROLE_TRIAL, TAG_COLUMNS, role_and_phase
 
-__all__ = ["TAG_COLUMNS", "load_artifact_text", "load_histories", "load_runs", "parse_value"]
+__all__ = ["TAG_COLUMNS", "load_artifact_text", "load_histories", "load_runs", "parse_value", "runs_of"]
 
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in reports
+
+
+def runs_of(runs: pd.DataFrame, phase: str, role: str = ROLE_TRIAL) -> pd.Series:
+    """Mask of the rows of ``runs`` (:func:`load_runs`) with this phase and role (default: trials)."""
+    return (runs["phase"] == phase) & (runs["role"] == role)
 
 
 def parse_value(text: str) -> Any:
@@ -64,8 +69,10 @@ def load_runs(experiment: str, tracking_uri: str, *, page_size: int = 5000) -> p
     """Every run of ``experiment`` as one row.
 
     Columns: ``run_id``, ``run_name``, ``run_status`` (MLflow's), ``start_time``, ``end_time``, the
-    ``rblock.*`` tags without their prefix (``role``, ``arm``, ``seed``, ``status``, ``trial_id``,
-    ``study``, ``epochs_done``, ``error``) and ``parent_run_id``, then every param under its dotted
+    ``rblock.*`` tags without their prefix (``role``: ``parent`` or ``trial``, ``phase``: ``search``
+    or ``seeds``, ``arm``, ``seed``, ``status``, ``trial_id``, ``study``, ``variant``, ``config``,
+    ``epochs_done``, ``optuna_trial``, ``error``; runs of an earlier layout are read into these
+    roles) and ``parent_run_id``, then every param under its dotted
     name (``reg.alpha``; values parsed back to numbers and booleans; integer params as ``Int64``),
     then the latest value of each metric (``val_acc``, ``test_acc``, ...: the last epoch's).
     ``attrs`` keeps ``experiment``, ``experiment_id`` and ``tracking_uri`` for :func:`load_histories`,
@@ -114,11 +121,17 @@ def load_runs(experiment: str, tracking_uri: str, *, page_size: int = 5000) -> p
     base = ["run_id", "run_name", "run_status", "start_time", "end_time", *TAG_COLUMNS.values()]
     columns = base + sorted(params - set(base)) + sorted(metrics - set(base) - params)
     table = pd.DataFrame(rows, columns=columns)
-    for column in ("seed", "epochs_done"):
+    if len(table):  # runs of the earlier layout: its roles, no phase tag
+        pairs = [role_and_phase(r, p) for r, p in zip(table["role"], table["phase"], strict=True)]
+        table["role"] = [r for r, _ in pairs]
+        table["phase"] = [p for _, p in pairs]
+    for column in ("seed", "epochs_done", "optuna_trial"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     for column in sorted(params - set(base) - not_int):  # integers stay integers where some runs lack them
         table[column] = table[column].astype("Int64")
-    table = table.sort_values(["role", "arm", "seed", "start_time"], na_position="last", kind="stable")
+    table = table.sort_values(
+        ["phase", "role", "arm", "seed", "start_time"], na_position="last", kind="stable"
+    )
     table = table.reset_index(drop=True)
     table.attrs.update(
         {

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rblock_tune._files import load_yaml
-from rblock_tune.analysis._runs import load_artifact_text
+from rblock_tune.analysis._runs import load_artifact_text, runs_of
 from rblock_tune.analysis.sample_size import seeds_needed
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
@@ -29,10 +29,10 @@ from rblock_tune.layout import (
     COMPLETED,
     DIVERGED,
     NORMALISED_SPEC_ARTIFACT,
-    ROLE_SEED_RUN,
-    ROLE_SEEDS,
-    ROLE_STUDY,
-    ROLE_TRIAL,
+    PHASE_SEARCH,
+    PHASE_SEEDS,
+    PHASES,
+    ROLE_PARENT,
 )
 from rblock_tune.variants import BASELINE_PREFERENCE, SPLIT_VARIANTS, VARIANTS, get_variant
 
@@ -97,19 +97,19 @@ def read_protocol(runs: pd.DataFrame) -> Protocol:
     unknown selection, which the report says."""
     tracking_uri = str(runs.attrs["tracking_uri"])
     docs: dict[str, dict[str, Any]] = {}
-    for role, name in ((ROLE_STUDY, NORMALISED_SPEC_ARTIFACT), (ROLE_SEEDS, ARMS_ARTIFACT)):
-        parents = runs.loc[runs["role"] == role, "run_id"]
+    for phase, name in ((PHASE_SEARCH, NORMALISED_SPEC_ARTIFACT), (PHASE_SEEDS, ARMS_ARTIFACT)):
+        parents = runs.loc[runs_of(runs, phase, ROLE_PARENT), "run_id"]
         text = load_artifact_text(str(parents.iloc[0]), name, tracking_uri) if len(parents) else None
-        doc = load_yaml(text, f"artifact {name} of the study's {role} run") if text else None
-        docs[role] = doc if isinstance(doc, dict) else {}
-    spec, arms_doc = docs[ROLE_STUDY], docs[ROLE_SEEDS]
+        doc = load_yaml(text, f"artifact {name} of the study's {phase} parent run") if text else None
+        docs[phase] = doc if isinstance(doc, dict) else {}
+    spec, arms_doc = docs[PHASE_SEARCH], docs[PHASE_SEEDS]
     searched: dict[str, list[int]] = {
         str(study): sorted(int(s) for s in seeds)
         for study, seeds in (arms_doc.get("search_seeds") or {}).items()
         if isinstance(seeds, list)
     }
     experiment = str(runs.attrs.get("experiment", ""))
-    trial_seeds = runs.loc[runs["role"] == ROLE_TRIAL, "seed"].dropna()
+    trial_seeds = runs.loc[runs_of(runs, PHASE_SEARCH), "seed"].dropna()
     if len(trial_seeds):  # what this study's search trials were recorded with
         searched[experiment] = sorted({*searched.get(experiment, []), *(int(s) for s in trial_seeds)})
     return Protocol(
@@ -190,7 +190,7 @@ def comparison_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, st
         ConfigError: the experiment has no completed trial or seed run, or no such metric.
     """
     experiment = runs.attrs.get("experiment")
-    if not runs["role"].isin([ROLE_STUDY, ROLE_SEEDS, ROLE_TRIAL, ROLE_SEED_RUN]).any():
+    if not runs["phase"].isin(PHASES).any():
         where = f" at {runs.attrs['tracking_uri']}" if "tracking_uri" in runs.attrs else ""
         raise ConfigError(
             f"experiment {experiment!r}{where} is not a study made by rblock-tune (none of its "
@@ -208,11 +208,11 @@ def comparison_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, st
             f"metric {metric!r} is not in the runs (metrics there: {', '.join(names) or 'none'}); "
             "pass --metric with one of them"
         )
-    seed_runs = runs[runs["role"] == ROLE_SEED_RUN]
+    seed_runs = runs[runs_of(runs, PHASE_SEEDS)]
     if len(seed_runs):
         phase, chosen = "seeds", seed_runs.copy()
     else:
-        phase, chosen = "search", runs[runs["role"] == ROLE_TRIAL].copy()
+        phase, chosen = "search", runs[runs_of(runs, PHASE_SEARCH)].copy()
         if "reg.variant" in chosen:
             chosen["arm"] = chosen["reg.variant"].astype(str)
         chosen["seed"] = pd.array([pd.NA] * len(chosen), dtype="Int64")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from rblock_tune import __version__
 from rblock_tune._stores import redact_url
-from rblock_tune.analysis._runs import load_histories, load_runs
+from rblock_tune.analysis._runs import load_histories, load_runs, runs_of
 from rblock_tune.analysis.comparison import compare_arms, summarize_arms
 from rblock_tune.analysis.report import (
     Protocol,
@@ -47,7 +47,7 @@ from rblock_tune.analysis.report import (
 )
 from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError
-from rblock_tune.layout import COMPLETED, EARLY_STOPPED, ROLE_SEED_RUN, ROLE_TRIAL
+from rblock_tune.layout import COMPLETED, EARLY_STOPPED, PHASE_SEARCH, PHASE_SEEDS
 
 __all__ = ["ReportResult", "write_report"]
 
@@ -258,7 +258,7 @@ def write_report(
             plots.plot_learning_curves(histories, values, curve_metric, baseline=baseline),
             figures_dir / "learning_curves.png",
         )
-    trials = runs[(runs["role"] == ROLE_TRIAL) & (runs["status"].isin([COMPLETED, EARLY_STOPPED]))]
+    trials = runs[runs_of(runs, PHASE_SEARCH) & (runs["status"].isin([COMPLETED, EARLY_STOPPED]))]
     selection = protocol.selection_metric or "val_acc"
     searched = [k for k in (protocol.space or dict.fromkeys(_SEARCHED)) if k in runs.columns]
     searched = [k for k in searched if trials[k].dropna().astype(str).nunique() > 1] if len(trials) else []
@@ -282,7 +282,7 @@ def write_report(
     rates = realised_rates(values)
     seeds: list[int] = []
     if phase == "seeds":  # what the phase planned (arms.yaml) and what its runs recorded, failed ones too
-        recorded = runs.loc[runs["role"] == ROLE_SEED_RUN, "seed"].dropna()
+        recorded = runs.loc[runs_of(runs, PHASE_SEEDS), "seed"].dropna()
         seeds = sorted({*protocol.seeds, *(int(s) for s in recorded)})
     caveats = comparison_caveats(
         comparisons, summary, left_out, protocol, metric, phase, len(trials), importances
@@ -345,7 +345,7 @@ def _document(
     doc.heading("Protocol")
     seeds = sorted(int(s) for s in values["seed"].dropna().unique()) if phase == "seeds" else []
     epochs = values["train.epochs"].dropna().unique() if "train.epochs" in values else []
-    n_trials = int((runs["role"] == ROLE_TRIAL).sum())
+    n_trials = int(runs_of(runs, PHASE_SEARCH).sum())
     items = [
         f"experiment `{experiment}` at `{redact_url(tracking_uri)}`; {len(runs)} MLflow runs "
         f"({n_trials} search trials).",

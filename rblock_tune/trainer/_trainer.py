@@ -21,6 +21,7 @@ from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
 from rblock_tune.data import Dataset, DeviceLoader, load_dataset, probe_rows
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
+from rblock_tune.layout import SCHEDULED_DROP_PROB
 from rblock_tune.models import build_model
 from rblock_tune.regularizers import (
     DropSchedule,
@@ -380,7 +381,7 @@ class Trainer:
         else:
             record["val_loss"] = record["val_acc"] = None
         record["lr"] = self.last_lr
-        record["drop_prob"] = self.drop_schedule(self.step - 1)
+        record[SCHEDULED_DROP_PROB] = self.drop_schedule(self.step - 1)
         if self._consistency_batch is not None:  # absent without a validation split
             full = self._full_output()  # one pass of the full model serves both metrics
             for name, probe in (
@@ -397,20 +398,21 @@ class Trainer:
         self.records.append(record)
         return record
 
-    def epochs(self, progress: bool = False) -> Iterator[dict[str, Any]]:
+    def epochs(self, progress: bool = False, test: bool = True) -> Iterator[dict[str, Any]]:
         """The epoch loop: run the remaining epochs, yielding each record when it is complete.
 
-        The last record carries ``test_acc``, measured before it is yielded, so a caller that
-        checkpoints or reports in its loop body (the hook of each epoch) saves it with the epoch.
-        A trainer restored after its last epoch but without its test accuracy (a checkpoint taken
-        in between) measures it and yields that last record again.
+        With ``test`` (the default) the last record carries ``test_acc``, measured before it is
+        yielded, so a caller that checkpoints or reports in its loop body (the hook of each epoch)
+        saves it with the epoch. A trainer restored after its last epoch but without its test
+        accuracy (a checkpoint taken in between) measures it and yields that last record again.
+        Without ``test`` the test set is never evaluated (a search trial selects on validation).
         """
-        if self.done and self.test_acc is None and self.records:
+        if test and self.done and self.test_acc is None and self.records:
             self.records[-1]["test_acc"] = self.evaluate_test()
             yield self.records[-1]
         while not self.done:
             record = self.run_epoch(progress)
-            if self.done:
+            if self.done and test:
                 record["test_acc"] = self.evaluate_test()
             yield record
 
@@ -449,7 +451,11 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         self.last_lr = float(state["last_lr"])
-        self.records = list(state["records"])
+        # records of an earlier rblock-tune named the scheduled drop probability ``drop_prob``
+        self.records = [
+            {(SCHEDULED_DROP_PROB if k == "drop_prob" else k): v for k, v in r.items()}
+            for r in state["records"]
+        ]
         self.test_acc = state.get("test_acc")
         torch.set_rng_state(state["rng"]["torch"])
         self.data_generator.set_state(state["rng"]["data"])

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from rblock_tune._stores import check_tracking_uri, sqlite_path
 from rblock_tune.errors import ConfigError, RBlockError
-from rblock_tune.layout import ROLE_SEED_RUN, ROLE_TRIAL, RUNNING, STATE_FILE, StudyState
+from rblock_tune.layout import PHASE_SEARCH, PHASE_SEEDS, RUNNING, STATE_FILE, StudyState
 from rblock_tune.tuning._driver import INTERRUPTED, study_state
 from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._workdir import read_state, recorded_url, redact_url
@@ -139,8 +139,8 @@ def _one(folder: Path, stores: _Stores) -> dict[str, Any]:
         )
         counts, row["error"] = None, shown
     if counts is not None:
-        row["trials"] = _done(counts.get(ROLE_TRIAL, {}))
-        row["seed_runs"] = _done(counts.get(ROLE_SEED_RUN, {}))
+        row["trials"] = _done(counts.get(PHASE_SEARCH, {}))
+        row["seed_runs"] = _done(counts.get(PHASE_SEEDS, {}))
     if spec.space and (row["trials"] is None or row["best"] is None) and state.get("optuna_storage"):
         try:
             optuna_url = recorded_url(cast(StudyState, state), "optuna_storage", folder / STATE_FILE)

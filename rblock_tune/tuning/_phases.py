@@ -23,7 +23,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from rblock_tune._stores import redact_url, remember, unredact
-from rblock_tune.config import config_to_dict
+from rblock_tune.config import config_from_dict, config_to_dict, describe_config, with_overrides
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
     COMPLETED,
@@ -31,20 +31,22 @@ from rblock_tune.layout import (
     EARLY_STOPPED,
     FAILED,
     FINAL_STATUSES,
+    MLFLOW_RUN_ATTR,
     PARENT_TAG,
-    ROLE_SEED_RUN,
-    ROLE_SEEDS,
-    ROLE_STUDY,
-    ROLE_TRIAL,
+    PHASE_SEARCH,
+    PHASE_SEEDS,
     STATUS_TAG,
     TRIAL_TAG,
+    mlflow_runs_url,
+    stopped_suffix,
 )
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
-from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_configs
+from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
 from rblock_tune.tuning._spec import StudySpec
 from rblock_tune.tuning._tracking import (
+    describe_parent,
     fail_orphan_runs,
     find_or_create_parent,
     find_run,
@@ -166,14 +168,20 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
         self.__dict__.update(state)
         self.tracking_uri = unredact(self.tracking_uri)
 
-    def _set(self, trial: Any, status: str) -> None:
+    def _set(self, trial: Any, status: str, epoch: int = 0) -> None:
         client = MlflowClient(tracking_uri=self.tracking_uri)
         tags = {PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id}
         run_id = find_run(client, self.experiment_id, tags)
         if run_id is None:
             return
-        if client.get_run(run_id).data.tags.get(STATUS_TAG) in FINAL_STATUSES:
+        run = client.get_run(run_id)
+        if run.data.tags.get(STATUS_TAG) in FINAL_STATUSES:
             return
+        if status == EARLY_STOPPED:  # MLflow has no such status: the run's name says it
+            suffix = stopped_suffix(epoch, self.budget)
+            name = run.info.run_name or ""
+            if not name.endswith(suffix):
+                client.update_run(run_id, name=name + suffix)
         set_run_status(client, run_id, status)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -181,7 +189,7 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
         if last.get("diverged"):
             self._set(trial, DIVERGED)
         elif int(last.get("epoch", 0)) < self.budget:
-            self._set(trial, EARLY_STOPPED)
+            self._set(trial, EARLY_STOPPED, int(last.get("epoch", 0)))
         else:
             self._set(trial, COMPLETED)
 
@@ -234,7 +242,7 @@ def _trainable(
     spec: StudySpec,
     paths: StudyPaths,
     name: str,
-    role: str,
+    phase: str,
     epochs: int,
     experiment_id: str,
     parent: str,
@@ -245,7 +253,7 @@ def _trainable(
     state_uri = f"{paths.storage.rstrip('/')}/{name}/{STATE_DIR}"
     context = TrialContext(
         study=spec.name,
-        role=role,
+        phase=phase,
         base=config_to_dict(spec.base),
         epochs=epochs,
         metric=spec.metric,
@@ -255,6 +263,7 @@ def _trainable(
         parent_run_id=parent,
         state_uri=state_uri,
         arms=arms,
+        measure_test=phase != PHASE_SEARCH or spec.search_measures_test,
     )
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     return tune.with_resources(tune.with_parameters(run_trial, context=context), resources), state_uri
@@ -282,6 +291,38 @@ def _run_config(
     )
 
 
+def optuna_links(spec: StudySpec, paths: StudyPaths, experiment_id: str) -> dict[str, str]:
+    """The Optuna study's user attributes pointing to the study's MLflow experiment and work
+    directory (:data:`~rblock_tune.layout.OPTUNA_STUDY_ATTRS`; no password)."""
+    tracking = redact_url(paths.tracking_uri)
+    links = {
+        "mlflow_experiment": spec.name,
+        "mlflow_experiment_id": experiment_id,
+        "mlflow_tracking_uri": tracking,
+        "workdir": str(paths.workdir),
+    }
+    if tracking.startswith(("http://", "https://")):
+        links["mlflow_runs_url"] = mlflow_runs_url(tracking, experiment_id)
+    return links
+
+
+def arms_description(
+    spec: StudySpec, arms: Mapping[str, Mapping[str, Any]], seeds: list[int], epochs: int
+) -> str:
+    """The seeds parent run's description: every arm's configuration in one line each."""
+    base = config_from_dict(config_to_dict(spec.base))
+    lines = [
+        f"Seed phase of study {spec.name}: {len(arms)} arms x {len(seeds)} seeds {seeds}, {epochs} epochs "
+        f"each; runs are named '<arm> s<seed>'.",
+        "",
+    ]
+    for label, overrides in arms.items():
+        config = with_overrides(base, {**overrides, "train.epochs": epochs})
+        shown = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the base config"
+        lines.append(f"- **{label}**: {describe_config(config, overrides)} ({shown})")
+    return "\n".join(lines)
+
+
 def search_phase(
     spec: StudySpec,
     paths: StudyPaths,
@@ -292,10 +333,12 @@ def search_phase(
 ) -> tuple[PhaseOutcome, list[dict[str, Any]]]:
     """Run the search; its outcome and, when done, the best configurations (best first)."""
     name = f"{spec.name}-search"
-    parent = find_or_create_parent(client, experiment_id, spec.name, ROLE_STUDY)
+    parent = find_or_create_parent(client, experiment_id, spec.name, PHASE_SEARCH)
     budget = spec.search_epochs
-    trainable, state_uri = _trainable(spec, paths, name, ROLE_TRIAL, budget, experiment_id, parent, {})
-    searcher = OptunaStudySearcher(spec, paths.optuna_storage, spec.name, budget)
+    trainable, state_uri = _trainable(spec, paths, name, PHASE_SEARCH, budget, experiment_id, parent, {})
+    searcher = OptunaStudySearcher(
+        spec, paths.optuna_storage, spec.name, budget, links=optuna_links(spec, paths, experiment_id)
+    )
     num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
     run_config = _run_config(name, spec, paths, experiment_id, parent, budget, num_samples, verbosity)
 
@@ -330,8 +373,10 @@ def search_phase(
     searcher.fail_orphans()
     fail_orphan_runs(client, experiment_id, parent)
     k = spec.seeds.top_k if spec.seeds is not None else 1
-    best = [{"overrides": o, spec.metric: v} for o, v in top_configs(searcher.study, max(k, 1))]
-    log_search_record(client, parent, spec, best)
+    top = top_trials(searcher.study, max(k, 1))
+    best = [{"overrides": dict(t.params), spec.metric: float(t.value)} for t in top]  # type: ignore[arg-type]
+    best_run = top[0].user_attrs.get(MLFLOW_RUN_ATTR) if top else None
+    log_search_record(client, parent, spec, best, best_run=best_run)
     set_run_status(client, parent, COMPLETED)
     return outcome, best
 
@@ -350,10 +395,11 @@ def seed_phase(
     assert spec.seeds is not None
     name = f"{spec.name}-seeds"
     arms = build_arms(spec, paths.workdir, best)
-    parent = find_or_create_parent(client, experiment_id, spec.name, ROLE_SEEDS)
+    parent = find_or_create_parent(client, experiment_id, spec.name, PHASE_SEEDS)
     epochs = spec.seed_epochs
-    trainable, state_uri = _trainable(spec, paths, name, ROLE_SEED_RUN, epochs, experiment_id, parent, arms)
+    trainable, state_uri = _trainable(spec, paths, name, PHASE_SEEDS, epochs, experiment_id, parent, arms)
     seeds = [int(seed) for seed in plan["seeds"]]
+    describe_parent(client, parent, arms_description(spec, arms, seeds, epochs))
     expected = len(arms) * len(seeds)
     run_config = _run_config(name, spec, paths, experiment_id, parent, epochs, expected, verbosity)
 

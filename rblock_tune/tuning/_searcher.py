@@ -16,6 +16,8 @@ import json
 import logging
 import math
 import pickle
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +28,15 @@ from ray.tune.search import Searcher
 from rblock_tune._stores import redact_url, remember, unredact
 from rblock_tune.config import flatten_config
 from rblock_tune.errors import CheckpointError
-from rblock_tune.layout import DIVERGED, EARLY_STOPPED, FAILED, OPTUNA_STATUS_ATTR, RAY_TRIAL_ATTR
+from rblock_tune.layout import (
+    DIVERGED,
+    EARLY_STOPPED,
+    FAILED,
+    MLFLOW_RUN_ATTR,
+    OPTUNA_STATUS_ATTR,
+    RAY_TRIAL_ATTR,
+    RESULT_RUN_ID,
+)
 from rblock_tune.tuning._space import grid, is_active
 from rblock_tune.tuning._spec import StudySpec
 
@@ -89,14 +99,29 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             crashes and optuna-dashboard can read it.
         study_name: Optuna study name.
         budget: epochs of a full trial; a trial that ends earlier was stopped by ASHA.
+        links: user attributes of the study pointing to the study's other records (the MLflow
+            experiment, the work directory: :data:`~rblock_tune.layout.OPTUNA_STUDY_ATTRS`).
+
+    Each trial's objective is named after the metric, it reports every epoch (its last one too) as
+    an intermediate value, and it carries the Ray trial and the MLflow run that ran it as user
+    attributes; its Ray config carries its Optuna number (``number``).
     """
 
-    def __init__(self, spec: StudySpec, storage: str, study_name: str, budget: int) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        storage: str,
+        study_name: str,
+        budget: int,
+        links: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(metric=spec.metric, mode=spec.mode)
         self._spec = spec
         self._storage = remember(storage)
         self._study_name = study_name
         self._budget = budget
+        self._links = dict(links or {})
+        self._linked: set[str] = set()  # Ray trial ids whose MLflow run id the Optuna trial has
         self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._done: set[str] = set()
         self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs told to Optuna
@@ -119,6 +144,13 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
                 direction=direction,
                 load_if_exists=True,
             )
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                if self._study.metric_names != [self._spec.metric]:
+                    self._study.set_metric_names([self._spec.metric])
+            for key, value in self._links.items():
+                if self._study.user_attrs.get(key) != value:
+                    self._study.set_user_attr(key, value)
             if self._study.trials:  # resumed: a sampler seeded as at the start would repeat old configs
                 self._study.sampler = _sampler(self._spec, offset=len(self._study.trials))
             else:
@@ -143,7 +175,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a searcher pickled by an earlier rblock-tune (an interrupted study) lacks the newer fields
-        self.__dict__.update({"_live": {}, "_reported": {}, **state})
+        self.__dict__.update({"_live": {}, "_reported": {}, "_links": {}, "_linked": set(), **state})
         self._storage = unredact(self._storage)  # the password this driver was given, never pickled
 
     def __getstate__(self) -> dict[str, Any]:
@@ -151,6 +183,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         state = self.__dict__.copy()
         state["_study"] = None  # reconnected to the storage on first use
         state["_live"] = {}
+        state["_linked"] = set()
         state["_storage"] = redact_url(self._storage)
         return state
 
@@ -189,22 +222,32 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     # -------------------------------------------------------------- protocol
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id in self._trials:  # a restored trial asks again
-            return {"overrides": dict(self.study.trials[self._trials[trial_id]].params)}
+            number = self._trials[trial_id]
+            return {"overrides": dict(self.study.trials[number].params), "number": number}
         trial = self.study.ask()
         overrides = sample_space(trial, self._spec)
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self._trials[trial_id] = trial.number
         self._live[trial_id] = trial
         self._reported[trial_id] = set()
-        return {"overrides": overrides}
+        return {"overrides": overrides, "number": trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id not in self._trials or trial_id in self._done:
             return
         self._report(trial_id, result)
 
+    def _link(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Record the trial's MLflow run id on its Optuna trial (once)."""
+        run_id = result.get(RESULT_RUN_ID)
+        if trial_id in self._linked or not isinstance(run_id, str):
+            return
+        self._optuna_trial(trial_id).set_user_attr(MLFLOW_RUN_ATTR, run_id)
+        self._linked.add(trial_id)
+
     def _report(self, trial_id: str, result: dict[str, Any]) -> None:
         """Record one epoch's metric as an intermediate value (once per epoch)."""
+        self._link(trial_id, result)
         value = result.get(self._spec.metric)
         epoch = result.get("epoch")
         if result.get("diverged") or value is None or epoch is None or not math.isfinite(value):
@@ -226,6 +269,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             self._reported.pop(trial_id, None)
             return
         value = None if result is None else result.get(self._spec.metric)
+        if result is not None:
+            self._link(trial_id, result)
         if error or result is None or result.get("diverged"):
             state = TrialState.FAIL
             status = DIVERGED if result and result.get("diverged") else FAILED
@@ -238,6 +283,9 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         elif value is None or not math.isfinite(float(value)):
             state = TrialState.FAIL
         else:
+            # Ray passes the last result only here too: the last epoch is an intermediate value
+            # as well, so learning curves run to the end of the budget
+            self._report(trial_id, result)
             state = TrialState.COMPLETE
         if state == TrialState.COMPLETE and value is not None:
             self.study.tell(number, float(value), state=state)
@@ -245,6 +293,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             self.study.tell(number, state=state)
         self._live.pop(trial_id, None)
         self._reported.pop(trial_id, None)
+        self._linked.discard(trial_id)
 
     def fail_orphans(self) -> int:
         """Tell FAIL for Optuna trials still RUNNING that Ray does not know (a driver crash
@@ -258,9 +307,14 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         return count
 
 
-def top_configs(study: optuna.Study, k: int) -> list[tuple[dict[str, Any], float]]:
-    """The ``k`` best COMPLETE trials as (overrides, value), best first."""
+def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``k`` best COMPLETE trials, best first."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     done.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
-    return [(dict(t.params), float(t.value)) for t in itertools.islice(done, k)]  # type: ignore[arg-type]
+    return list(itertools.islice(done, k))
+
+
+def top_configs(study: optuna.Study, k: int) -> list[tuple[dict[str, Any], float]]:
+    """The ``k`` best COMPLETE trials as (overrides, value), best first."""
+    return [(dict(t.params), float(t.value)) for t in top_trials(study, k)]  # type: ignore[arg-type]

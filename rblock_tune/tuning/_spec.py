@@ -47,6 +47,7 @@ from rblock_tune.config import (
     valid_keys,
 )
 from rblock_tune.errors import CheckpointError, ConfigError
+from rblock_tune.layout import REPORTED_METRICS
 from rblock_tune.tuning._space import (
     DIMENSION_TYPES,
     Dimension,
@@ -79,17 +80,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REPORTED_METRICS: dict[str, str] = {
-    "val_acc": "max",
-    "val_loss": "min",
-    "train_acc": "max",
-    "train_loss": "min",
-    "train_ce": "min",
-    "consistency_kl_own": "min",
-    "consistency_kl_probe": "min",
-}
-"""Per-epoch metrics a study may optimise, with their natural direction."""
-
 _NEEDS_VALIDATION = ("val_", "consistency_")
 """Prefixes of the metrics measured on the validation split (absent when ``data.val_size`` is 0)."""
 
@@ -109,6 +99,7 @@ class SearchSpec:
     max_concurrent: int = setting(at_least(1), default=2)
     seed: int = setting(at_least(0), default=0)
     points: tuple[dict[str, Any], ...] = ()
+    test_acc: bool = False  # search trials measure test accuracy (they select on the metric)
 
 
 @dataclass(frozen=True)
@@ -263,6 +254,13 @@ class StudySpec:
     def search_epochs(self) -> int:
         """Epoch budget of one search trial (ASHA's max_t)."""
         return self.scheduler.budget or self.base.train.epochs
+
+    @property
+    def search_measures_test(self) -> bool:
+        """Whether search trials measure and log ``test_acc``: when ``search.test_acc`` asks, or when
+        the report compares search trials (no seed phase) on it."""
+        compares_search = self.seeds is None and self.report is not None and self.report.metric == "test_acc"
+        return self.search.test_acc or compares_search
 
     @property
     def seed_epochs(self) -> int:

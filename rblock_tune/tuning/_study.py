@@ -22,17 +22,19 @@ from rblock_tune._stores import check_optuna_url, check_tracking_uri, redact_url
 from rblock_tune.config import with_overrides
 from rblock_tune.errors import CheckpointError, RBlockError
 from rblock_tune.layout import (
-    CHILD_ROLES,
     ERROR_TAG,
     FAILED,
     ORPHANED,
     ORPHANED_ERROR,
+    PHASE_TAG,
     ROLE_TAG,
+    ROLE_TRIAL,
     SPEC_FILE,
     STATE_FORMAT,
     STATUS_TAG,
     STUDY_LOG,
     StudyState,
+    role_and_phase,
 )
 from rblock_tune.tuning._arms import plan_seeds, resolve_arms
 from rblock_tune.tuning._best import write_best_configs
@@ -79,6 +81,8 @@ class StudyResult:
     optuna_storage: str
     seed_runs: int
     unfinished: str | None = None
+    experiment_id: str | None = None
+    """The study's MLflow experiment."""
 
     @property
     def finished(self) -> bool:
@@ -202,6 +206,7 @@ def run_study(
                 paths.optuna_storage,
                 seed_runs,
                 None if unfinished is None else unfinished.describe(),
+                experiment_id,
             )
 
         if not state["search_done"]:
@@ -318,20 +323,21 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
 
 
 def run_counts(client: MlflowClient, experiment_name: str) -> dict[str, dict[str, int]]:
-    """The study's trial and seed runs, by role then ``rblock.status``; an orphaned run (a trial the
-    driver started just before a crash, which Ray never recorded and replaced on resume) is counted
-    as ``orphaned`` rather than ``failed``. Empty when the experiment does not exist."""
+    """The study's trial runs, by phase (``search``, ``seeds``) then ``rblock.status``; an orphaned run
+    (a trial the driver started just before a crash, which Ray never recorded and replaced on
+    resume) is counted as ``orphaned`` rather than ``failed``. Empty when the experiment does not
+    exist."""
     experiment = client.get_experiment_by_name(experiment_name)
     counts: dict[str, dict[str, int]] = {}
     if experiment is not None:
         for run in client.search_runs([experiment.experiment_id], max_results=50000):
-            role = run.data.tags.get(ROLE_TAG)
-            if role in CHILD_ROLES:
+            role, phase = role_and_phase(run.data.tags.get(ROLE_TAG), run.data.tags.get(PHASE_TAG))
+            if role == ROLE_TRIAL and phase is not None:
                 status = run.data.tags.get(STATUS_TAG, "unknown")
                 if status == FAILED and run.data.tags.get(ERROR_TAG, "").startswith(ORPHANED_ERROR):
                     status = ORPHANED  # replaced by another trial on resume: not a failure of a config
-                counts.setdefault(role, {}).setdefault(status, 0)
-                counts[role][status] += 1
+                counts.setdefault(phase, {}).setdefault(status, 0)
+                counts[phase][status] += 1
     return counts
 
 

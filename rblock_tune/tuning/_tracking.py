@@ -2,15 +2,17 @@
 
 The names and the layout are :mod:`rblock_tune.layout`'s. A retried or resumed trial finds its run
 again (by trial id and parent), so it keeps one run, and logs only the epochs that run lacks: no
-duplicates, no gaps.
+duplicates, no gaps; its log artifact gets each attempt appended.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,35 +20,49 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from rblock_tune._stores import HEALTH_TIMEOUT_S, check_tracking_uri
+from rblock_tune.config import TrialConfig, config_to_dict, describe_config, flatten_config, not_applicable
 from rblock_tune.layout import (
+    ARM_CONFIG_TAG,
     ARM_TAG,
     ARMS_ARTIFACT,
     ARMS_KEYS,
     BEST_ARTIFACT,
+    DESCRIPTION_TAG,
     EPOCH_METRICS,
     EPOCHS_DONE_TAG,
     ERROR_TAG,
     FAILED,
     FAILED_STATUSES,
     FINAL_METRIC,
+    LEGACY_ROLES,
     NORMALISED_SPEC_ARTIFACT,
+    NOT_APPLICABLE_TAG,
+    OPTUNA_TRIAL_TAG,
     ORPHANED_ERROR,
     PARENT_TAG,
-    ROLE_STUDY,
+    PHASE_TAG,
+    ROLE_PARENT,
     ROLE_TAG,
+    ROLE_TRIAL,
+    RUN_CONFIG_ARTIFACT,
+    RUN_LOG_ARTIFACT,
     RUNNING,
     SEED_TAG,
     SPEC_ARTIFACT,
     STATUS_TAG,
     STUDY_TAG,
     TRIAL_TAG,
+    VARIANT_TAG,
+    parent_run_name,
 )
 from rblock_tune.tuning._spec import StudySpec
 from rblock_tune.tuning._spec_record import spec_record
 
 __all__ = [
+    "RunLogHandler",
     "TrialRun",
     "check_tracking",
+    "describe_parent",
     "ensure_experiment",
     "fail_orphan_runs",
     "find_or_create_parent",
@@ -86,15 +102,26 @@ def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) 
     return str(runs[0].info.run_id) if runs else None
 
 
-def find_or_create_parent(client: MlflowClient, experiment_id: str, study: str, role: str) -> str:
-    """The parent run of one phase (``role`` = ``study`` or ``seeds``), reused on resume."""
-    tags = {ROLE_TAG: role, STUDY_TAG: study}
+def find_or_create_parent(client: MlflowClient, experiment_id: str, study: str, phase: str) -> str:
+    """The parent run of one phase (``search`` or ``seeds``), reused on resume; a parent run of the
+    earlier layout (:data:`~rblock_tune.layout.LEGACY_ROLES`) gets this layout's tags and name."""
+    tags = {ROLE_TAG: ROLE_PARENT, PHASE_TAG: phase, STUDY_TAG: study}
     found = find_run(client, experiment_id, tags)
     if found is not None:
         return found
-    name = f"{study}-search" if role == ROLE_STUDY else f"{study}-seeds"
-    run = client.create_run(experiment_id, tags=tags, run_name=name)
+    legacy = next(old for old, new in LEGACY_ROLES.items() if new == (ROLE_PARENT, phase))
+    found = find_run(client, experiment_id, {ROLE_TAG: legacy, STUDY_TAG: study})
+    if found is not None:
+        client.log_batch(found, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.update_run(found, name=parent_run_name(study, phase))
+        return found
+    run = client.create_run(experiment_id, tags=tags, run_name=parent_run_name(study, phase))
     return str(run.info.run_id)
+
+
+def describe_parent(client: MlflowClient, run_id: str, text: str) -> None:
+    """Set a parent run's description (Markdown, shown on its page in the MLflow UI)."""
+    client.set_tag(run_id, DESCRIPTION_TAG, text)
 
 
 def set_run_status(client: MlflowClient, run_id: str, status: str) -> None:
@@ -123,10 +150,16 @@ def fail_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: st
 
 
 def log_search_record(
-    client: MlflowClient, parent_run_id: str, spec: StudySpec, best: list[dict[str, Any]]
+    client: MlflowClient,
+    parent_run_id: str,
+    spec: StudySpec,
+    best: list[dict[str, Any]],
+    best_run: str | None = None,
 ) -> None:
-    """Log a finished search's artifacts on its parent run: the spec as written, the normalised spec
-    and the best configurations (best first)."""
+    """Log a finished search's record on its parent run: the spec as written, the normalised spec
+    and the best configurations (best first) as artifacts; the best configuration as params
+    ``best.<key>``, its value as the metric ``best_<metric>``, and a description naming the best
+    trial's run (``best_run``)."""
     artifacts = {
         SPEC_ARTIFACT: yaml.safe_dump(spec.raw, sort_keys=False),
         NORMALISED_SPEC_ARTIFACT: yaml.safe_dump(spec_record(spec), sort_keys=False),
@@ -134,6 +167,24 @@ def log_search_record(
     }
     for file_name, text in artifacts.items():
         client.log_text(parent_run_id, text, file_name)
+    if not best:
+        describe_parent(client, parent_run_id, f"Search of study {spec.name}: no trial completed.")
+        return
+    top = best[0]
+    params = [Param(f"best.{key}", str(value)) for key, value in top["overrides"].items()]
+    value = top.get(spec.metric)
+    metrics = (
+        [] if value is None else [Metric(f"best_{spec.metric}", float(value), int(time.time() * 1000), 0)]
+    )
+    client.log_batch(parent_run_id, metrics=metrics, params=params)
+    shown = ", ".join(f"{k}={v}" for k, v in top["overrides"].items()) or "the base config"
+    where = f" (run {best_run})" if best_run else ""
+    describe_parent(
+        client,
+        parent_run_id,
+        f"Search of study {spec.name}: best {spec.metric} {value} with {shown}{where}. "
+        f"The seed phase's arm top1 re-runs it; {BEST_ARTIFACT} lists the top configurations.",
+    )
 
 
 def log_arms_record(
@@ -161,8 +212,25 @@ _find = find_run
 ``tuner.pkl`` looks it up, so an interrupted study of that version still resumes."""
 
 
+def _run_params(config: TrialConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The params of a run of ``config`` (what was built) and the keys left out as not applying."""
+    unused = not_applicable(config.reg)
+    params = {**flatten_config(config), "model.shortcut": config.model.resolved_shortcut}
+    return {k: v for k, v in params.items() if k not in unused}, unused
+
+
 class TrialRun:
-    """The MLflow child run of one trial or seed run; found again after a retry or resume."""
+    """The MLflow child run of one trial or seed run; found again after a retry or resume.
+
+    Args:
+        phase: ``search`` or ``seeds``.
+        config: the run's resolved trial config (its params, its ``config.yaml``).
+        arm: the arm label (``search`` for search trials).
+        run_name: the run's name in the MLflow table.
+        shown_keys: dotted keys the one-line description names besides the R-Block values (the
+            values a search sampled, an arm's overrides).
+        optuna_trial: a search trial's Optuna trial number.
+    """
 
     def __init__(
         self,
@@ -171,22 +239,40 @@ class TrialRun:
         parent_run_id: str,
         *,
         study: str,
-        role: str,
+        phase: str,
         trial_id: str,
-        params: Mapping[str, Any],
-        seed: int,
-        arm: str | None = None,
+        config: TrialConfig,
+        arm: str,
+        run_name: str,
+        shown_keys: Iterable[str] = (),
+        optuna_trial: int | None = None,
     ) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.log_lines: list[str] = []
         tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id}
         found = find_run(self.client, experiment_id, tags)
         if found is None:
-            all_tags = {**tags, ROLE_TAG: role, STUDY_TAG: study, SEED_TAG: str(seed), STATUS_TAG: RUNNING}
-            if arm is not None:
-                all_tags[ARM_TAG] = arm
-            run = self.client.create_run(experiment_id, tags=all_tags, run_name=f"{role}-{trial_id}")
+            params, unused = _run_params(config)
+            all_tags = {
+                **tags,
+                ROLE_TAG: ROLE_TRIAL,
+                PHASE_TAG: phase,
+                STUDY_TAG: study,
+                SEED_TAG: str(config.seed),
+                ARM_TAG: arm,
+                VARIANT_TAG: config.reg.variant,
+                ARM_CONFIG_TAG: describe_config(config, shown_keys),
+                NOT_APPLICABLE_TAG: ", ".join(unused),
+                STATUS_TAG: RUNNING,
+            }
+            if optuna_trial is not None:
+                all_tags[OPTUNA_TRIAL_TAG] = str(optuna_trial)
+            run = self.client.create_run(experiment_id, tags=all_tags, run_name=run_name)
             self.run_id = str(run.info.run_id)
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            self.client.log_text(
+                self.run_id, yaml.safe_dump(config_to_dict(config), sort_keys=False), RUN_CONFIG_ARTIFACT
+            )
             self.logged: set[int] = set()
         else:
             self.run_id = found
@@ -194,6 +280,26 @@ class TrialRun:
             self.client.set_tag(self.run_id, STATUS_TAG, RUNNING)
             history = self.client.get_metric_history(self.run_id, "train_loss")
             self.logged = {int(m.step) for m in history}
+            self.log_lines = self._earlier_log()
+            self.note("resumed (a retry, or the study resumed)")
+
+    def _earlier_log(self) -> list[str]:
+        """The log the run's earlier attempts left, if any."""
+        with tempfile.TemporaryDirectory() as directory:
+            try:
+                local = self.client.download_artifacts(self.run_id, RUN_LOG_ARTIFACT, directory)
+            except Exception:  # noqa: BLE001 - an attempt that died before its first epoch left none
+                return []
+            return Path(local).read_text(errors="replace").splitlines()
+
+    def note(self, line: str) -> None:
+        """Add one line to the run's log (uploaded with the next epoch, or at the end)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.log_lines.append(f"{stamp} {line}")
+
+    def upload_log(self) -> None:
+        """Write the run's log artifact (the whole log so far)."""
+        self.client.log_text(self.run_id, "\n".join(self.log_lines) + "\n", RUN_LOG_ARTIFACT)
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         """Log one epoch record with step = epoch, unless this run already has that epoch."""
@@ -208,7 +314,30 @@ class TrialRun:
         ]
         self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(EPOCHS_DONE_TAG, str(epoch))])
         self.logged.add(epoch)
+        shown = " ".join(
+            f"{k} {float(record[k]):.4g}"
+            for k in ("train_loss", "train_acc", "val_loss", "val_acc", FINAL_METRIC, "epoch_seconds")
+            if record.get(k) is not None
+        )
+        self.note(f"epoch {epoch}: {shown}")
+        self.upload_log()
 
     def finish(self, status: str) -> None:
-        """Set the final status and end the run."""
+        """Set the final status, write the log and end the run."""
+        self.note(f"finished: {status}")
+        self.upload_log()
         set_run_status(self.client, self.run_id, status)
+
+
+class RunLogHandler(logging.Handler):
+    """Copies the records of rblock-tune's loggers (warnings, restores) into a :class:`TrialRun`'s log."""
+
+    def __init__(self, run: TrialRun) -> None:
+        super().__init__(logging.INFO)
+        self.run = run
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.run.note(f"{record.levelname.lower()}: {record.getMessage()}")
+        except Exception:  # noqa: BLE001 - logging never fails a trial
+            self.handleError(record)

@@ -25,11 +25,21 @@ from typing import Any
 
 from ray import tune
 
-from rblock_tune.config import config_from_dict, flatten_config, with_overrides
+from rblock_tune.config import config_from_dict, describe_config, with_overrides
 from rblock_tune.errors import DivergedError
-from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, ERROR_TAG
+from rblock_tune.layout import (
+    CHECKPOINT_FILE,
+    COMPLETED,
+    DIVERGED,
+    ERROR_TAG,
+    PHASE_SEARCH,
+    RESULT_RUN_ID,
+    SEARCH_ARM,
+    seed_run_name,
+    trial_run_name,
+)
 from rblock_tune.trainer import Trainer
-from rblock_tune.tuning._tracking import TrialRun
+from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 
 __all__ = ["STATE_DIR", "OwnCheckpoints", "TrialContext", "run_trial", "trial_config"]
 
@@ -45,7 +55,7 @@ class TrialContext:
 
     Attributes:
         study: study name.
-        role: ``trial`` (search phase) or ``seed_run`` (seed phase).
+        phase: ``search`` or ``seeds``.
         base: nested base trial config.
         epochs: epochs of every trial of this phase.
         metric: the metric the study optimises.
@@ -55,10 +65,11 @@ class TrialContext:
         parent_run_id: MLflow parent run of this phase.
         state_uri: folder (path or URI on the Ray storage) of the trials' own checkpoint copies.
         arms: seed phase: arm label -> dotted overrides of the base config.
+        measure_test: whether the trials measure and log ``test_acc``.
     """
 
     study: str
-    role: str
+    phase: str
     base: dict[str, Any]
     epochs: int
     metric: str
@@ -68,23 +79,38 @@ class TrialContext:
     parent_run_id: str
     state_uri: str
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    measure_test: bool = True
 
 
-def trial_config(config: dict[str, Any], context: TrialContext) -> tuple[Any, str | None]:
-    """The resolved trial config of a Ray config, and the arm label (seed phase)."""
+def trial_config(config: dict[str, Any], context: TrialContext) -> tuple[Any, str, list[str]]:
+    """The resolved trial config of a Ray config, its arm label (``search`` for search trials) and
+    the dotted keys the arm or the searcher set (besides the seed and the epochs)."""
     base = config_from_dict(context.base)
-    if context.role == "trial":
+    if context.phase == PHASE_SEARCH:
         overrides = dict(config.get("overrides", {}))
-        arm = None
+        arm = SEARCH_ARM
     else:
         arm = str(config["arm"])
         overrides = {**context.arms[arm], "seed": int(config["seed"])}
+    keys = list(overrides)
     overrides["train.epochs"] = context.epochs
-    return with_overrides(base, overrides), arm
+    return with_overrides(base, overrides), arm, keys
 
 
-def _result(record: dict[str, Any], metric: str) -> dict[str, Any]:
-    result = {k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None}
+def _run_name(
+    config: dict[str, Any], context: TrialContext, cfg: Any, arm: str, keys: list[str], trial_id: str
+) -> str:
+    if context.phase == PHASE_SEARCH:
+        number = config.get("number")
+        return trial_run_name(None if number is None else int(number), describe_config(cfg, keys), trial_id)
+    return seed_run_name(arm, cfg.seed)
+
+
+def _result(record: dict[str, Any], metric: str, run_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None
+    }
+    result[RESULT_RUN_ID] = run_id
     result["diverged"] = 0
     if result.get(metric) is None:
         result[metric] = float("nan")
@@ -185,11 +211,11 @@ def _restore(trainer: Trainer, own: OwnCheckpoints) -> bool:
         return True
 
 
-def _report(trainer: Trainer, record: dict[str, Any], metric: str) -> None:
+def _report(trainer: Trainer, record: dict[str, Any], metric: str, run_id: str) -> None:
     """Checkpoint the trainer and report one epoch's record to Ray with it."""
     with tempfile.TemporaryDirectory() as directory:
         trainer.save(Path(directory) / CHECKPOINT_FILE)
-        tune.report(_result(record, metric), checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(_result(record, metric, run_id), checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def quiet_exit_in_teardown() -> None:
@@ -218,19 +244,33 @@ def quiet_exit_in_teardown() -> None:
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial under Ray Tune (see the module docstring)."""
     quiet_exit_in_teardown()
-    cfg, arm = trial_config(config, context)
+    cfg, arm, keys = trial_config(config, context)
     trial_id = tune.get_context().get_trial_id()
+    number = config.get("number") if context.phase == PHASE_SEARCH else None
     run = TrialRun(  # first, so that a trial failing at start still has its run
         context.tracking_uri,
         context.experiment_id,
         context.parent_run_id,
         study=context.study,
-        role=context.role,
+        phase=context.phase,
         trial_id=trial_id,
-        params={**flatten_config(cfg), "model.shortcut": cfg.model.resolved_shortcut},  # what was built
-        seed=cfg.seed,
+        config=cfg,
         arm=arm,
+        run_name=_run_name(config, context, cfg, arm, keys, trial_id),
+        shown_keys=keys,
+        optuna_trial=None if number is None else int(number),
     )
+    handler = RunLogHandler(run)
+    package_log = logging.getLogger("rblock_tune")
+    package_log.addHandler(handler)
+    try:
+        _train(run, cfg, trial_id, context)
+    finally:
+        package_log.removeHandler(handler)
+
+
+def _train(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> None:
+    run.note(f"trial {trial_id}: {describe_config(cfg)}, seed {cfg.seed}, {context.epochs} epochs")
     trainer = Trainer(cfg)
     own = OwnCheckpoints(context.state_uri, trial_id)
     from_own_copy = _restore(trainer, own)
@@ -241,23 +281,36 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         # last received (a crash in between): report that epoch again, or a trial restored after its
         # last epoch would end without its final result. A repeat is ignored by ASHA, the searcher
         # and MLflow.
-        _report(trainer, trainer.records[-1], context.metric)
+        _report(trainer, trainer.records[-1], context.metric, run.run_id)
     try:
-        for record in trainer.epochs():
+        for record in trainer.epochs(test=context.measure_test):
             with tempfile.TemporaryDirectory() as directory:
                 trainer.save(Path(directory) / CHECKPOINT_FILE)
                 own.save(Path(directory) / CHECKPOINT_FILE, int(record["epoch"]))
                 run.log_epoch(record)
                 tune.report(
-                    _result(record, context.metric), checkpoint=tune.Checkpoint.from_directory(directory)
+                    _result(record, context.metric, run.run_id),
+                    checkpoint=tune.Checkpoint.from_directory(directory),
                 )
     except DivergedError as exc:
         run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
+        run.note(f"diverged: {exc}")
         run.finish(DIVERGED)
         last = trainer.records[-1] if trainer.records else {}
         worst = -math.inf if context.mode == "max" else math.inf
-        tune.report({"epoch": exc.epoch, "diverged": 1, context.metric: last.get(context.metric, worst)})
+        tune.report(
+            {
+                "epoch": exc.epoch,
+                "diverged": 1,
+                context.metric: last.get(context.metric, worst),
+                RESULT_RUN_ID: run.run_id,
+            }
+        )
         return
+    except Exception as exc:
+        run.note(f"error: {type(exc).__name__}: {exc}")
+        run.upload_log()
+        raise
     run.finish(COMPLETED)
 
 

@@ -29,19 +29,22 @@ from rblock_tune.analysis import (
     planning_table,
     read_protocol,
     realised_rates,
+    runs_of,
     seeds_needed,
     write_report,
 )
 from rblock_tune.cli import main
+from rblock_tune.config import config_from_dict, with_overrides
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
     COMPLETED,
     DIVERGED,
-    ROLE_SEED_RUN,
-    ROLE_SEEDS,
-    ROLE_STUDY,
+    PHASE_SEARCH,
+    PHASE_SEEDS,
+    PHASE_TAG,
     ROLE_TAG,
     ROLE_TRIAL,
+    SEARCH_ARM,
     SEED_TAG,
 )
 from rblock_tune.tuning import (
@@ -73,7 +76,7 @@ RATES = {"top1": 0.088, "dropblock": 0.094, "none": 0.0}
 def _run(
     context: dict[str, Any],
     *,
-    role: str,
+    phase: str,
     trial_id: str,
     seed: int,
     params: dict[str, Any],
@@ -85,7 +88,10 @@ def _run(
 ) -> None:
     """One child run, written as a trial writes it: ``curve`` is val_acc of epochs 1.., the last
     epoch carrying ``test_acc`` and ``drop_rates``."""
-    run = TrialRun(**context, role=role, trial_id=trial_id, params=params, seed=seed, arm=arm)
+    config = with_overrides(config_from_dict({}), {**params, "seed": seed})
+    run = TrialRun(
+        **context, phase=phase, trial_id=trial_id, config=config, arm=arm or SEARCH_ARM, run_name=trial_id
+    )
     for epoch, value in enumerate(curve, start=1):
         record: dict[str, Any] = {"epoch": epoch, "train_loss": 1.0, "val_acc": value}
         if epoch == len(curve):
@@ -118,7 +124,7 @@ def make_store(
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(client, "synth", (folder / "art").as_uri())
-    study = find_or_create_parent(client, experiment_id, "synth", ROLE_STUDY)
+    study = find_or_create_parent(client, experiment_id, "synth", PHASE_SEARCH)
     context = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": study, "study": "synth"}
     rng = np.random.default_rng(1)
     for i in range(trials):
@@ -127,7 +133,7 @@ def make_store(
         val = 0.5 + 0.1 * p + 0.02 * i / trials + rng.normal(0, 0.01)
         _run(
             context,
-            role=ROLE_TRIAL,
+            phase=PHASE_SEARCH,
             trial_id=f"t{i}",
             seed=0,
             params={"reg.variant": variant, "reg.alpha": alpha, "reg.drop_prob": p, "reg.block_size": 3,
@@ -138,7 +144,7 @@ def make_store(
     log_search_record(client, study, spec_from_dict(SPEC), best=[])
     set_run_status(client, study, COMPLETED)
     if seed_phase:
-        parent = find_or_create_parent(client, experiment_id, "synth", ROLE_SEEDS)
+        parent = find_or_create_parent(client, experiment_id, "synth", PHASE_SEEDS)
         context["parent_run_id"] = parent
         arms = {"top1": {"reg.variant": "bdrop_dml"}, "dropblock": {"reg.variant": "dropblock"}, "none": {}}
         seed_list = list(range(first_seed, first_seed + seeds))
@@ -153,7 +159,7 @@ def make_store(
                 status = DIVERGED if arm == "none" and i < diverged else COMPLETED
                 _run(
                     context,
-                    role=ROLE_SEED_RUN,
+                    phase=PHASE_SEEDS,
                     trial_id=f"{arm}-{s}",
                     seed=s,
                     arm=arm,
@@ -211,7 +217,7 @@ def test_load_runs_is_one_tidy_row_per_run(store: str) -> None:
     assert str(runs["seed"].dtype) == "Int64"
     assert runs["reg.alpha"].dropna().map(type).eq(float).all()  # params parsed back to numbers
     assert str(runs["reg.block_size"].dtype) == "Int64"  # even where some runs lack it
-    seeds = runs[runs["role"] == "seed_run"]
+    seeds = runs[runs_of(runs, PHASE_SEEDS)]
     assert sorted(seeds["arm"].unique()) == ["dropblock", "none", "top1"]
     assert (seeds.groupby("arm")["seed"].nunique() == 8).all()
     # final metrics are the last epoch's
@@ -226,7 +232,9 @@ def test_the_seed_tag_wins_over_the_seed_param(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment("seeds", artifact_location=(tmp_path / "a").as_uri())
-    tagged = client.create_run(experiment_id, tags={ROLE_TAG: "seed_run", SEED_TAG: "5"})
+    tagged = client.create_run(
+        experiment_id, tags={ROLE_TAG: ROLE_TRIAL, PHASE_TAG: PHASE_SEEDS, SEED_TAG: "5"}
+    )
     client.log_batch(tagged.info.run_id, params=[Param("seed", "0"), Param("reg.alpha", "1.0")])
     untagged = client.create_run(experiment_id, tags={})
     client.log_batch(untagged.info.run_id, params=[Param("seed", "7")])
@@ -290,7 +298,9 @@ def test_report_finds_a_real_shift_and_writes_everything(store: str, tmp_path: P
     assert not none["significant"]
     # p-values are SciPy's on the seed-matched pairs
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
-    seeds = runs[runs["role"] == "seed_run"].pivot(index="seed", columns="arm", values="test_acc")
+    seeds = runs[(runs["phase"] == "seeds") & (runs["role"] == "trial")].pivot(
+        index="seed", columns="arm", values="test_acc"
+    )
     assert top1["p_paired_t"] == pytest.approx(stats.ttest_rel(seeds["top1"], seeds["dropblock"]).pvalue)
     assert top1["p_welch"] == pytest.approx(
         stats.ttest_ind(seeds["top1"], seeds["dropblock"], equal_var=False).pvalue
@@ -395,9 +405,9 @@ def test_forest_plot_draws_the_comparisons_table(store: str, tmp_path: Path) -> 
 
     # per-seed pairs: each seed both arms ran, its two values as runs.csv has them
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
-    seeds = runs[(runs["role"] == "seed_run") & (runs["status"] == COMPLETED)]
+    seeds = runs[(runs["phase"] == "seeds") & (runs["role"] == "trial") & (runs["status"] == COMPLETED)]
     wide = seeds.pivot(index="seed", columns="arm", values="test_acc")
-    pairs = paired_seed_values(result.runs[result.runs["role"] == "seed_run"].dropna(subset=["test_acc"]),
+    pairs = paired_seed_values(result.runs[runs_of(result.runs, PHASE_SEEDS)].dropna(subset=["test_acc"]),
                                "test_acc", "dropblock")  # fmt: skip
     for arm in ("none", "top1"):
         mine = pairs[pairs["arm"] == arm].set_index("seed")
@@ -407,7 +417,7 @@ def test_forest_plot_draws_the_comparisons_table(store: str, tmp_path: Path) -> 
             wide.loc[mine.index, "dropblock"].to_numpy()
         )
         assert mine["arm_value"].to_numpy() == pytest.approx(wide.loc[mine.index, arm].to_numpy())
-    fig = plot_paired_seeds(result.runs[result.runs["role"] == "seed_run"].dropna(subset=["test_acc"]),
+    fig = plot_paired_seeds(result.runs[runs_of(result.runs, PHASE_SEEDS)].dropna(subset=["test_acc"]),
                             "test_acc", "dropblock")  # fmt: skip
     assert [len(ax.get_lines()) for ax in fig.axes] == [8, 8]  # one line per seed, per arm
 
@@ -455,7 +465,7 @@ def test_protocol_lists_the_seeds_of_each_phase_and_the_realised_rates(store: st
     )
     assert "`none` 0 (none)" in md
     assert not any("reuses search seed" in c or "unequal drop rates" in c for c in result.caveats)
-    rates = realised_rates(result.runs[result.runs["role"] == "seed_run"]).set_index("arm")
+    rates = realised_rates(result.runs[runs_of(result.runs, PHASE_SEEDS)]).set_index("arm")
     assert rates.loc["top1", "realised"] == pytest.approx(0.088) and rates.loc["none", "realised"] == 0.0
     assert rates.loc["top1", "rate_basis"] == "submodel"
 
@@ -562,12 +572,12 @@ def test_a_real_study_ends_with_its_report(tiny_study: Any, capsys: pytest.Captu
     assert sorted(table["arm"]) == ["none", "top1"] and set(table["baseline"]) == {"dropblock"}
     assert table["paired"].all() and (table["n_pairs"] == 3).all()
     runs = pd.read_csv(tiny_study.report / "runs.csv")
-    assert (runs["role"] == "trial").sum() == 6 and (runs["role"] == "seed_run").sum() == 9
+    assert runs_of(runs, PHASE_SEARCH).sum() == 6 and runs_of(runs, PHASE_SEEDS).sum() == 9
     # the realised drop rates are columns of the tidy run table, like every other metric
     assert {"drop_rate", "drop_rate_a", "drop_rate_b", "consistency_kl_own", "consistency_kl_probe"} <= set(
         runs
     )
-    seed_runs = runs[runs["role"] == "seed_run"].set_index("arm")
+    seed_runs = runs[runs_of(runs, PHASE_SEEDS)].set_index("arm")
     assert (seed_runs.loc["none", "drop_rate"] == 0).all() and (
         seed_runs.loc["dropblock", "drop_rate"] > 0
     ).all()

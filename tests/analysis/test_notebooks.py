@@ -102,7 +102,7 @@ def test_seed_significance_notebook_runs_and_matches_the_library(
     assert (arm, baseline, metric) == ("top1", "dropblock", "test_acc")  # the defaults, on the tiny study
 
     runs = load_runs(tiny_study.name, tiny_study.tracking_uri)
-    seed_runs = runs[(runs["role"] == "seed_run") & (runs["status"] == "completed")]
+    seed_runs = runs[(runs["phase"] == "seeds") & (runs["role"] == "trial") & (runs["status"] == "completed")]
     expected = compare_arms(seed_runs, baseline=baseline, metric=metric).set_index("arm").loc[arm]
     assert _same(p_t, float(expected["p_paired_t"])), (p_t, expected["p_paired_t"])
     assert _same(p_w, float(expected["p_wilcoxon"])), (p_w, expected["p_wilcoxon"])
@@ -122,7 +122,11 @@ def test_study_overview_notebook_runs(tiny_study: Any, monkeypatch: pytest.Monke
     best = re.search(r"best trial: (\S+) \(val_acc = ", text)
     assert best, text[-3000:]
     runs = load_runs(tiny_study.name, tiny_study.tracking_uri)
-    trials = runs[(runs["role"] == "trial") & runs["status"].isin(["completed", "early_stopped"])]
+    trials = runs[
+        (runs["phase"] == "search")
+        & (runs["role"] == "trial")
+        & runs["status"].isin(["completed", "early_stopped"])
+    ]
     leaders = trials.loc[trials["val_acc"] == trials["val_acc"].max(), "trial_id"].astype(str)
     assert best.group(1) in set(leaders)
     assert "top1" in text  # the top-k table names the trial the seed phase re-trained

@@ -16,8 +16,10 @@ from rblock_tune.layout import (
     CHECKPOINT_FILE,
     COMPLETED,
     METRICS_FILE,
-    ROLE_SEED_RUN,
+    PHASE_SEEDS,
+    PHASE_TAG,
     ROLE_TAG,
+    ROLE_TRIAL,
     SEED_TAG,
     STATE_FILE,
     STATUS_TAG,
@@ -263,7 +265,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         for seed in (1, 2):
             run = client.create_run(
                 experiment,
-                tags={ROLE_TAG: ROLE_SEED_RUN, ARM_TAG: arm, SEED_TAG: str(seed), STATUS_TAG: COMPLETED},
+                tags={
+                    ROLE_TAG: ROLE_TRIAL,
+                    PHASE_TAG: PHASE_SEEDS,
+                    ARM_TAG: arm,
+                    SEED_TAG: str(seed),
+                    STATUS_TAG: COMPLETED,
+                },
             )
             client.log_param(run.info.run_id, "reg.alpha", "1.5")
             client.log_metric(run.info.run_id, "test_acc", acc + seed / 100)

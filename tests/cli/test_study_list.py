@@ -85,9 +85,9 @@ def test_list_shows_each_study_and_survives_a_broken_one(
     # the library's rows: the same counts as study status, the best as recorded (and as Optuna has it)
     by_name = {row["name"]: row for row in list_studies(work)}
     status = study_status(tiny_study.name, tiny_study.workdir)
-    trial_counts = status["phases"]["trial"]
+    trial_counts = status["phases"]["search"]
     assert by_name["tiny"]["trials"] == sum(trial_counts.values())
-    assert by_name["tiny"]["seed_runs"] == sum(status["phases"]["seed_run"].values())
+    assert by_name["tiny"]["seed_runs"] == sum(status["phases"]["seeds"].values())
     assert by_name["tiny"]["best"] == best == status["best"]["val_acc"]
     study = optuna.load_study(
         study_name=tiny_study.name, storage=f"sqlite:///{tiny_study.workdir / 'optuna.db'}"

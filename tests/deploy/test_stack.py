@@ -195,8 +195,8 @@ def test_stack_runs_a_study_end_to_end(stack: tuple[dict[str, str], dict[str, st
     from rblock_tune.analysis import load_runs
 
     runs = load_runs("stacked", written["RBLOCK_TRACKING_URI"])
-    trials = runs[runs["role"] == "trial"]
-    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and trials["test_acc"].notna().all()
+    trials = runs[(runs["phase"] == "search") & (runs["role"] == "trial")]
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and trials["val_acc"].notna().all()
     assert not (workdir / "mlflow.db").exists()
 
     # Optuna: the study is in PostgreSQL
@@ -302,4 +302,4 @@ def test_losing_the_head_node_then_up_and_resume(
 
     runs = load_runs("headloss", written["RBLOCK_TRACKING_URI"])
     completed = runs[(runs["role"] == "trial") & (runs["status"] == "completed")]
-    assert len(completed) == 2 and completed["test_acc"].notna().all()
+    assert len(completed) == 2 and completed["val_acc"].notna().all()

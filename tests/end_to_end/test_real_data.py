@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rblock_tune.config import load_config
 from rblock_tune.data import load_dataset
-from rblock_tune.layout import ARM_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG
+from rblock_tune.layout import ARM_TAG, PHASE_TAG, ROLE_TAG, ROLE_TRIAL, SEED_TAG, STATUS_TAG
 from rblock_tune.trainer import run_training
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -109,16 +110,17 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
     experiment = client.get_experiment_by_name("quickstart")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    roles: dict[str, list[str]] = {}
+    phases: dict[str, list[Any]] = {}
     for run in runs:
-        roles.setdefault(run.data.tags[ROLE_TAG], []).append(run.data.tags[STATUS_TAG])
-    assert len(roles["trial"]) == 8
-    assert set(roles["trial"]) <= {"completed", "early_stopped"}
-    assert sorted(roles["seed_run"]) == ["completed"] * 9  # top1, dropblock, none x 3 seeds
+        if run.data.tags[ROLE_TAG] == ROLE_TRIAL:
+            phases.setdefault(run.data.tags[PHASE_TAG], []).append(run)
+    assert len(phases["search"]) == 8
+    assert {r.data.tags[STATUS_TAG] for r in phases["search"]} <= {"completed", "early_stopped"}
+    seed_runs = phases["seeds"]
+    assert sorted(r.data.tags[STATUS_TAG] for r in seed_runs) == ["completed"] * 9  # 3 arms x 3 seeds
     # the seed phase runs seeds after the search's seed 0, and every run records what its masks dropped
-    seed_runs = [r for r in runs if r.data.tags[ROLE_TAG] == "seed_run"]
     assert {r.data.tags[SEED_TAG] for r in seed_runs} == {"1", "2", "3"}
-    assert {r.data.tags[SEED_TAG] for r in runs if r.data.tags[ROLE_TAG] == "trial"} == {"0"}
+    assert {r.data.tags[SEED_TAG] for r in phases["search"]} == {"0"}
     for run in seed_runs:
         metrics = run.data.metrics
         if run.data.tags[ARM_TAG] == "none":
@@ -131,7 +133,11 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
     status = subprocess.run(
         [*cmd, "status", "quickstart", "--workdir", str(work)], capture_output=True, text=True
     )
-    assert status.returncode == 0 and "trial:" in status.stdout and "seed_run: completed 9" in status.stdout
+    assert (
+        status.returncode == 0
+        and "search trials:" in status.stdout
+        and "seed runs: completed 9" in status.stdout
+    )
     assert "seeds: search trials quickstart [0]; seed phase [1, 2, 3]" in status.stdout
     # the study ends with its report: R-Block's winner and no regularization against DropBlock on test_acc
     report = work / "quickstart" / "report"

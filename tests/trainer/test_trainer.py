@@ -30,7 +30,7 @@ RECORD_KEYS = {
     "val_loss",
     "val_acc",
     "lr",
-    "drop_prob",
+    "scheduled_drop_prob",
     "consistency_kl_own",
     "consistency_kl_probe",
     "epoch_seconds",
@@ -93,7 +93,9 @@ def test_every_variant_trains_and_reports_a_full_record(variant: str) -> None:
         for key in rate_keys(variant):
             assert 0.05 < record[key] < 0.13, (key, record[key])
     assert record["consistency_kl_probe"] > 0.0  # every variant, none included, under one probe
-    assert record["drop_prob"] == pytest.approx(0.2)  # linear ramp reaches the target on the last step
+    assert record["scheduled_drop_prob"] == pytest.approx(
+        0.2
+    )  # linear ramp reaches the target on the last step
 
 
 @pytest.mark.slow
@@ -103,7 +105,7 @@ def test_training_learns_synthetic_data() -> None:
     assert records[-1]["val_acc"] > 0.5  # 10 classes: chance is 0.1
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["lr"] < 1e-3  # cosine decays to ~0 at the end
-    drop = [r["drop_prob"] for r in records]
+    drop = [r["scheduled_drop_prob"] for r in records]
     assert drop == sorted(drop) and drop[0] == pytest.approx(0.2 / 6, rel=0.05)
 
 
@@ -364,9 +366,9 @@ def test_recorded_lr_is_the_rate_of_the_epochs_last_step() -> None:
 def test_ramp_epochs_is_an_absolute_ramp() -> None:
     for epochs in (4, 6):
         records = list(Trainer(small_config(f"train.epochs={epochs}", "reg.ramp_epochs=2")).epochs())
-        assert [r["drop_prob"] for r in records[:3]] == pytest.approx([0.1, 0.2, 0.2])
+        assert [r["scheduled_drop_prob"] for r in records[:3]] == pytest.approx([0.1, 0.2, 0.2])
     fraction = list(Trainer(small_config("train.epochs=4", "reg.ramp_fraction=0.5")).epochs())
-    assert [r["drop_prob"] for r in fraction[:3]] == pytest.approx([0.1, 0.2, 0.2])
+    assert [r["scheduled_drop_prob"] for r in fraction[:3]] == pytest.approx([0.1, 0.2, 0.2])
     with pytest.raises(ConfigError, match=r"longer than train\.epochs=2"):
         small_config("reg.ramp_epochs=3")
     with pytest.raises(ConfigError, match="set one of them"):

@@ -35,7 +35,9 @@ from rblock_tune.layout import (
     EPOCHS_DONE_TAG,
     ERROR_TAG,
     PARENT_TAG,
+    PHASE_TAG,
     ROLE_TAG,
+    ROLE_TRIAL,
     SEED_TAG,
     STATE_FILE,
     STATUS_TAG,
@@ -169,7 +171,7 @@ def _trial_tags(db: Path) -> dict[str, dict[str, str]]:
     runs: dict[str, dict[str, str]] = {}
     for run_id, key, value in rows:
         runs.setdefault(run_id, {})[key] = value
-    return {r: t for r, t in runs.items() if t.get(ROLE_TAG) == "trial"}
+    return {r: t for r, t in runs.items() if t.get(ROLE_TAG) == ROLE_TRIAL}
 
 
 def _ray_results(experiment: Path) -> dict[str, list[dict[str, Any]]]:
@@ -254,7 +256,8 @@ def _spec_file(folder: Path, name: str, samples: int, epochs: int) -> Path:
         "name": name,
         "base": {**BASE, "train": {**BASE["train"], "epochs": epochs}},
         "space": SPACE,
-        "search": {"algorithm": "random", "num_samples": samples, "max_concurrent": 2},
+        # test_acc: the last epoch's record then carries it, which a restore must not lose
+        "search": {"algorithm": "random", "num_samples": samples, "max_concurrent": 2, "test_acc": True},
         "scheduler": {"type": "fifo"},
     }
     path.write_text(yaml.safe_dump(raw))
@@ -404,7 +407,7 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: s
     assert len(set(lrs)) == samples, f"resumed search repeated configurations: {sorted(lrs)}"
 
     client, runs = _trial_runs(f"sqlite:///{db}", name)
-    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     trial_ids = [r.data.tags[TRIAL_TAG] for r in trials]
     assert len(set(trial_ids)) == len(trial_ids), trial_ids  # one run per trial, resumed or not
     completed = [r for r in trials if r.data.tags[STATUS_TAG] == "completed"]
@@ -438,7 +441,7 @@ def test_driver_killed_with_sigkill_then_study_resume(tmp_path: Path, restore: s
 
     status = study_status(name, workdir)
     expected = {"completed": samples} | ({"orphaned": len(trials) - samples} if len(trials) > samples else {})
-    assert status["phases"] == {"trial": expected} and status["search_done"], status
+    assert status["phases"] == {"search": expected} and status["search_done"], status
 
 
 def test_ctrl_c_stops_the_study_unfinished_and_resume_completes_it(tmp_path: Path) -> None:
@@ -481,7 +484,7 @@ def test_ctrl_c_stops_the_study_unfinished_and_resume_completes_it(tmp_path: Pat
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     client, runs = _trial_runs(f"sqlite:///{db}", name)
-    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     assert len(trials) == samples and len({r.data.tags[TRIAL_TAG] for r in trials}) == samples
     for run in trials:
         assert run.data.tags[STATUS_TAG] == "completed", run.data.tags
@@ -617,9 +620,10 @@ def test_study_on_two_nodes_tracks_to_an_mlflow_server(
     client, runs = _trial_runs(url, "two-nodes")  # read back from the server over HTTP
     by_role: dict[str, list[Any]] = {}
     for run in runs:
+        assert run.data.tags[PHASE_TAG] == "search"
         by_role.setdefault(run.data.tags[ROLE_TAG], []).append(run)
-    assert {role: len(rs) for role, rs in by_role.items()} == {"study": 1, "trial": 2}
-    parent = by_role["study"][0]
+    assert {role: len(rs) for role, rs in by_role.items()} == {"parent": 1, "trial": 2}
+    parent = by_role["parent"][0]
     assert parent.data.tags[STATUS_TAG] == "completed" and parent.info.status == "FINISHED"
     for run in by_role["trial"]:
         tags = run.data.tags
@@ -627,18 +631,20 @@ def test_study_on_two_nodes_tracks_to_an_mlflow_server(
         assert tags[STUDY_TAG] == "two-nodes" and tags[STATUS_TAG] == "completed"
         assert tags[TRIAL_TAG] in results and tags[SEED_TAG] == "0"
         assert run.data.params["train.epochs"] == "2" and "train.lr" in run.data.params
-        assert _epochs(client, run) == [1, 2] and "test_acc" in run.data.metrics
+        assert _epochs(client, run) == [1, 2] and "test_acc" not in run.data.metrics  # not asked for
+        # each trial's config and log, written from its node through the server
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "trial.log"}
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "best_configs.yaml"}
     assert {p.name for p in artifacts.rglob("*.yaml")} >= {"spec.yaml", "best_configs.yaml"}  # via the server
     assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists()
     status = study_status("two-nodes", workdir)
-    assert status["tracking_uri"] == url and status["phases"] == {"trial": {"completed": 2}}
+    assert status["tracking_uri"] == url and status["phases"] == {"search": {"completed": 2}}
 
     # the analysis reads the same study from the server: the tidy table and the protocol artifacts
     from rblock_tune.analysis import load_histories, load_runs, read_protocol
 
     table = load_runs("two-nodes", url)
-    assert sorted(table["role"]) == ["study", "trial", "trial"] and table["train.lr"].notna().sum() == 2
+    assert sorted(table["role"]) == ["parent", "trial", "trial"] and table["train.lr"].notna().sum() == 2
     assert read_protocol(table).selection_metric == "val_acc" and read_protocol(table).search_budget == 2
     assert sorted(load_histories(table[table["role"] == "trial"])["epoch"]) == [1, 1, 2, 2]
 
@@ -709,7 +715,7 @@ def test_losing_a_node_mid_trial_retries_from_the_last_checkpoint(
     assert after[-1]["epoch"] == epochs
 
     client, runs = _trial_runs(url, "node-loss")
-    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     assert {r.data.tags[TRIAL_TAG] for r in trials} == set(_ray_results(storage / "node-loss-search"))
     assert len(trials) == 2
     (run,) = [r for r in trials if r.data.tags[TRIAL_TAG] == victim]

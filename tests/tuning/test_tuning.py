@@ -13,15 +13,28 @@ from optuna.trial import TrialState
 
 from rblock_tune.errors import CheckpointError, ConfigError
 from rblock_tune.layout import (
+    ARM_CONFIG_TAG,
     ARM_TAG,
     ARMS_ARTIFACT,
+    DESCRIPTION_TAG,
+    EPOCHS_DONE_TAG,
+    MLFLOW_RUN_ATTR,
+    NOT_APPLICABLE_TAG,
+    OPTUNA_TRIAL_TAG,
     PARENT_TAG,
+    PHASE_TAG,
+    ROLE_PARENT,
     ROLE_TAG,
+    ROLE_TRIAL,
+    RUN_CONFIG_ARTIFACT,
+    RUN_LOG_ARTIFACT,
+    SEARCH_ARM,
     SEED_TAG,
     STATE_FILE,
     STATUS_TAG,
     STUDY_TAG,
     TRIAL_TAG,
+    VARIANT_TAG,
 )
 from rblock_tune.tuning import (
     OptunaStudySearcher,
@@ -135,7 +148,7 @@ def test_grid_points_respect_conditions() -> None:
 def test_starting_points_are_tried_first(tmp_path: Path) -> None:
     spec = make_spec(search={"num_samples": 3, "points": [{"reg.variant": "bdrop_dml", "reg.alpha": 3.0}]})
     searcher = searcher_for(spec, tmp_path)
-    assert searcher.suggest("a") == {"overrides": {"reg.variant": "bdrop_dml", "reg.alpha": 3.0}}
+    assert searcher.suggest("a") == {"overrides": {"reg.variant": "bdrop_dml", "reg.alpha": 3.0}, "number": 0}
 
 
 # ------------------------------------------------------------------ paths and tracking
@@ -173,6 +186,8 @@ def ray_session() -> Any:
 
 
 def runs_by_role(tracking_uri: str, name: str) -> dict[str, list[Any]]:
+    """The experiment's runs by kind: ``search`` and ``seeds`` (the trials of each phase),
+    ``search parent`` and ``seeds parent``."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -180,12 +195,20 @@ def runs_by_role(tracking_uri: str, name: str) -> dict[str, list[Any]]:
     assert experiment is not None
     out: dict[str, list[Any]] = {}
     for run in client.search_runs([experiment.experiment_id], max_results=1000):
-        out.setdefault(run.data.tags[ROLE_TAG], []).append(run)
+        phase, role = run.data.tags[PHASE_TAG], run.data.tags[ROLE_TAG]
+        assert role in (ROLE_PARENT, ROLE_TRIAL)  # one vocabulary for both phases
+        out.setdefault(phase if role == ROLE_TRIAL else f"{phase} parent", []).append(run)
     return out
+
+
+def _artifact_text(client: Any, run_id: str, path: str, tmp_path: Path) -> str:
+    return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()
 
 
 @pytest.mark.slow
 def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Path) -> None:
+    """The layout of layout.py, and what a reviewer sees in the MLflow and Optuna UIs without
+    configuring anything: names, arms, descriptions, the best configuration, artifacts, links."""
     from mlflow.tracking import MlflowClient
 
     spec = make_spec(
@@ -195,31 +218,81 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     )
     result = run_study(spec, workdir=tmp_path)
     runs = runs_by_role(result.tracking_uri, "layout")
-    assert {r: len(v) for r, v in runs.items()} == {"study": 1, "seeds": 1, "trial": 3, "seed_run": 4}
+    assert {r: len(v) for r, v in runs.items()} == {
+        "search parent": 1,
+        "seeds parent": 1,
+        "search": 3,
+        "seeds": 4,
+    }
     client = MlflowClient(tracking_uri=result.tracking_uri)
-    study_parent, seeds_parent = runs["study"][0], runs["seeds"][0]
+    study_parent, seeds_parent = runs["search parent"][0], runs["seeds parent"][0]
+    assert study_parent.info.run_name == "layout search" and seeds_parent.info.run_name == "layout seeds"
     artifacts = {a.path for a in client.list_artifacts(study_parent.info.run_id)}
     assert {"spec.yaml", "best_configs.yaml"} <= artifacts
-    for run in runs["trial"]:
+    optuna_study = optuna.load_study(study_name="layout", storage=result.optuna_storage)
+    by_number = {t.number: t for t in optuna_study.trials}
+    for run in runs["search"]:
         tags = run.data.tags
         assert tags[PARENT_TAG] == study_parent.info.run_id
         assert tags[STUDY_TAG] == "layout" and tags[STATUS_TAG] == "completed"
-        assert tags[TRIAL_TAG] and tags[SEED_TAG] == "0"
+        assert tags[TRIAL_TAG] and tags[SEED_TAG] == "0" and tags[ARM_TAG] == SEARCH_ARM
         assert run.data.params["train.epochs"] == "2" and "reg.variant" in run.data.params
         assert run.data.params["model.shortcut"] == "A"  # what was built (the config says null: the default)
         history = client.get_metric_history(run.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == [1, 2]
-        assert "test_acc" in run.data.metrics
+        assert "test_acc" not in run.data.metrics  # search trials select on val_acc: no test set unless asked
+        # named by Optuna number and sampled values; linked both ways with its Optuna trial
+        trial = by_number[int(tags[OPTUNA_TRIAL_TAG])]
+        variant = trial.params["reg.variant"]
+        assert tags[VARIANT_TAG] == variant
+        if variant == "bdrop_dml":
+            expected = f"bdrop_dml a={trial.params['reg.alpha']:.3g} p=0.1 b=3"
+        else:  # dropblock: no KL term, so no alpha
+            expected = "dropblock p=0.1 b=3"
+            assert "reg.alpha" not in run.data.params and "reg.alpha" in tags[NOT_APPLICABLE_TAG]
+        assert (
+            run.info.run_name == f"trial-{trial.number:03d} {expected}" and tags[ARM_CONFIG_TAG] == expected
+        )
+        assert trial.user_attrs[MLFLOW_RUN_ATTR] == run.info.run_id
+        assert sorted(trial.intermediate_values) == [1, 2]  # the last epoch too
+        # every run carries its resolved config and its log
+        config = yaml.safe_load(_artifact_text(client, run.info.run_id, RUN_CONFIG_ARTIFACT, tmp_path))
+        assert config["reg"]["variant"] == variant and config["train"]["epochs"] == 2
+        log = _artifact_text(client, run.info.run_id, RUN_LOG_ARTIFACT, tmp_path)
+        assert "epoch 1:" in log and "epoch 2:" in log and "finished: completed" in log
+    # the search parent carries the answer of the search
+    best = result.best[0]
+    parent = client.get_run(study_parent.info.run_id)
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(best["val_acc"])
+    assert {k: parent.data.params[f"best.{k}"] for k in best["overrides"]} == {
+        k: str(v) for k, v in best["overrides"].items()
+    }
+    assert "best val_acc" in parent.data.tags[DESCRIPTION_TAG]
+    assert optuna_study.metric_names == ["val_acc"]
+    assert optuna_study.user_attrs["mlflow_experiment"] == "layout"
+    assert optuna_study.user_attrs["mlflow_experiment_id"] == parent.info.experiment_id
+    assert optuna_study.user_attrs["workdir"] == str(tmp_path.resolve())
     pairs = set()
-    for run in runs["seed_run"]:
+    for run in runs["seeds"]:
         tags = run.data.tags
         assert tags[PARENT_TAG] == seeds_parent.info.run_id
         assert tags[STATUS_TAG] == "completed"
         pairs.add((tags[ARM_TAG], tags[SEED_TAG]))
         assert run.data.params["seed"] == tags[SEED_TAG]
+        assert run.info.run_name == f"{tags[ARM_TAG]} s{tags[SEED_TAG]}"
+        assert "test_acc" in run.data.metrics
+        if tags[ARM_TAG] == "none":  # nothing is dropped: no drop param that would not apply
+            assert tags[VARIANT_TAG] == "none" and tags[ARM_CONFIG_TAG] == "none"
+            assert not {"reg.alpha", "reg.drop_prob", "reg.block_size"} & set(run.data.params)
+        else:
+            assert tags[VARIANT_TAG] == best["overrides"]["reg.variant"]
+            assert tags[ARM_CONFIG_TAG].startswith(tags[VARIANT_TAG] + " ")
+        assert "drop_prob" not in run.data.metrics and "scheduled_drop_prob" in run.data.metrics
     # the seed phase starts after the search's seed 0: no search trial is counted again as evidence
     assert pairs == {("top1", "1"), ("top1", "2"), ("none", "1"), ("none", "2")}
-    for run in runs["seed_run"]:  # each epoch record carries the realised drop rate of its masks
+    description = client.get_run(seeds_parent.info.run_id).data.tags[DESCRIPTION_TAG]
+    assert "- **top1**: " in description and "- **none**: none" in description
+    for run in runs["seeds"]:  # each epoch record carries the realised drop rate of its masks
         metrics = run.data.metrics
         none = run.data.tags[ARM_TAG] == "none"
         if none:  # no masks of its own: no own-mask consistency
@@ -231,16 +304,14 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         assert ({"consistency_kl_probe"} if none else {"consistency_kl_own", "consistency_kl_probe"}) <= set(
             metrics
         )
-    arms_doc = yaml.safe_load(
-        Path(client.download_artifacts(seeds_parent.info.run_id, ARMS_ARTIFACT, str(tmp_path))).read_text()
-    )
+    arms_doc = yaml.safe_load(_artifact_text(client, seeds_parent.info.run_id, ARMS_ARTIFACT, tmp_path))
     assert arms_doc["seeds"] == [1, 2] and arms_doc["search_seeds"] == {"layout": [0]}
     assert arms_doc["allow_search_seeds"] is False
     state = yaml.safe_load((tmp_path / "layout" / STATE_FILE).read_text())
     assert state["search_seeds"] == {"layout": [0]} and state["seed_phase_seeds"] == [1, 2]
     status = study_status("layout", tmp_path)
     assert status["search_seeds"] == {"layout": [0]} and status["seed_phase_seeds"] == [1, 2]
-    assert status["phases"]["trial"] == {"completed": 3}
+    assert status["phases"] == {"search": {"completed": 3}, "seeds": {"completed": 4}}
     assert status["optuna"]["complete"] == 3
     assert status["best"]["overrides"] == result.best[0]["overrides"]
 
@@ -267,7 +338,7 @@ def test_diverging_and_raising_trials_do_not_stop_the_study(ray_session: Any, tm
         base={**BASE, "data": {**BASE["data"], "root": str(tmp_path / "no-such-folder")}},
     )
     result = run_study(spec, workdir=tmp_path)
-    statuses = sorted(r.data.tags[STATUS_TAG] for r in runs_by_role(result.tracking_uri, "faults")["trial"])
+    statuses = sorted(r.data.tags[STATUS_TAG] for r in runs_by_role(result.tracking_uri, "faults")["search"])
     assert statuses == ["completed", "diverged", "failed"]
     study = optuna.load_study(study_name="faults", storage=result.optuna_storage)
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
@@ -290,9 +361,13 @@ def test_asha_stops_bad_trials_and_they_are_pruned(ray_session: Any, tmp_path: P
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
     )
     result = run_study(spec, workdir=tmp_path)
-    runs = runs_by_role(result.tracking_uri, "asha")["trial"]
+    runs = runs_by_role(result.tracking_uri, "asha")["search"]
     by_lr = sorted((float(r.data.params["train.lr"]), r.data.tags[STATUS_TAG]) for r in runs)
     assert by_lr[:2] == [(1e-7, "early_stopped"), (1e-7, "early_stopped")]
+    for run in runs:  # the run table shows which trials ASHA stopped, and where, in their names
+        epochs = run.data.tags[EPOCHS_DONE_TAG]
+        stopped = run.data.tags[STATUS_TAG] == "early_stopped"
+        assert run.info.run_name.endswith(f" [stopped {epochs}/3]") == stopped, run.info.run_name
     study = optuna.load_study(study_name="asha", storage=result.optuna_storage)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert len(pruned) == 2
