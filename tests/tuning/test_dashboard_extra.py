@@ -1,10 +1,9 @@
-"""The ``dashboard`` extra: the ``optuna-dashboard`` command that ``rblock-tune study run`` prints serves
-the study (its metric name, the trials' intermediate values, states and user attributes) over HTTP."""
+"""The ``dashboard`` extra: the ``optuna-dashboard`` command that ``rblock-tune study run`` printed
+serves the session's real tiny study over HTTP: its metric name, the trials' learning curves (last
+epoch included), states, and the user attributes linking the study and each trial to MLflow."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shlex
@@ -15,16 +14,19 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import optuna
 import pytest
-from optuna.trial import TrialState
+from mlflow.tracking import MlflowClient
 
-from rblock_tune.cli import _finish_study
-from rblock_tune.layout import EARLY_STOPPED, OPTUNA_STATUS_ATTR, RAY_TRIAL_ATTR
-from rblock_tune.tuning import resolve_paths
+from rblock_tune.layout import (
+    EARLY_STOPPED,
+    MLFLOW_RUN_ATTR,
+    OPTUNA_STATUS_ATTR,
+    OPTUNA_STUDY_ATTRS,
+    OPTUNA_TRIAL_TAG,
+    RAY_TRIAL_ATTR,
+)
 
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 pytestmark = pytest.mark.skipif(
@@ -33,49 +35,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 START_TIMEOUT_S = 60.0
-STUDY = "dash"
-CURVES = {0: [0.50, 0.61, 0.66], 1: [0.42], 2: [0.55, 0.70, 0.74]}  # trial number -> val_acc by epoch
 
 
-def _printed_command(tmp_path: Path, optuna_storage: str) -> list[str]:
-    """The ``optuna-dashboard ...`` command of the ``optuna:`` line that the end of a study prints."""
-    state_file = tmp_path / STUDY / "study.json"
-    result = SimpleNamespace(
-        finished=True,
-        name=STUDY,
-        best=[],
-        spec=SimpleNamespace(report=None, space={}),
-        state_file=state_file,
-        storage=str(tmp_path / "ray"),
-        optuna_storage=optuna_storage,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    )
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert _finish_study(result) == 0
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("optuna: ")]
-    assert len(lines) == 1, out.getvalue()
-    match = re.search(r"\((optuna-dashboard .+)\)$", lines[0])
+def _printed_command(stdout: str) -> list[str]:
+    """The ``optuna-dashboard ...`` command of the ``optuna:`` line that the end of a study printed."""
+    lines = [line for line in stdout.splitlines() if line.startswith("optuna: ")]
+    assert len(lines) == 1, stdout
+    match = re.search(r"\((optuna-dashboard .+), then (http://\S+)\)$", lines[0])
     assert match, lines[0]
     return shlex.split(match.group(1))
-
-
-def _make_study(storage: str) -> int:
-    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
-    study.set_metric_names(["val_acc"])
-    for number, curve in CURVES.items():
-        trial = study.ask()
-        trial.suggest_float("reg.alpha", 0.1, 10.0, log=True)
-        trial.suggest_categorical("reg.variant", ["bdrop_dml", "sdrop_dml"])
-        trial.set_user_attr(RAY_TRIAL_ATTR, f"trainable_{number:05d}")
-        for epoch, value in enumerate(curve, start=1):
-            trial.report(value, epoch)
-        if len(curve) < 3:
-            trial.set_user_attr(OPTUNA_STATUS_ATTR, EARLY_STOPPED)
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            study.tell(trial, curve[-1])
-    return study._study_id
 
 
 def _free_port() -> int:
@@ -114,14 +82,10 @@ def test_port_and_host_options_exist() -> None:
     assert "--host" in help_text
 
 
-@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-def test_printed_command_serves_the_study(tmp_path: Path) -> None:
-    storage = resolve_paths(tmp_path, address=None, storage=None, tracking_uri=None).optuna_storage
-    assert storage == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
-    study_id = _make_study(storage)
-    command = _printed_command(tmp_path, storage)
-    assert command == ["optuna-dashboard", storage]
-
+@pytest.mark.slow  # the session's tiny study (Ray)
+def test_printed_command_serves_the_study(tiny_study: Any, tmp_path: Path) -> None:
+    command = _printed_command(tiny_study.stdout)
+    assert command == ["optuna-dashboard", f"sqlite:///{tiny_study.workdir.resolve() / 'optuna.db'}"]
     port = _free_port()
     log = tmp_path / "dashboard.log"
     with log.open("wb") as log_file:
@@ -134,30 +98,37 @@ def test_printed_command_serves_the_study(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{port}"
         listed = _wait_for(f"{base}/api/studies", proc, log)
         summaries = {s["study_name"]: s for s in listed["study_summaries"]}
-        assert set(summaries) == {STUDY}
-        assert summaries[STUDY]["study_id"] == study_id
-        assert summaries[STUDY]["directions"] == ["maximize"]
+        assert set(summaries) == {tiny_study.name}
+        summary = summaries[tiny_study.name]
+        assert summary["directions"] == ["maximize"]
+        study_attrs = {a["key"]: a["value"] for a in summary["user_attrs"]}
+        assert set(OPTUNA_STUDY_ATTRS) <= set(study_attrs)  # where the MLflow side and the workdir are
+        assert study_attrs["mlflow_experiment"] == tiny_study.name
+        assert study_attrs["workdir"] == str(tiny_study.workdir.resolve())
 
-        detail = _get(f"{base}/api/studies/{study_id}")
-        assert detail["name"] == STUDY
-        assert detail["objective_names"] == ["val_acc"]
+        detail = _get(f"{base}/api/studies/{summary['study_id']}")
+        assert detail["objective_names"] == ["val_acc"]  # not "Objective 0"
         assert detail["has_intermediate_values"] is True
-        trials = {t["number"]: t for t in detail["trials"]}
-        assert set(trials) == set(CURVES)
-        for number, curve in CURVES.items():
-            trial = trials[number]
-            assert trial["intermediate_values"] == [
-                {"step": epoch, "value": value} for epoch, value in enumerate(curve, start=1)
-            ]
+        client = MlflowClient(tracking_uri=tiny_study.tracking_uri)
+        experiment = client.get_experiment_by_name(tiny_study.name)
+        assert experiment is not None and study_attrs["mlflow_experiment_id"] == experiment.experiment_id
+        states = set()
+        for trial in detail["trials"]:
+            states.add(trial["state"])
             attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
-            assert attrs[RAY_TRIAL_ATTR] == f"trainable_{number:05d}"
-            assert {p["name"] for p in trial["params"]} == {"reg.alpha", "reg.variant"}
-        assert trials[0]["state"] == "Complete"
-        assert trials[0]["values"] == [CURVES[0][-1]]
-        assert trials[1]["state"] == "Pruned"
-        assert {a["key"]: a["value"] for a in trials[1]["user_attrs"]}[OPTUNA_STATUS_ATTR] == EARLY_STOPPED
-        assert [t["number"] for t in detail["best_trials"]] == [2]
-        assert {a["key"] for a in detail["union_user_attrs"]} == {RAY_TRIAL_ATTR, OPTUNA_STATUS_ATTR}
+            assert attrs[RAY_TRIAL_ATTR]
+            run = client.get_run(attrs[MLFLOW_RUN_ATTR])  # each trial names its MLflow run, and back
+            assert run.data.tags[OPTUNA_TRIAL_TAG] == str(trial["number"])
+            steps = [v["step"] for v in trial["intermediate_values"]]
+            history = client.get_metric_history(run.info.run_id, "val_acc")
+            assert steps == sorted(m.step for m in history)  # every epoch, the last one too
+            if trial["state"] == "Complete":
+                assert steps == [1, 2] and trial["values"] == [trial["intermediate_values"][-1]["value"]]
+            else:
+                assert (
+                    trial["state"] == "Pruned" and steps == [1] and attrs[OPTUNA_STATUS_ATTR] == EARLY_STOPPED
+                )
+        assert "Complete" in states
         # the page itself (the single-page app that reads the API above)
         with urllib.request.urlopen(f"{base}/dashboard", timeout=5) as page:
             assert page.status == 200
