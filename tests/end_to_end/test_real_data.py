@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import check_report_page, find_chromium
 
 from rblock_tune.config import load_config
 from rblock_tune.data import load_dataset
@@ -150,3 +151,7 @@ def test_quickstart_study_runs_end_to_end(cifar_dir: Path, tmp_path: Path) -> No
     markdown = (report / "report.md").read_text()
     assert "## Caveats" in markdown and "disjoint from every search seed" in markdown
     assert "realised drop rate per sub-model" in markdown and "reuses search seed" not in markdown
+    # and report.html in a real browser: every figure decodes, nothing from outside, no console errors
+    # (left out without Chromium, unless RBLOCK_REQUIRE_BROWSER=1)
+    if find_chromium() or os.environ.get("RBLOCK_REQUIRE_BROWSER") == "1":
+        assert check_report_page(report / "report.html") == []
