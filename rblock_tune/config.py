@@ -433,7 +433,8 @@ _SHORT_REG = {"reg.alpha": "a", "reg.drop_prob": "p", "reg.block_size": "b"}
 
 
 def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    """Two significant digits, as a run table's name column has room for (the params have it all)."""
+    return f"{value:.2g}" if isinstance(value, float) else str(value)
 
 
 def describe_config(config: TrialConfig, keys: Iterable[str] = ()) -> str:

@@ -13,7 +13,7 @@ run (tag :data:`PARENT_TAG`). Every run is tagged :data:`ROLE_TAG` (:data:`ROLE_
 :data:`ARM_CONFIG_TAG`, :data:`STATUS_TAG` (one of :data:`STATUSES`), :data:`EPOCHS_DONE_TAG`,
 :data:`NOT_APPLICABLE_TAG`, for search trials :data:`OPTUNA_TRIAL_TAG` and, when it failed,
 :data:`ERROR_TAG`; its name is :func:`trial_run_name` or :func:`seed_run_name` (with
-:func:`stopped_suffix` once ASHA stopped it). Params: the resolved trial config with dotted keys,
+:func:`stopped_name` once ASHA stopped it). Params: the resolved trial config with dotted keys,
 without the regularizer keys that do not apply to its variant (:data:`NOT_APPLICABLE_TAG` lists
 them). Metrics: each epoch's :data:`EPOCH_METRICS` with step = epoch; :data:`FINAL_METRIC` after
 the last epoch (search trials only when the spec asks). Artifacts: :data:`RUN_CONFIG_ARTIFACT`
@@ -126,10 +126,17 @@ def seed_run_name(arm: str, seed: int) -> str:
     return f"{arm} s{seed}"
 
 
-def stopped_suffix(epoch: int, budget: int) -> str:
-    """Appended to the name of a run that ASHA stopped early: `` [stopped 2/8]`` (MLflow has no run
-    status for it; the name is the column every run table shows)."""
-    return f" [stopped {epoch}/{budget}]"
+def stopped_name(name: str, epoch: int, budget: int) -> str:
+    """The name of a run that ASHA stopped early: ``trial-003 [stopped 1/4] sdrop_dml ...`` (epochs run
+    of the budget, right after the trial number, where a narrow name column still shows it; MLflow has
+    no run status for it). A name that already says so is returned as it is."""
+    if STOPPED_MARK in name:
+        return name
+    head, _, rest = name.partition(" ")
+    return " ".join(part for part in (head, f"{STOPPED_MARK}{epoch}/{budget}]", rest) if part)
+
+
+STOPPED_MARK: Final = "[stopped "
 
 
 RUNNING: Final = "running"

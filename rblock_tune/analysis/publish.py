@@ -4,7 +4,7 @@
 parent run of the phase it compared (the seeds parent; the search parent for a study without a
 seed phase): per arm the mean of the compared metric, the difference from the baseline with its
 interval and the decision, as metrics and tags; the report's files (HTML, Markdown, CSVs, figures)
-as artifacts under :data:`~rblock_tune.layout.REPORT_ARTIFACT_DIR`; and a results table appended to
+as artifacts under :data:`~rblock_tune.layout.REPORT_ARTIFACT_DIR`; and a results table at the top of
 the run's description. Publishing again (a report written anew) replaces all of it.
 """
 
@@ -31,8 +31,9 @@ __all__ = ["BASELINE_TAG", "RESULT_HEADING", "decision", "publish_report"]
 
 BASELINE_TAG = "rblock.baseline"
 """Tag of the published parent run: the arm every other arm was compared with."""
-RESULT_HEADING = "**Result**"
-"""Starts the part of a parent run's description that :func:`publish_report` writes."""
+RESULT_HEADING = "#### Result"
+"""Starts the part of a parent run's description that :func:`publish_report` writes: first, where
+the run's page shows the description before its "Show more"."""
 
 
 def decision(row: Any, mode: str) -> str:
@@ -46,8 +47,8 @@ def decision(row: Any, mode: str) -> str:
 
 def _result_table(comparisons: pd.DataFrame, metric: str, baseline: str, mode: str) -> str:
     lines = [
-        RESULT_HEADING + f" ({metric} against `{baseline}`; {REPORT_ARTIFACT_DIR}/report.html has it all)",
-        "",
+        RESULT_HEADING
+        + f": {metric} against `{baseline}` (artifact {REPORT_ARTIFACT_DIR}/report.html has it all)",
         "| arm | n | mean | difference [95% CI] | p (Holm) | decision |",
         "|---|---|---|---|---|---|",
     ]
@@ -93,9 +94,10 @@ def publish_report(result: ReportResult, client: Any) -> str | None:
         if _finite(base_mean):
             metrics.append(Metric(f"{result.baseline}.mean_{metric}", float(base_mean), now, step))
     described = client.get_run(run_id).data.tags.get(DESCRIPTION_TAG, "")
-    kept = described.split("\n\n" + RESULT_HEADING)[0].rstrip()
+    if described.startswith(RESULT_HEADING):  # published before: replaced
+        described = described.partition("\n\n")[2]
     table = _result_table(comparisons, metric, result.baseline, mode)
-    tags.append(RunTag(DESCRIPTION_TAG, f"{kept}\n\n{table}" if kept else table))
+    tags.append(RunTag(DESCRIPTION_TAG, f"{table}\n\n{described}" if described else table))
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.log_artifacts(run_id, str(result.out), REPORT_ARTIFACT_DIR)
     return run_id

@@ -38,7 +38,8 @@ from rblock_tune.layout import (
     STATUS_TAG,
     TRIAL_TAG,
     mlflow_runs_url,
-    stopped_suffix,
+    seed_run_name,
+    stopped_name,
 )
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
@@ -178,10 +179,10 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
         if run.data.tags.get(STATUS_TAG) in FINAL_STATUSES:
             return
         if status == EARLY_STOPPED:  # MLflow has no such status: the run's name says it
-            suffix = stopped_suffix(epoch, self.budget)
             name = run.info.run_name or ""
-            if not name.endswith(suffix):
-                client.update_run(run_id, name=name + suffix)
+            renamed = stopped_name(name, epoch, self.budget)
+            if renamed != name:
+                client.update_run(run_id, name=renamed)
         set_run_status(client, run_id, status)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -311,15 +312,18 @@ def arms_description(
 ) -> str:
     """The seeds parent run's description: every arm's configuration in one line each."""
     base = config_from_dict(config_to_dict(spec.base))
+    example = seed_run_name(next(iter(arms), "top1"), seeds[0] if seeds else 1)
     lines = [
         f"Seed phase of study {spec.name}: {len(arms)} arms x {len(seeds)} seeds {seeds}, {epochs} epochs "
-        f"each; runs are named '<arm> s<seed>'.",
+        f"each; a run is named by its arm and seed (`{example}`).",
         "",
     ]
     for label, overrides in arms.items():
         config = with_overrides(base, {**overrides, "train.epochs": epochs})
-        shown = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the base config"
-        lines.append(f"- **{label}**: {describe_config(config, overrides)} ({shown})")
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items()
+        )
+        lines.append(f"- **{label}**: {describe_config(config, overrides)} ({shown or 'the base config'})")
     return "\n".join(lines)
 
 

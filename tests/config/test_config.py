@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,8 +11,10 @@ from rblock_tune.config import (
     TrialConfig,
     config_from_dict,
     config_to_dict,
+    describe_config,
     flatten_config,
     load_config,
+    not_applicable,
     parse_override,
     valid_keys,
     with_overrides,
@@ -163,3 +166,31 @@ def test_rate_basis_ramp_and_shortcut_defaults() -> None:
     assert TrialConfig().model.resolved_shortcut == "A"
     assert load_config(None, ["model.name=preact_resnet18"]).model.resolved_shortcut == "B"
     assert load_config(None, ["model.name=vgg16"]).model.resolved_shortcut is None
+
+
+@pytest.mark.parametrize(
+    ("reg", "description", "unused"),
+    [
+        ({"variant": "none"}, "none", {"alpha", "drop_prob", "block_size", "rate_basis", "schedule"}),
+        ({"variant": "dropout", "drop_prob": 0.25}, "dropout p=0.25", {"alpha", "block_size", "rate_basis"}),
+        ({"variant": "dropblock", "block_size": 5}, "dropblock p=0.1 b=5", {"alpha", "rate_basis"}),
+        ({"variant": "random_dml", "alpha": 2.0}, "random_dml a=2 p=0.1 b=3", {"rate_basis"}),
+        (
+            {"variant": "sdrop_dml", "alpha": 3.6123, "drop_prob": 0.4412, "block_size": 1},
+            "sdrop_dml a=3.6 p=0.44 b=1",
+            set(),
+        ),
+    ],
+)
+def test_a_runs_description_and_params_name_only_what_applies(
+    reg: dict[str, Any], description: str, unused: set[str]
+) -> None:
+    config = config_from_dict({"reg": reg, "train": {"lr": 0.05}})
+    assert describe_config(config) == description
+    assert describe_config(config, ["train.lr", "reg.alpha", "seed"]) == description + " lr=0.05"
+    # the linear schedule takes its length from ramp_fraction (None: 1.0); none has no ramp at all
+    ramp = {"ramp_epochs", "ramp_fraction"} if reg["variant"] == "none" else {"ramp_epochs"}
+    assert set(not_applicable(config.reg)) == {f"reg.{k}" for k in unused | ramp}
+    constant = with_overrides(config, {"reg.schedule": "constant"})
+    if reg["variant"] != "none":  # no ramp at all with a constant schedule
+        assert {"reg.ramp_fraction", "reg.ramp_epochs"} <= set(not_applicable(constant.reg))

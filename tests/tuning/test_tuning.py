@@ -35,6 +35,7 @@ from rblock_tune.layout import (
     STUDY_TAG,
     TRIAL_TAG,
     VARIANT_TAG,
+    stopped_name,
 )
 from rblock_tune.tuning import (
     OptunaStudySearcher,
@@ -74,6 +75,14 @@ def searcher_for(spec: Any, tmp_path: Path, budget: int = 4) -> OptunaStudySearc
 
 
 # ------------------------------------------------------------ searcher (no Ray workers)
+def test_a_stopped_runs_name_says_so_once_right_after_its_number() -> None:
+    name = "trial-003 sdrop_dml a=3.6 p=0.44 b=1"
+    stopped = stopped_name(name, 1, 4)
+    assert stopped == "trial-003 [stopped 1/4] sdrop_dml a=3.6 p=0.44 b=1"
+    assert stopped_name(stopped, 2, 4) == stopped  # a second callback (a resumed driver) adds nothing
+    assert stopped_name("top1 s2", 3, 8) == "top1 [stopped 3/8] s2"
+
+
 def test_early_stopped_trial_is_told_pruned_with_intermediate_values(tmp_path: Path) -> None:
     searcher = searcher_for(make_spec(), tmp_path, budget=4)
     assert "overrides" in (searcher.suggest("a") or {})
@@ -246,7 +255,7 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         variant = trial.params["reg.variant"]
         assert tags[VARIANT_TAG] == variant
         if variant == "bdrop_dml":
-            expected = f"bdrop_dml a={trial.params['reg.alpha']:.3g} p=0.1 b=3"
+            expected = f"bdrop_dml a={trial.params['reg.alpha']:.2g} p=0.1 b=3"
         else:  # dropblock: no KL term, so no alpha
             expected = "dropblock p=0.1 b=3"
             assert "reg.alpha" not in run.data.params and "reg.alpha" in tags[NOT_APPLICABLE_TAG]
@@ -367,7 +376,9 @@ def test_asha_stops_bad_trials_and_they_are_pruned(ray_session: Any, tmp_path: P
     for run in runs:  # the run table shows which trials ASHA stopped, and where, in their names
         epochs = run.data.tags[EPOCHS_DONE_TAG]
         stopped = run.data.tags[STATUS_TAG] == "early_stopped"
-        assert run.info.run_name.endswith(f" [stopped {epochs}/3]") == stopped, run.info.run_name
+        head = f"trial-{int(run.data.tags[OPTUNA_TRIAL_TAG]):03d} "
+        assert run.info.run_name.startswith(head + f"[stopped {epochs}/3] ") == stopped, run.info.run_name
+        assert run.info.run_name.startswith(head)
     study = optuna.load_study(study_name="asha", storage=result.optuna_storage)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert len(pruned) == 2
