@@ -33,6 +33,7 @@ from rblock_tune.analysis import (
     seeds_needed,
     write_report,
 )
+from rblock_tune.analysis.publish import publish_report
 from rblock_tune.cli import main
 from rblock_tune.config import config_from_dict, with_overrides
 from rblock_tune.errors import ConfigError
@@ -441,6 +442,15 @@ def test_report_of_a_search_without_seed_phase_compares_variants(tmp_path: Path)
     assert result.phase == "search" and list(result.comparisons["arm"]) == ["sdrop_dml"]
     assert not result.comparisons["paired"].any()
     assert any("not a controlled comparison" in c for c in result.caveats)
+    # without a seed phase the answer goes on the search parent run
+    client = MlflowClient(tracking_uri=uri)
+    parent = publish_report(result, client)
+    assert parent is not None
+    run = client.get_run(parent)
+    assert run.data.tags[PHASE_TAG] == PHASE_SEARCH and run.data.tags["rblock.baseline"] == "bdrop_dml"
+    assert run.data.tags["rblock.decision.sdrop_dml"] in ("better", "worse", "no difference")
+    assert "sdrop_dml.diff" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(parent, "report")} >= {"report/report.html"}
 
 
 def test_report_refuses_bad_input(store: str, tmp_path: Path) -> None:
