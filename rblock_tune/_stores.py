@@ -47,6 +47,12 @@ def redact_url(url: str) -> str:
     return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", url)
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` without its ``user[:password]@`` part: a link for a browser, which asks for the
+    credentials itself (a ``user:***@`` link would not open)."""
+    return re.sub(r"://[^/@]*@", "://", url, count=1)
+
+
 _FULL: dict[str, str] = {}
 
 

@@ -19,8 +19,18 @@ from typing import Any, NoReturn
 
 from rblock_tune import __version__
 from rblock_tune._files import ensure_writable_dir
+from rblock_tune._stores import without_userinfo
 from rblock_tune.errors import ConfigError, DivergedError, RBlockError
-from rblock_tune.layout import BEST_CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, STATE_FILE, mlflow_runs_url
+from rblock_tune.layout import (
+    BEST_CONFIG_FILE,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    PHASE_SEARCH,
+    PHASE_SEEDS,
+    SCHEDULED_DROP_PROB,
+    STATE_FILE,
+    mlflow_runs_url,
+)
 
 __all__ = ["main"]
 
@@ -252,7 +262,10 @@ def _study_report(result: Any) -> tuple[Path | None, str | None]:
     except ConfigError as exc:
         log.warning("report not written: %s", exc)
         return None, str(exc)
-    _publish(written, result.tracking_uri)  # the answer, on the seeds parent run in MLflow
+    try:  # the answer, on the seeds parent run in MLflow; the report is written either way
+        _publish(written, result.tracking_uri)
+    except Exception as exc:  # noqa: BLE001 - a finished study does not fail on it
+        log.warning("report not put on the MLflow parent run: %s (rblock-tune report --publish)", exc)
     return written.html, None
 
 
@@ -285,7 +298,7 @@ def _finish_study(result: Any) -> int:
     print(f"optuna: {optuna_url}  (optuna-dashboard {shlex.quote(optuna_url)}, then http://127.0.0.1:8080)")
     tracking_shown = redact_url(result.tracking_uri)
     if result.tracking_uri.startswith("http"):
-        where = tracking_shown
+        where = without_userinfo(result.tracking_uri)
         print(f"mlflow: {tracking_shown}")
     else:
         where = "http://127.0.0.1:5000"
@@ -391,7 +404,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         )
         _print_study_state(status)
         for phase, counts in status["phases"].items():
-            label = {"search": "search trials", "seeds": "seed runs"}.get(phase, phase)
+            label = {PHASE_SEARCH: "search trials", PHASE_SEEDS: "seed runs"}.get(phase, phase)
             print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         searched = "; ".join(f"{name} {seeds}" for name, seeds in status["search_seeds"].items() if seeds)
         print(
@@ -418,7 +431,7 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
 
     return (
         f"epoch {record['epoch']}/{epochs}  loss {fmt('train_loss')}  train_acc {fmt('train_acc')}  "
-        f"val_acc {fmt('val_acc')}  lr {fmt('lr', '.4g')}  p {fmt('scheduled_drop_prob', '.3f')}  "
+        f"val_acc {fmt('val_acc')}  lr {fmt('lr', '.4g')}  p {fmt(SCHEDULED_DROP_PROB, '.3f')}  "
         f"dropped {dropped}  kl_probe {fmt('consistency_kl_probe', '.4f')}  "
         f"{fmt('images_per_second', '.0f')} img/s  {fmt('epoch_seconds', '.1f')} s"
     )

@@ -433,8 +433,12 @@ _SHORT_REG = {"reg.alpha": "a", "reg.drop_prob": "p", "reg.block_size": "b"}
 
 
 def _short(value: Any) -> str:
-    """Two significant digits, as a run table's name column has room for (the params have it all)."""
-    return f"{value:.2g}" if isinstance(value, float) else str(value)
+    """Two significant digits, as a run table's name column has room for (the params have it all);
+    whole numbers from 100 up as they are (``100``, not ``1e+02``)."""
+    if not isinstance(value, float):
+        return str(value)
+    shown = f"{value:.2g}"
+    return f"{value:.0f}" if "e+" in shown else shown
 
 
 def describe_config(config: TrialConfig, keys: Iterable[str] = ()) -> str:

@@ -18,11 +18,12 @@ without the regularizer keys that do not apply to its variant (:data:`NOT_APPLIC
 them). Metrics: each epoch's :data:`EPOCH_METRICS` with step = epoch; :data:`FINAL_METRIC` after
 the last epoch (search trials only when the spec asks). Artifacts: :data:`RUN_CONFIG_ARTIFACT`
 and :data:`RUN_LOG_ARTIFACT`. The search parent run holds the artifacts :data:`SPEC_ARTIFACT`,
-:data:`NORMALISED_SPEC_ARTIFACT` and :data:`BEST_ARTIFACT`, params ``best.<key>`` and the metric
-``best_<metric>``; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`), a description
-listing its arms (:data:`DESCRIPTION_TAG`) and, once the study's report is written, the report under
-:data:`REPORT_ARTIFACT_DIR`, per arm the metrics ``<arm>.mean_<metric>``, ``<arm>.diff``,
-``<arm>.ci_low``, ``<arm>.ci_high`` and the tag :data:`DECISION_TAG_PREFIX` + arm.
+:data:`NORMALISED_SPEC_ARTIFACT` and :data:`BEST_ARTIFACT`, the tags :data:`BEST_TAG_PREFIX` + key and
+the metric :func:`best_metric`; the seeds parent run :data:`ARMS_ARTIFACT` (keys :data:`ARMS_KEYS`), a
+description listing its arms (:data:`DESCRIPTION_TAG`) and, once the study's report is written, the
+report under :data:`REPORT_ARTIFACT_DIR`, :data:`BASELINE_TAG`, per arm the metrics (:func:`arm_metric`)
+``<arm>.mean_<metric>``, ``<arm>.diff``, ``<arm>.ci_low``, ``<arm>.ci_high``, ``<arm>.p_holm`` and the tag
+:data:`DECISION_TAG_PREFIX` + arm.
 Runs written before this layout carry the roles of :data:`LEGACY_ROLES` and no phase tag: readers
 go through :func:`role_and_phase`.
 
@@ -59,7 +60,13 @@ NOT_APPLICABLE_TAG: Final = "rblock.not_applicable"
 """The regularizer keys of the config that do not apply to the run's variant, comma-separated: not
 logged as params (``none`` drops nothing, so its ``reg.drop_prob`` would only mislead)."""
 DECISION_TAG_PREFIX: Final = "rblock.decision."
-"""On the seeds parent run, per arm: ``better``, ``worse`` or ``no difference`` against the baseline."""
+"""On the seeds parent run, per arm: ``better``, ``worse`` or ``no difference`` against the baseline
+(``higher``/``lower`` for a metric of no known direction)."""
+BASELINE_TAG: Final = "rblock.baseline"
+"""On the seeds parent run once the report is published: the arm every other arm was compared with."""
+BEST_TAG_PREFIX: Final = "rblock.best."
+"""On the search parent run: ``rblock.best.<key>`` = the best configuration's value of each key (tags,
+not params: a study run again under the same name on a shared server finds the same parent)."""
 PARENT_TAG: Final = "mlflow.parentRunId"
 DESCRIPTION_TAG: Final = "mlflow.note.content"
 """MLflow's run description (shown on the run's page)."""
@@ -163,10 +170,13 @@ RAY_TRIAL_ATTR: Final = "ray_trial_id"
 MLFLOW_RUN_ATTR: Final = "mlflow_run_id"
 """User attribute of an Optuna trial: its MLflow run."""
 OPTUNA_STUDY_ATTRS: Final = ("mlflow_experiment", "mlflow_experiment_id", "mlflow_tracking_uri", "workdir")
+OPTUNA_RUNS_URL_ATTR: Final = "mlflow_runs_url"
 """User attributes of the Optuna study: the MLflow experiment (name, id, tracking URI without its
-password) and the work directory; ``mlflow_runs_url`` too when the tracking URI is a server."""
+password) and the work directory; :data:`OPTUNA_RUNS_URL_ATTR` too when the tracking URI is a server."""
 RESULT_RUN_ID: Final = "mlflow_run_id"
 """Key of a trial's Ray results carrying its MLflow run id (the searcher reads it)."""
+CONFIG_NUMBER_KEY: Final = "number"
+"""Key of a search trial's Ray config carrying its Optuna trial number (the searcher sets it)."""
 
 EPOCH_METRICS: Final = (
     "train_loss", "train_ce", "train_kl", "train_acc", "drop_rate", "drop_rate_a", "drop_rate_b",
@@ -211,11 +221,11 @@ so it never re-applies defaults of its own. Keys: ``name``, ``metric``, ``mode``
 BEST_ARTIFACT: Final = "best_configs.yaml"
 ARMS_ARTIFACT: Final = "arms.yaml"
 ARMS_KEYS: Final = ("arms", "seeds", "search_seeds", "allow_search_seeds")
+"""Keys of :data:`ARMS_ARTIFACT`: arm label -> overrides, the seed list, study -> its search trials'
+seeds, and whether the seed list may reuse those."""
 REPORT_ARTIFACT_DIR: Final = "report"
 """Folder of the seeds parent run's artifacts holding the study's report (HTML, Markdown, CSVs,
 figures)."""
-"""Keys of :data:`ARMS_ARTIFACT`: arm label -> overrides, the seed list, study -> its search trials'
-seeds, and whether the seed list may reuse those."""
 
 # ------------------------------------------------------------------ the study's state
 STATE_FILE: Final = "study.json"
@@ -273,6 +283,16 @@ class StudyState(TypedDict, total=False):
     driver: DriverRecord | None
     """The process running the study now; None (or absent) once no driver runs it. A record whose
     process is gone is a driver that died: the study is interrupted, not running."""
+
+
+def best_metric(metric: str) -> str:
+    """The search parent's metric holding the best trial's value: ``best_val_acc``."""
+    return f"best_{metric}"
+
+
+def arm_metric(arm: str, what: str) -> str:
+    """A metric of the seeds parent run about one arm: ``top1.diff``, ``top1.mean_test_acc``."""
+    return f"{arm}.{what}"
 
 
 def mlflow_runs_url(server: str, experiment_id: str) -> str:

@@ -3,14 +3,17 @@
 :func:`publish_report` puts a written report (:func:`~rblock_tune.analysis.write_report`) on the
 parent run of the phase it compared (the seeds parent; the search parent for a study without a
 seed phase): per arm the mean of the compared metric, the difference from the baseline with its
-interval and the decision, as metrics and tags; the report's files (HTML, Markdown, CSVs, figures)
-as artifacts under :data:`~rblock_tune.layout.REPORT_ARTIFACT_DIR`; and a results table at the top of
-the run's description. Publishing again (a report written anew) replaces all of it.
+interval and the decision, as metrics and tags; the files the report wrote (HTML, Markdown, CSVs,
+figures) as artifacts under :data:`~rblock_tune.layout.REPORT_ARTIFACT_DIR`; and a results table at the
+top of the run's description. Publishing again (a report written anew) replaces the table, the
+baseline and the decisions (an arm's decision it no longer has is removed), gives each metric a new
+value (MLflow keeps a metric's history; its latest value is the one shown) and overwrites the files.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,32 +23,35 @@ from rblock_tune.analysis._runs import runs_of
 from rblock_tune.analysis.report import fmt
 from rblock_tune.analysis.report_document import ReportResult
 from rblock_tune.layout import (
+    BASELINE_TAG,
     DECISION_TAG_PREFIX,
     DESCRIPTION_TAG,
     METRIC_MODES,
     REPORT_ARTIFACT_DIR,
     ROLE_PARENT,
+    arm_metric,
 )
 
-__all__ = ["BASELINE_TAG", "RESULT_HEADING", "decision", "publish_report"]
+__all__ = ["RESULT_HEADING", "decision", "publish_report"]
 
-BASELINE_TAG = "rblock.baseline"
-"""Tag of the published parent run: the arm every other arm was compared with."""
 RESULT_HEADING = "#### Result"
 """Starts the part of a parent run's description that :func:`publish_report` writes: first, where
 the run's page shows the description before its "Show more"."""
 
 
-def decision(row: Any, mode: str) -> str:
+def decision(row: Any, mode: str | None) -> str:
     """``better``, ``worse`` or ``no difference``: the arm against the baseline at the report's
-    significance (Holm-adjusted), in the metric's direction (``max`` or ``min``)."""
+    significance (Holm-adjusted), in the metric's direction (``max`` or ``min``); ``higher`` or
+    ``lower`` for a metric of no known direction (``None``: ``epoch_seconds``, say)."""
     if not bool(row.significant) or not math.isfinite(float(row.mean_diff)):
         return "no difference"
     higher = float(row.mean_diff) > 0
+    if mode is None:
+        return "higher" if higher else "lower"
     return "better" if higher == (mode == "max") else "worse"
 
 
-def _result_table(comparisons: pd.DataFrame, metric: str, baseline: str, mode: str) -> str:
+def _result_table(comparisons: pd.DataFrame, metric: str, baseline: str, mode: str | None) -> str:
     lines = [
         RESULT_HEADING
         + f": {metric} against `{baseline}` (artifact {REPORT_ARTIFACT_DIR}/report.html has it all)",
@@ -75,32 +81,49 @@ def publish_report(result: ReportResult, client: Any) -> str | None:
     run_id = str(parents.iloc[0])
     comparisons = result.comparisons
     metric = str(comparisons["metric"].iloc[0]) if len(comparisons) else "value"
-    mode = METRIC_MODES.get(metric, "max")
+    mode = METRIC_MODES.get(metric)
     step, now = 0, int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     metrics: list[Metric] = []
     tags = [RunTag(BASELINE_TAG, result.baseline)]
     for r in comparisons.itertuples(index=False):
+        arm = str(r.arm)
         values = {
-            f"{r.arm}.mean_{metric}": r.mean_arm,
-            f"{r.arm}.diff": r.mean_diff,
-            f"{r.arm}.ci_low": r.ci_low,
-            f"{r.arm}.ci_high": r.ci_high,
-            f"{r.arm}.p_holm": r.p_holm,
+            arm_metric(arm, f"mean_{metric}"): r.mean_arm,
+            arm_metric(arm, "diff"): r.mean_diff,
+            arm_metric(arm, "ci_low"): r.ci_low,
+            arm_metric(arm, "ci_high"): r.ci_high,
+            arm_metric(arm, "p_holm"): r.p_holm,
         }
         metrics += [Metric(k, float(v), now, step) for k, v in values.items() if _finite(v)]
         tags.append(RunTag(DECISION_TAG_PREFIX + str(r.arm), decision(r, mode)))
     if len(comparisons):
         base_mean = comparisons["mean_baseline"].iloc[0]
         if _finite(base_mean):
-            metrics.append(Metric(f"{result.baseline}.mean_{metric}", float(base_mean), now, step))
-    described = client.get_run(run_id).data.tags.get(DESCRIPTION_TAG, "")
+            metrics.append(Metric(arm_metric(result.baseline, f"mean_{metric}"), float(base_mean), now, step))
+    current = client.get_run(run_id).data.tags
+    decided = {tag.key for tag in tags}
+    for key in current:  # an arm the new report does not have keeps no decision
+        if key.startswith(DECISION_TAG_PREFIX) and key not in decided:
+            client.delete_tag(run_id, key)
+    described = current.get(DESCRIPTION_TAG, "")
     if described.startswith(RESULT_HEADING):  # published before: replaced
         described = described.partition("\n\n")[2]
     table = _result_table(comparisons, metric, result.baseline, mode)
     tags.append(RunTag(DESCRIPTION_TAG, f"{table}\n\n{described}" if described else table))
     client.log_batch(run_id, metrics=metrics, tags=tags)
-    client.log_artifacts(run_id, str(result.out), REPORT_ARTIFACT_DIR)
+    for path in _written_files(result):  # what this report wrote, not whatever else is in its folder
+        folder = path.parent.relative_to(result.out).as_posix()
+        client.log_artifact(
+            run_id, str(path), REPORT_ARTIFACT_DIR if folder == "." else f"{REPORT_ARTIFACT_DIR}/{folder}"
+        )
     return run_id
+
+
+def _written_files(result: ReportResult) -> list[Path]:
+    """The files :func:`~rblock_tune.analysis.write_report` wrote for ``result``."""
+    tables = [result.out / name for name in ("comparisons.csv", "runs.csv")]
+    files = [result.html, result.markdown, *tables, *result.figures.values()]
+    return [Path(f) for f in files if Path(f).is_file()]
 
 
 def _finite(value: Any) -> bool:

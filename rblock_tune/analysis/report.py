@@ -260,9 +260,15 @@ def param_importances(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     for _, row in data.iterrows():
-        params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
+        # a key that does not apply to a trial's variant is not logged (reg.alpha of dropblock): the
+        # trial lacks it, as a conditional dimension is absent from an Optuna trial; Optuna then rates
+        # the keys every trial has
+        present = {k: row[k] for k in distributions if not pd.isna(row[k])}
+        params = {k: (v.item() if hasattr(v, "item") else v) for k, v in present.items()}
         study.add_trial(
-            optuna.trial.create_trial(params=params, distributions=distributions, value=float(row[metric]))
+            optuna.trial.create_trial(
+                params=params, distributions={k: distributions[k] for k in params}, value=float(row[metric])
+            )
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

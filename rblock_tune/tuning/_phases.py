@@ -22,7 +22,7 @@ from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from rblock_tune._stores import redact_url, remember, unredact
+from rblock_tune._stores import redact_url, remember, unredact, without_userinfo
 from rblock_tune.config import config_from_dict, config_to_dict, describe_config, with_overrides
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
@@ -32,6 +32,8 @@ from rblock_tune.layout import (
     FAILED,
     FINAL_STATUSES,
     MLFLOW_RUN_ATTR,
+    OPTUNA_RUNS_URL_ATTR,
+    OPTUNA_STUDY_ATTRS,
     PARENT_TAG,
     PHASE_SEARCH,
     PHASE_SEEDS,
@@ -47,6 +49,7 @@ from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
 from rblock_tune.tuning._spec import StudySpec
 from rblock_tune.tuning._tracking import (
+    append_to_log,
     describe_parent,
     fail_orphan_runs,
     find_or_create_parent,
@@ -178,11 +181,16 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
         run = client.get_run(run_id)
         if run.data.tags.get(STATUS_TAG) in FINAL_STATUSES:
             return
+        line = f"finished: {status}"
         if status == EARLY_STOPPED:  # MLflow has no such status: the run's name says it
             name = run.info.run_name or ""
             renamed = stopped_name(name, epoch, self.budget)
             if renamed != name:
                 client.update_run(run_id, name=renamed)
+            line += f" (ASHA stopped it after epoch {epoch} of {self.budget})"
+        elif status == FAILED:
+            line += " (the trial raised after its retries; Ray's error is in the study's study.log)"
+        append_to_log(client, run_id, line)
         set_run_status(client, run_id, status)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -296,14 +304,10 @@ def optuna_links(spec: StudySpec, paths: StudyPaths, experiment_id: str) -> dict
     """The Optuna study's user attributes pointing to the study's MLflow experiment and work
     directory (:data:`~rblock_tune.layout.OPTUNA_STUDY_ATTRS`; no password)."""
     tracking = redact_url(paths.tracking_uri)
-    links = {
-        "mlflow_experiment": spec.name,
-        "mlflow_experiment_id": experiment_id,
-        "mlflow_tracking_uri": tracking,
-        "workdir": str(paths.workdir),
-    }
+    values = (spec.name, experiment_id, tracking, str(paths.workdir))
+    links = dict(zip(OPTUNA_STUDY_ATTRS, values, strict=True))
     if tracking.startswith(("http://", "https://")):
-        links["mlflow_runs_url"] = mlflow_runs_url(tracking, experiment_id)
+        links[OPTUNA_RUNS_URL_ATTR] = mlflow_runs_url(without_userinfo(paths.tracking_uri), experiment_id)
     return links
 
 

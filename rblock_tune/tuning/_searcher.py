@@ -29,6 +29,7 @@ from rblock_tune._stores import redact_url, remember, unredact
 from rblock_tune.config import flatten_config
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import (
+    CONFIG_NUMBER_KEY,
     DIVERGED,
     EARLY_STOPPED,
     FAILED,
@@ -104,7 +105,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
 
     Each trial's objective is named after the metric, it reports every epoch (its last one too) as
     an intermediate value, and it carries the Ray trial and the MLflow run that ran it as user
-    attributes; its Ray config carries its Optuna number (``number``).
+    attributes; its Ray config carries its Optuna number (:data:`~rblock_tune.layout.CONFIG_NUMBER_KEY`).
     """
 
     def __init__(
@@ -223,14 +224,14 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id in self._trials:  # a restored trial asks again
             number = self._trials[trial_id]
-            return {"overrides": dict(self.study.trials[number].params), "number": number}
+            return {"overrides": dict(self.study.trials[number].params), CONFIG_NUMBER_KEY: number}
         trial = self.study.ask()
         overrides = sample_space(trial, self._spec)
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self._trials[trial_id] = trial.number
         self._live[trial_id] = trial
         self._reported[trial_id] = set()
-        return {"overrides": overrides, "number": trial.number}
+        return {"overrides": overrides, CONFIG_NUMBER_KEY: trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id not in self._trials or trial_id in self._done:

@@ -27,6 +27,7 @@ from rblock_tune.layout import (
     ARMS_ARTIFACT,
     ARMS_KEYS,
     BEST_ARTIFACT,
+    BEST_TAG_PREFIX,
     DESCRIPTION_TAG,
     EPOCH_METRICS,
     EPOCHS_DONE_TAG,
@@ -53,6 +54,7 @@ from rblock_tune.layout import (
     STUDY_TAG,
     TRIAL_TAG,
     VARIANT_TAG,
+    best_metric,
     parent_run_name,
 )
 from rblock_tune.tuning._spec import StudySpec
@@ -61,6 +63,7 @@ from rblock_tune.tuning._spec_record import spec_record
 __all__ = [
     "RunLogHandler",
     "TrialRun",
+    "append_to_log",
     "check_tracking",
     "describe_parent",
     "ensure_experiment",
@@ -157,9 +160,9 @@ def log_search_record(
     best_run: str | None = None,
 ) -> None:
     """Log a finished search's record on its parent run: the spec as written, the normalised spec
-    and the best configurations (best first) as artifacts; the best configuration as params
-    ``best.<key>``, its value as the metric ``best_<metric>``, and a description naming the best
-    trial's run (``best_run``)."""
+    and the best configurations (best first) as artifacts; the best configuration as tags
+    ``rblock.best.<key>``, its value as the metric ``best_<metric>``, and a description naming the
+    best trial's run (``best_run``)."""
     artifacts = {
         SPEC_ARTIFACT: yaml.safe_dump(spec.raw, sort_keys=False),
         NORMALISED_SPEC_ARTIFACT: yaml.safe_dump(spec_record(spec), sort_keys=False),
@@ -171,12 +174,11 @@ def log_search_record(
         describe_parent(client, parent_run_id, f"Search of study {spec.name}: no trial completed.")
         return
     top = best[0]
-    params = [Param(f"best.{key}", str(value)) for key, value in top["overrides"].items()]
+    tags = [RunTag(BEST_TAG_PREFIX + key, str(value)) for key, value in top["overrides"].items()]
     value = top.get(spec.metric)
-    metrics = (
-        [] if value is None else [Metric(f"best_{spec.metric}", float(value), int(time.time() * 1000), 0)]
-    )
-    client.log_batch(parent_run_id, metrics=metrics, params=params)
+    now = int(time.time() * 1000)
+    metrics = [] if value is None else [Metric(best_metric(spec.metric), float(value), now, 0)]
+    client.log_batch(parent_run_id, metrics=metrics, tags=tags)
     shown = ", ".join(f"{k}={v}" for k, v in top["overrides"].items()) or "the base config"
     where = f" (run {best_run})" if best_run else ""
     describe_parent(
@@ -327,6 +329,20 @@ class TrialRun:
         self.note(f"finished: {status}")
         self.upload_log()
         set_run_status(self.client, self.run_id, status)
+
+
+def append_to_log(client: MlflowClient, run_id: str, line: str) -> None:
+    """Add one line to a run's log artifact from outside its trial (the driver, when the trial's
+    worker is gone: Ray ends a trial it stops inside its last report)."""
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            text = Path(client.download_artifacts(run_id, RUN_LOG_ARTIFACT, directory)).read_text(
+                errors="replace"
+            )
+        except Exception:  # noqa: BLE001 - a trial that died before its first epoch left none
+            text = ""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    client.log_text(run_id, f"{text}{stamp} {line}\n", RUN_LOG_ARTIFACT)
 
 
 class RunLogHandler(logging.Handler):

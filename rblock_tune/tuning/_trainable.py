@@ -30,6 +30,7 @@ from rblock_tune.errors import DivergedError
 from rblock_tune.layout import (
     CHECKPOINT_FILE,
     COMPLETED,
+    CONFIG_NUMBER_KEY,
     DIVERGED,
     ERROR_TAG,
     PHASE_SEARCH,
@@ -101,7 +102,7 @@ def _run_name(
     config: dict[str, Any], context: TrialContext, cfg: Any, arm: str, keys: list[str], trial_id: str
 ) -> str:
     if context.phase == PHASE_SEARCH:
-        number = config.get("number")
+        number = config.get(CONFIG_NUMBER_KEY)
         return trial_run_name(None if number is None else int(number), describe_config(cfg, keys), trial_id)
     return seed_run_name(arm, cfg.seed)
 
@@ -246,7 +247,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     quiet_exit_in_teardown()
     cfg, arm, keys = trial_config(config, context)
     trial_id = tune.get_context().get_trial_id()
-    number = config.get("number") if context.phase == PHASE_SEARCH else None
+    number = config.get(CONFIG_NUMBER_KEY) if context.phase == PHASE_SEARCH else None
     run = TrialRun(  # first, so that a trial failing at start still has its run
         context.tracking_uri,
         context.experiment_id,
@@ -271,6 +272,18 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 def _train(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> None:
     run.note(f"trial {trial_id}: {describe_config(cfg)}, seed {cfg.seed}, {context.epochs} epochs")
+    try:
+        _train_epochs(run, cfg, trial_id, context)
+    except Exception as exc:  # in its log too (Ray records it, and retries the trial)
+        run.note(f"error: {type(exc).__name__}: {exc}")
+        try:
+            run.upload_log()
+        except Exception:  # noqa: BLE001 - the trial's own error is the one to raise
+            log.warning("the log of run %s could not be written", run.run_id)
+        raise
+
+
+def _train_epochs(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> None:
     trainer = Trainer(cfg)
     own = OwnCheckpoints(context.state_uri, trial_id)
     from_own_copy = _restore(trainer, own)
@@ -307,10 +320,8 @@ def _train(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> Non
             }
         )
         return
-    except Exception as exc:
-        run.note(f"error: {type(exc).__name__}: {exc}")
-        run.upload_log()
-        raise
+    # Ray may end a trial inside its last report (ASHA at its budget); then the driver's status
+    # callback ends the run and its log
     run.finish(COMPLETED)
 
 

@@ -54,9 +54,11 @@ def test_the_seeds_parent_run_carries_the_reports_answer(tiny_study: Any) -> Non
         assert metrics[f"{row.arm}.ci_high"] == pytest.approx(row.ci_high)
         assert tags[DECISION_TAG_PREFIX + row.arm] == decision(row, "max")
     assert {row.arm for row in comparisons.itertuples()} == {"top1", "none"}
-    # the description lists the arms (the seed phase wrote it) and then the result table
+    # the description: the result table first (the page shows it before "Show more"), then the arms
+    # (the seed phase wrote them)
     description = tags[DESCRIPTION_TAG]
-    arms_part, result_part = description.split("\n\n" + RESULT_HEADING)
+    assert description.startswith(RESULT_HEADING)
+    result_part, arms_part = description.split("\n\n", 1)
     assert "- **top1**: " in arms_part and "- **dropblock**: dropblock p=0.1 b=3" in arms_part
     assert "| top1 |" in result_part and "| none |" in result_part
     # the report itself, opened from the run's artifacts
@@ -67,7 +69,9 @@ def test_the_seeds_parent_run_carries_the_reports_answer(tiny_study: Any) -> Non
     # the search parent: the best configuration and its value
     search = _parent(client, tiny_study.name, PHASE_SEARCH)
     assert search.data.metrics["best_val_acc"] > 0
-    assert {"best.reg.variant", "best.reg.alpha", "best.reg.drop_prob"} <= set(search.data.params)
+    assert {"rblock.best.reg.variant", "rblock.best.reg.alpha", "rblock.best.reg.drop_prob"} <= set(
+        search.data.tags
+    )
 
 
 def test_publishing_again_replaces_the_result(tiny_study: Any, tmp_path: Path, capsys: Any) -> None:
@@ -86,6 +90,7 @@ def test_publishing_again_replaces_the_result(tiny_study: Any, tmp_path: Path, c
         assert parent.data.tags[DESCRIPTION_TAG].count(RESULT_HEADING) == 1
         assert "against `none`" in parent.data.tags[DESCRIPTION_TAG]
         assert DECISION_TAG_PREFIX + "dropblock" in parent.data.tags
+        assert DECISION_TAG_PREFIX + "none" not in parent.data.tags  # the baseline now: no decision
     finally:  # the session's study as the other tests expect it: its own report (same settings, same
         # bootstrap seed: the same numbers) published again, from a copy outside the study's folder
         assert main(["report", "--experiment", tiny_study.name, "--workdir", str(tiny_study.workdir),

@@ -188,6 +188,9 @@ def test_a_runs_description_and_params_name_only_what_applies(
     config = config_from_dict({"reg": reg, "train": {"lr": 0.05}})
     assert describe_config(config) == description
     assert describe_config(config, ["train.lr", "reg.alpha", "seed"]) == description + " lr=0.05"
+    big = with_overrides(config, {"train.weight_decay": 1e-4, "train.warmup_epochs": 150.0})
+    shown = describe_config(big, ["train.weight_decay", "train.warmup_epochs"])
+    assert shown == description + " weight_decay=0.0001 warmup_epochs=150"
     # the linear schedule takes its length from ramp_fraction (None: 1.0); none has no ramp at all
     ramp = {"ramp_epochs", "ramp_fraction"} if reg["variant"] == "none" else {"ramp_epochs"}
     assert set(not_applicable(config.reg)) == {f"reg.{k}" for k in unused | ramp}

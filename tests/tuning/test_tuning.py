@@ -273,7 +273,7 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     best = result.best[0]
     parent = client.get_run(study_parent.info.run_id)
     assert parent.data.metrics["best_val_acc"] == pytest.approx(best["val_acc"])
-    assert {k: parent.data.params[f"best.{k}"] for k in best["overrides"]} == {
+    assert {k: parent.data.tags[f"rblock.best.{k}"] for k in best["overrides"]} == {
         k: str(v) for k, v in best["overrides"].items()
     }
     assert "best val_acc" in parent.data.tags[DESCRIPTION_TAG]
@@ -370,12 +370,18 @@ def test_asha_stops_bad_trials_and_they_are_pruned(ray_session: Any, tmp_path: P
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
     )
     result = run_study(spec, workdir=tmp_path)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=result.tracking_uri)
     runs = runs_by_role(result.tracking_uri, "asha")["search"]
     by_lr = sorted((float(r.data.params["train.lr"]), r.data.tags[STATUS_TAG]) for r in runs)
     assert by_lr[:2] == [(1e-7, "early_stopped"), (1e-7, "early_stopped")]
     for run in runs:  # the run table shows which trials ASHA stopped, and where, in their names
         epochs = run.data.tags[EPOCHS_DONE_TAG]
         stopped = run.data.tags[STATUS_TAG] == "early_stopped"
+        log = _artifact_text(client, run.info.run_id, RUN_LOG_ARTIFACT, tmp_path)
+        ended = log.strip().splitlines()[-1]  # the driver ends the log of a trial Ray stopped
+        assert ("ASHA stopped it after epoch" in ended) == stopped and "finished: " in ended, log
         head = f"trial-{int(run.data.tags[OPTUNA_TRIAL_TAG]):03d} "
         assert run.info.run_name.startswith(head + f"[stopped {epochs}/3] ") == stopped, run.info.run_name
         assert run.info.run_name.startswith(head)
