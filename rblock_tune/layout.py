@@ -8,8 +8,9 @@ A run directory (``rblock-tune train``) holds :data:`METRICS_FILE` and :data:`CH
 MLflow: experiment = the study name. One parent run per phase and one child run per trial or seed
 run (tag :data:`PARENT_TAG`). Every run is tagged :data:`ROLE_TAG` (:data:`ROLE_PARENT` or
 :data:`ROLE_TRIAL`: one vocabulary for both phases), :data:`PHASE_TAG` (:data:`PHASE_SEARCH` or
-:data:`PHASE_SEEDS`) and :data:`STUDY_TAG`. A child run is also tagged :data:`TRIAL_TAG`,
-:data:`SEED_TAG`, :data:`ARM_TAG` (:data:`SEARCH_ARM` for search trials), :data:`VARIANT_TAG`,
+:data:`PHASE_SEEDS`), :data:`STUDY_TAG` and :data:`ARM_TAG` (a parent's is :func:`parent_arm`). A
+child run is also tagged :data:`TRIAL_TAG`, :data:`SEED_TAG`, its :data:`ARM_TAG` (:data:`SEARCH_ARM`
+for search trials), :data:`VARIANT_TAG`,
 :data:`ARM_CONFIG_TAG`, :data:`STATUS_TAG` (one of :data:`STATUSES`), :data:`EPOCHS_DONE_TAG`,
 :data:`NOT_APPLICABLE_TAG`, for search trials :data:`OPTUNA_TRIAL_TAG` and, when it failed,
 :data:`ERROR_TAG`; its name is :func:`trial_run_name` or :func:`seed_run_name` (with
@@ -114,6 +115,13 @@ def role_and_phase(role: str | None, phase: str | None) -> tuple[str | None, str
     if role == ROLE_TRIAL and phase is None:
         return ROLE_TRIAL, PHASE_SEARCH
     return role, phase
+
+
+def parent_arm(phase: str) -> str:
+    """The arm of a phase's parent run: the phase (``search``, ``seeds``), so that every run has an arm
+    and grouping by it puts the search parent with its trials and the seeds parent, the study's
+    answer, in a group of its own."""
+    return phase
 
 
 def parent_run_name(study: str, phase: str) -> str:

@@ -55,6 +55,7 @@ from rblock_tune.layout import (
     TRIAL_TAG,
     VARIANT_TAG,
     best_metric,
+    parent_arm,
     parent_run_name,
 )
 from rblock_tune.tuning._spec import StudySpec
@@ -112,6 +113,7 @@ def find_or_create_parent(client: MlflowClient, experiment_id: str, study: str, 
     found = find_run(client, experiment_id, tags)
     if found is not None:
         return found
+    tags[ARM_TAG] = parent_arm(phase)  # not a search key: a parent of this layout has it from the start
     legacy = next(old for old, new in LEGACY_ROLES.items() if new == (ROLE_PARENT, phase))
     found = find_run(client, experiment_id, {ROLE_TAG: legacy, STUDY_TAG: study})
     if found is not None:

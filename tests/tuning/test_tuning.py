@@ -236,6 +236,8 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     client = MlflowClient(tracking_uri=result.tracking_uri)
     study_parent, seeds_parent = runs["search parent"][0], runs["seeds parent"][0]
     assert study_parent.info.run_name == "layout search" and seeds_parent.info.run_name == "layout seeds"
+    # every run has an arm: a parent's is its phase, a search trial's "search"
+    assert study_parent.data.tags[ARM_TAG] == "search" and seeds_parent.data.tags[ARM_TAG] == "seeds"
     artifacts = {a.path for a in client.list_artifacts(study_parent.info.run_id)}
     assert {"spec.yaml", "best_configs.yaml"} <= artifacts
     optuna_study = optuna.load_study(study_name="layout", storage=result.optuna_storage)
