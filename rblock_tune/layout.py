@@ -234,6 +234,38 @@ seeds, and whether the seed list may reuse those."""
 REPORT_ARTIFACT_DIR: Final = "report"
 """Folder of the seeds parent run's artifacts holding the study's report (HTML, Markdown, CSVs,
 figures)."""
+RACE_LOOKS_ARTIFACT: Final = "race/looks.csv"
+"""A racing seed phase's every look, on its seeds parent run: columns :data:`RACE_LOOK_COLUMNS`, one
+row per (look, arm), rewritten after each look."""
+RACE_LOOK_COLUMNS: Final = (
+    "look",
+    "arm",
+    "n_pairs",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "level",
+    "decision",
+    "live",
+)
+"""``look`` (1, 2, ... in the order the race looked) then the columns of
+:func:`rblock_tune.racing.race_step`."""
+RACE_TAG: Final = "rblock.race"
+"""On a racing seed phase's parent run: its design, ``alpha=0.05 margin=0 min_seeds=3 max_seeds=10
+futility=0.6 metric=test_acc mode=max baseline=dropblock`` (:func:`race_tag`, :func:`parse_race_tag`)."""
+RACE_STATE_FILE: Final = "race.json"
+"""``<study>/race.json``: the race's seeds handed out, results seen and looks (the racing searcher's
+own record, rewritten atomically at every change)."""
+
+
+def race_tag(design: dict[str, Any]) -> str:
+    """The :data:`RACE_TAG` value of a race design (``key=value`` separated by spaces)."""
+    return " ".join(f"{k}={v}" for k, v in design.items())
+
+
+def parse_race_tag(text: str) -> dict[str, str]:
+    """The design of a :data:`RACE_TAG` value, values as strings."""
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 # ------------------------------------------------------------------ the study's state
 STATE_FILE: Final = "study.json"

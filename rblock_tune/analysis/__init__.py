@@ -32,10 +32,13 @@ from rblock_tune.analysis.report import (
 )
 from rblock_tune.analysis.report_document import ReportResult, write_report
 from rblock_tune.analysis.sample_size import power, seeds_needed
+from rblock_tune.racing import DECISIONS, RACE_COLUMNS, race_step
 
 __all__ = [
     "BASELINE_PREFERENCE",
     "COMPARISON_COLUMNS",
+    "DECISIONS",
+    "RACE_COLUMNS",
     "RATE_MISMATCH",
     "TAG_COLUMNS",
     "Protocol",
@@ -54,6 +57,7 @@ __all__ = [
     "planning_table",
     "power",
     "prob_improvement",
+    "race_step",
     "read_protocol",
     "realised_rates",
     "runs_of",
