@@ -18,7 +18,8 @@ sequential trials using graphical approaches", *Stat. Biopharm. Res.* 5, 2013):
   *any* look crosses is ``a``. The joint law of ``t_min .. t_max`` under that null does not depend on
   the unknown variance, so the values are calibrated once, by :data:`CALIBRATION_SIMS` simulated
   sequences with a fixed seed (Monte Carlo error about 3% of ``a``).
-* The interval at a look is ``mean +- c_n * sd / sqrt(n)``: over all looks together it covers the true
+* The interval at a look is ``mean +- c_n * sd / sqrt(n)`` (none while every difference is equal,
+  as a coarse test set can make them: then ``sd`` says nothing of the spread): over all looks together it covers the true
   mean difference with probability ``1 - a``, so it stays valid however the looks were used to stop.
 * With ``k`` arms compared with the baseline, each arm starts at ``a = alpha / k``; an arm decided
   ``better`` or ``worse`` passes its share to the arms still undecided (``a = alpha / j`` with ``j``
@@ -47,7 +48,7 @@ differences and slightly liberal in one tail for skewed ones; the simulation tes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -269,6 +270,7 @@ def race_step(
     futility: float = 0.6,
     mode: str = "max",
     frozen: pd.DataFrame | None = None,
+    arms: Sequence[str] | None = None,
     arm_col: str = "arm",
     seed_col: str = "seed",
 ) -> pd.DataFrame:
@@ -287,6 +289,8 @@ def race_step(
         min_seeds: the first look, in pairs.
         futility: slack of the futility stop (0: off; see the module docstring).
         mode: ``max`` (higher is better) or ``min``: the direction of ``better``.
+        arms: the race's arms besides the baseline (default: every other arm of ``values``); an arm
+            without runs yet is undecided, and counts in the correction across arms.
         frozen: this race's previous output. Its arms decided ``better``, ``worse`` or
             ``equivalent`` or no longer live keep that row as it was; the other arms are decided anew.
 
@@ -308,7 +312,10 @@ def race_step(
     baseline = str(baseline)
     if baseline not in by_arm:
         raise ConfigError(f"baseline {baseline!r} has no runs; arms are {sorted(by_arm)}")
-    labels = sorted(set(by_arm) - {baseline})
+    labels = sorted(set(by_arm) - {baseline}) if arms is None else sorted({str(a) for a in arms} - {baseline})
+    unknown = sorted(set(by_arm) - set(labels) - {baseline})
+    if unknown:
+        raise ConfigError(f"values has runs of arms {unknown} that are not in arms={sorted(labels)}")
     if not labels:
         raise ConfigError("a race needs at least one arm besides the baseline")
     rule = RaceRule(len(labels), alpha, margin, min_seeds, int(max_seeds), futility)
@@ -322,13 +329,13 @@ def race_step(
     stopped = np.zeros((1, len(labels)), dtype=bool)
     inverse = {name: code for code, name in _CODES.items()}
     for i, label in enumerate(labels):
-        mine, base = by_arm[label], by_arm[baseline]
+        mine, base = by_arm.get(label, {}), by_arm[baseline]
         shared = sorted(set(mine) & set(base))
         d = np.array([mine[s] - base[s] for s in shared], dtype=np.float64)[: rule.max_seeds]
         n[0, i] = d.size
         if d.size:
             mean[0, i] = float(np.mean(d))
-        if d.size >= 2:
+        if d.size >= 2 and np.ptp(d) > 0:  # equal differences say nothing of the spread: no interval
             sd[0, i] = float(np.std(d, ddof=1))
         row = previous.get(label)
         if row is not None:
@@ -445,6 +452,7 @@ def simulate_races(
         with np.errstate(invalid="ignore", divide="ignore"):
             var = (squares[:, :, n - 1] - n * mean * mean) / (n - 1) if n > 1 else np.full_like(mean, np.nan)
         sd = np.sqrt(np.maximum(var, 0.0))
+        sd[sd <= 0] = np.nan  # equal differences (a discrete metric): no spread estimate, no interval
         counts = np.full((races, arms), n, dtype=np.int64)
         out = look(mean, sd, counts, decision, stopped, critical=critical)
         newly = ~stopped & ~out["live"]

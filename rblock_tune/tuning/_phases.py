@@ -37,6 +37,8 @@ from rblock_tune.layout import (
     PARENT_TAG,
     PHASE_SEARCH,
     PHASE_SEEDS,
+    RACE_LOOKS_ARTIFACT,
+    RACE_STATE_FILE,
     STATUS_TAG,
     TRIAL_TAG,
     mlflow_runs_url,
@@ -45,6 +47,7 @@ from rblock_tune.layout import (
 )
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
+from rblock_tune.tuning._race import RaceSearcher, read_race
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
 from rblock_tune.tuning._spec import StudySpec
@@ -214,9 +217,11 @@ def _fit(
     resume: bool,
     expected: int,
     run_config: tune.RunConfig,
+    race: bool = False,
 ) -> PhaseOutcome:
-    """Fit (or continue) one phase's Tuner; how many of its ``expected`` trials it left unfinished.
-    ``run_config`` is the one ``build`` uses; a restored Tuner gets its callbacks and verbosity too."""
+    """Fit (or continue) one phase's Tuner; how many of its ``expected`` trials it left unfinished
+    (a ``race`` has no fixed count: the trials Ray holds unfinished). ``run_config`` is the one
+    ``build`` uses; a restored Tuner gets its callbacks and verbosity too."""
     experiment = f"{paths.storage.rstrip('/')}/{name}"
     remember(paths.tracking_uri)  # before Ray unpickles a restored phase's status callback
     if resume and tune.Tuner.can_restore(experiment):
@@ -228,7 +233,8 @@ def _fit(
     tuner.fit()
     saved = tune.ExperimentAnalysis(experiment).trials
     finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
-    outcome = PhaseOutcome(name, expected, max(expected - finished, 0))
+    unfinished = len(saved) - finished if race else max(expected - finished, 0)
+    outcome = PhaseOutcome(name, expected, unfinished)
     for callback in run_config.callbacks or []:
         if isinstance(callback, StudyDisplay):
             callback.finish(outcome.unfinished)
@@ -322,6 +328,14 @@ def arms_description(
         f"each; a run is named by its arm and seed (`{example}`).",
         "",
     ]
+    race = spec.race_design()
+    if race is not None:
+        lines[0] = (
+            f"Racing seed phase of study {spec.name}: {len(arms)} arms against `{race['baseline']}` on "
+            f"{race['metric']}, up to {len(seeds)} seeds {seeds} each (seed-major; an arm decided at "
+            f"family-wise error {race['alpha']:g} gets no more), {epochs} epochs each; a run is named by "
+            f"its arm and seed (`{example}`). Every look: artifact `{RACE_LOOKS_ARTIFACT}`."
+        )
     for label, overrides in arms.items():
         config = with_overrides(base, {**overrides, "train.epochs": epochs})
         shown = ", ".join(
@@ -399,7 +413,8 @@ def seed_phase(
     resume: bool,
     verbosity: int = NORMAL,
 ) -> tuple[PhaseOutcome, int]:
-    """Run every arm on every seed of ``plan``; its outcome and how many runs it had."""
+    """Run every arm on every seed of ``plan`` (a race: on the seeds the race hands out,
+    :mod:`rblock_tune.tuning._race`); its outcome and how many runs it had."""
     assert spec.seeds is not None
     name = f"{spec.name}-seeds"
     arms = build_arms(spec, paths.workdir, best)
@@ -411,7 +426,28 @@ def seed_phase(
     expected = len(arms) * len(seeds)
     run_config = _run_config(name, spec, paths, experiment_id, parent, epochs, expected, verbosity)
 
+    race = spec.race_design()
+    searcher = None
+    if race is not None:  # runs on demand until the race is over
+        searcher = RaceSearcher(
+            design=race,
+            arms=list(arms),
+            seeds=seeds,
+            epochs=epochs,
+            max_concurrent=spec.search.max_concurrent,
+            record_file=paths.workdir / spec.name / RACE_STATE_FILE,
+            experiment_path=f"{paths.storage.rstrip('/')}/{name}",
+            tracking_uri=paths.tracking_uri,
+            parent_run_id=parent,
+        )
+
     def build() -> tune.Tuner:
+        if searcher is not None:
+            return tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
+                run_config=run_config,
+            )
         return tune.Tuner(
             trainable,
             param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(seeds)},
@@ -421,9 +457,15 @@ def seed_phase(
             run_config=run_config,
         )
 
-    outcome = _fit(name, trainable, paths, build, resume, expected, run_config)
+    outcome = _fit(name, trainable, paths, build, resume, expected, run_config, race=race is not None)
     if not outcome.done:
         return outcome, 0
+    runs = expected
+    if race is not None:
+        record = read_race(paths.workdir / spec.name / RACE_STATE_FILE) or {}
+        if not record.get("over"):
+            return PhaseOutcome(name, expected, 1), 0
+        runs = sum(len(s) for s in record.get("results", {}).values())
     delete_own_checkpoints(state_uri)
     fail_orphan_runs(client, experiment_id, parent)
     log_arms_record(
@@ -435,4 +477,4 @@ def seed_phase(
         allow_search_seeds=spec.seeds.allow_search_seeds,
     )
     set_run_status(client, parent, COMPLETED)
-    return outcome, len(arms) * len(seeds)
+    return outcome, runs

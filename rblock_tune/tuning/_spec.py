@@ -47,7 +47,7 @@ from rblock_tune.config import (
     valid_keys,
 )
 from rblock_tune.errors import CheckpointError, ConfigError
-from rblock_tune.layout import REPORTED_METRICS
+from rblock_tune.layout import FINAL_METRIC, METRIC_MODES, REPORTED_METRICS
 from rblock_tune.tuning._space import (
     DIMENSION_TYPES,
     Dimension,
@@ -66,6 +66,7 @@ __all__ = [
     "Dimension",
     "FailureSpec",
     "ReportSpec",
+    "RaceSpec",
     "ResourceSpec",
     "SchedulerSpec",
     "SearchSpec",
@@ -136,6 +137,36 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class RaceSpec:
+    """A racing seed phase (``seeds.race``): seeds go to the arms still undecided against the
+    baseline (:mod:`rblock_tune.racing`). ``None`` defaults are resolved by :meth:`StudySpec.race_design`."""
+
+    min_seeds: int = setting(at_least(2), default=3)
+    max_seeds: int | None = setting(at_least(2), default=None)  # None: the seed list's length
+    margin: float = setting(FINITE, at_least(0), default=0.0)
+    alpha: float | None = setting(
+        Check(lambda a: a is None or 0 < a < 1, "is out of range: must be between 0 and 1 (e.g. 0.05)"),
+        default=None,
+    )  # None: report.significance, else 0.05
+    futility: float = setting(
+        FINITE, Check(lambda f: 0 <= f <= 1, "is out of range: must be between 0 (off) and 1"), default=0.6
+    )
+    baseline: str | None = None  # None: report.baseline
+
+
+def _parse_race(where: str, value: Any) -> RaceSpec | None:
+    """``seeds.race``: false or null (a fixed design), true (the defaults), or a mapping of its keys."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        keys = ", ".join(keys_of(RaceSpec))
+        raise ConfigError(f"{where}={value!r} has the wrong type: must be true/false or {{{keys}}}")
+    return build(RaceSpec, value, where)
+
+
+@dataclass(frozen=True)
 class SeedSpec:
     """The seed phase. ``allow_search_seeds`` lets an explicit ``seeds`` list reuse a seed that a
     search trial ran with (the report then says so among its caveats)."""
@@ -146,15 +177,24 @@ class SeedSpec:
     arms: tuple[Arm, ...] = ()
     epochs: int | None = setting(at_least(1), default=None)  # None = base train.epochs
     allow_search_seeds: bool = False
+    race: RaceSpec | None = setting(parse=_parse_race, default=None)
+
+    @property
+    def count(self) -> int:
+        """How many seeds the list has: ``race.max_seeds`` when set, else ``len(seeds)`` or ``n_seeds``."""
+        if self.race is not None and self.race.max_seeds is not None:
+            return self.race.max_seeds
+        return len(self.seeds) if self.seeds else self.n_seeds
 
     def seed_list(self, search_seeds: Sequence[int] = ()) -> list[int]:
-        """The seeds every arm runs: the explicit ``seeds``, else ``n_seeds`` consecutive seeds
+        """The seeds every arm runs (a race: at most; in this order): the explicit ``seeds``, else
+        :attr:`count` consecutive seeds
         starting after the largest seed any search trial used (``search_seeds``), so that no run
         that selected a configuration is counted again as evidence for it."""
         if self.seeds:
-            return list(self.seeds)
+            return list(self.seeds)[: self.count]
         start = max(search_seeds) + 1 if search_seeds else 0
-        return list(range(start, start + self.n_seeds))
+        return list(range(start, start + self.count))
 
     def check_disjoint(self, search_seeds: Sequence[int], where: str = "the search trials") -> None:
         """Refuse explicit ``seeds`` that reuse a seed of ``search_seeds``, unless allowed.
@@ -262,6 +302,26 @@ class StudySpec:
         compares_search = self.seeds is None and self.report is not None and self.report.metric == "test_acc"
         return self.search.test_acc or compares_search
 
+    def race_design(self) -> dict[str, Any] | None:
+        """The resolved design of a racing seed phase (None for a fixed one): ``alpha``, ``margin``,
+        ``min_seeds``, ``max_seeds``, ``futility``, ``metric`` and ``mode`` (the report's metric, else
+        ``test_acc``) and ``baseline`` (``seeds.race.baseline``, else ``report.baseline``)."""
+        if self.seeds is None or self.seeds.race is None:
+            return None
+        race, report = self.seeds.race, self.report
+        metric = report.metric if report is not None else FINAL_METRIC
+        alpha = race.alpha if race.alpha is not None else report.significance if report is not None else 0.05
+        return {
+            "alpha": alpha,
+            "margin": race.margin,
+            "min_seeds": race.min_seeds,
+            "max_seeds": self.seeds.count,
+            "futility": race.futility,
+            "metric": metric,
+            "mode": METRIC_MODES[metric],
+            "baseline": race.baseline if race.baseline is not None else report.baseline if report else None,
+        }
+
     @property
     def seed_epochs(self) -> int:
         """Epochs of one seed-phase run (the full budget)."""
@@ -296,6 +356,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> StudySpec:
         if spec.space:
             spec.seeds.check_disjoint([spec.base.seed], f"the search trials (base.seed={spec.base.seed})")
     _check_report(spec)
+    _check_race(spec, raw)
     spec = dataclasses.replace(spec, raw=raw)
     warning = _ramp_warning(spec)
     return dataclasses.replace(spec, warnings=(warning,)) if warning else spec
@@ -469,6 +530,52 @@ def _check_report(spec: StudySpec) -> None:
                 "report: without a seeds phase the report compares search trials by reg.variant, but "
                 "space.reg.variant is not searched over two or more variants; add a seeds phase"
             )
+
+
+def _check_race(spec: StudySpec, raw: Mapping[str, Any]) -> None:
+    """A race's seed list, its baseline (an arm, the report's) and its seeds against the list."""
+    seeds = spec.seeds
+    if seeds is None or seeds.race is None:
+        return
+    race = seeds.race
+    raw_seeds = raw.get("seeds") or {}
+    if race.max_seeds is not None:
+        if seeds.seeds and race.max_seeds > len(seeds.seeds):
+            raise ConfigError(
+                f"seeds.race.max_seeds={race.max_seeds} but seeds.seeds lists {len(seeds.seeds)} seeds: "
+                "list more seeds or lower max_seeds"
+            )
+        if "n_seeds" in raw_seeds and seeds.n_seeds != race.max_seeds:
+            raise ConfigError(
+                f"seeds.n_seeds={seeds.n_seeds} and seeds.race.max_seeds={race.max_seeds} disagree: a race "
+                "runs at most max_seeds seeds per arm; set only one of them"
+            )
+    if race.min_seeds > seeds.count:
+        raise ConfigError(
+            f"seeds.race.min_seeds={race.min_seeds} exceeds the race's {seeds.count} seeds per arm "
+            "(seeds.race.max_seeds, seeds.n_seeds or seeds.seeds): lower min_seeds or give it more seeds"
+        )
+    labels = [f"top{i + 1}" for i in range(seeds.top_k)] + [a.label for a in seeds.arms]
+    if len(labels) < 2:
+        raise ConfigError(
+            "seeds.race needs at least two arms (a baseline and one to compare): add seeds.arms"
+        )
+    report_baseline = spec.report.baseline if spec.report is not None else None
+    if race.baseline is not None and report_baseline is not None and race.baseline != report_baseline:
+        raise ConfigError(
+            f"seeds.race.baseline={race.baseline!r} but report.baseline={report_baseline!r}: the report "
+            "compares against the race's baseline; set one of them"
+        )
+    baseline = race.baseline or report_baseline
+    if baseline is None:
+        raise ConfigError(
+            "seeds.race needs a baseline arm: set report.baseline (or seeds.race.baseline) to one of "
+            + ", ".join(labels)
+        )
+    if baseline not in labels:
+        raise ConfigError(
+            f"seeds.race.baseline={baseline!r} must be a seeds arm label: one of {', '.join(labels)}"
+        )
 
 
 def _check_epochs(base: TrialConfig, epochs: int, where: str) -> None:

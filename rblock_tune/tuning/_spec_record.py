@@ -35,7 +35,7 @@ def spec_record(spec: StudySpec) -> dict[str, Any]:
     }
     seeds = None
     if spec.seeds is not None:
-        seeds = {**_plain(spec.seeds), "epochs": spec.seed_epochs}
+        seeds = {**_plain(spec.seeds), "epochs": spec.seed_epochs, "race": spec.race_design()}
     return {
         "name": spec.name,
         "metric": spec.metric,
