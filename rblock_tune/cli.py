@@ -371,6 +371,23 @@ def _print_study_state(status: dict[str, Any]) -> None:
         )
 
 
+def _race_line(race: dict[str, Any]) -> str:
+    """``study status``'s line on a racing seed phase."""
+    design = race["design"]
+    decided = ", ".join(
+        f"{arm} {info['decision']} at {info['n_pairs']} pairs"
+        + (" (stopped: futile)" if info["decision"] == "undecided" else "")
+        for arm, info in race["decided"].items()
+    )
+    state = "over" if race["over"] else f"{len(race['live'])} arms live ({', '.join(race['live'])})"
+    return (
+        f"race against {design['baseline']} on {design['metric']} (alpha {design['alpha']:g}, margin "
+        f"{design['margin']:g}, {design['min_seeds']}-{design['max_seeds']} seeds): {state}; decided: "
+        f"{decided or 'none yet'}; {race['looks']} looks; runs {race['runs_done']} done, "
+        f"{race['runs_started']} started, of the {race['fixed_design_runs']} a fixed design would run"
+    )
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from rblock_tune.tuning import load_study_spec, resume_study, run_study, study_status
 
@@ -410,6 +427,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(
             f"  seeds: search trials {searched or 'none'}; seed phase {status['seed_phase_seeds'] or 'none'}"
         )
+        if status.get("race"):
+            print("  " + _race_line(status["race"]))
         if status.get("optuna"):
             print("  optuna: " + ", ".join(f"{k} {v}" for k, v in status["optuna"].items() if v))
         print(f"  best so far: {status['best']}")

@@ -19,8 +19,9 @@ sequential trials using graphical approaches", *Stat. Biopharm. Res.* 5, 2013):
   the unknown variance, so the values are calibrated once, by :data:`CALIBRATION_SIMS` simulated
   sequences with a fixed seed (Monte Carlo error about 3% of ``a``).
 * The interval at a look is ``mean +- c_n * sd / sqrt(n)`` (none while every difference is equal,
-  as a coarse test set can make them: then ``sd`` says nothing of the spread): over all looks together it covers the true
-  mean difference with probability ``1 - a``, so it stays valid however the looks were used to stop.
+  as a coarse test set can make them: then ``sd`` says nothing of the spread): over all looks
+  together it covers the true mean difference with probability ``1 - a``, so it stays valid however
+  the looks were used to stop.
 * With ``k`` arms compared with the baseline, each arm starts at ``a = alpha / k``; an arm decided
   ``better`` or ``worse`` passes its share to the arms still undecided (``a = alpha / j`` with ``j``
   the arms not yet decided different), which Holm's closed test allows at every later look.

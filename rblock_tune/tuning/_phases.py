@@ -440,6 +440,7 @@ def seed_phase(
             tracking_uri=paths.tracking_uri,
             parent_run_id=parent,
         )
+        searcher.check_record()
 
     def build() -> tune.Tuner:
         if searcher is not None:

@@ -151,19 +151,28 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         self.__dict__.update(state)
         self._tracking_uri = unredact(self._tracking_uri)
 
-    def _load(self, known: set[str]) -> None:
-        """Read the record back: results and looks as they are; of the runs handed out without a
-        result, only those Ray still knows (``known`` trial ids) stay out."""
+    def check_record(self) -> dict[str, Any] | None:
+        """The race on record, if any, which must be this phase's (before Ray starts: one line).
+
+        Raises:
+            CheckpointError: an unreadable record, or one of other arms or seeds.
+        """
         record = read_race(Path(self._record_file))
-        if record is None:
-            self._write()
-            return
-        if record["arms"] != self._arms or record["seeds"] != self._seeds:
+        if record is not None and (record["arms"] != self._arms or record["seeds"] != self._seeds):
             raise CheckpointError(
                 f"{self._record_file}: the race on record has arms {record['arms']} and seeds "
                 f"{record['seeds']}, this phase {self._arms} and {self._seeds}; the study's seed phase "
                 "changed: start a new study"
             )
+        return record
+
+    def _load(self, known: set[str]) -> None:
+        """Read the record back: results and looks as they are; of the runs handed out without a
+        result, only those Ray still knows (``known`` trial ids) stay out."""
+        record = self.check_record()
+        if record is None:
+            self._write()
+            return
         self._results = {arm: dict(seeds) for arm, seeds in record["results"].items()}
         self._looks = [list(look) for look in record["looks"]]
         self._over = bool(record.get("over"))

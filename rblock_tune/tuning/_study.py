@@ -27,6 +27,7 @@ from rblock_tune.layout import (
     ORPHANED,
     ORPHANED_ERROR,
     PHASE_TAG,
+    RACE_STATE_FILE,
     ROLE_TAG,
     ROLE_TRIAL,
     SPEC_FILE,
@@ -39,6 +40,7 @@ from rblock_tune.layout import (
 from rblock_tune.tuning._arms import plan_seeds, resolve_arms
 from rblock_tune.tuning._best import write_best_configs
 from rblock_tune.tuning._driver import driver_alive, study_state, this_driver
+from rblock_tune.tuning._race import race_summary, read_race
 from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._tracking import ensure_experiment
 from rblock_tune.tuning._verbosity import NORMAL
@@ -276,7 +278,8 @@ def resume_study(
 def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[str, Any]:
     """Trials by state and the best so far, read from the Optuna study and MLflow.
 
-    ``phases`` counts the runs of each phase by ``rblock.status``; an orphaned run (a trial the
+    ``race`` is :func:`~rblock_tune.tuning._race.race_summary` of a racing seed phase (None
+    otherwise). ``phases`` counts the runs of each phase by ``rblock.status``; an orphaned run (a trial the
     driver started just before a crash, which Ray never recorded and replaced on resume) is
     counted as ``orphaned`` rather than ``failed``.
     """
@@ -313,6 +316,8 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     out["best"] = None if best is None else {"overrides": best[0], spec.metric: best[1]}
     out["search_seeds"] = state.get("search_seeds", {})
     out["seed_phase_seeds"] = state.get("seed_phase_seeds", [])
+    race = read_race(state_file.parent / RACE_STATE_FILE)
+    out["race"] = None if race is None else race_summary(race)
     out["search_done"] = state.get("search_done", False)
     out["seeds_done"] = state.get("seeds_done", False)
     out["tracking_uri"] = redact_url(tracking_uri)
