@@ -211,7 +211,7 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         if self._loaded:
             return
         known: set[str] = set()
-        if Path(self._experiment_path).is_dir():
+        if tune.Tuner.can_restore(self._experiment_path):  # Ray has saved the phase at least once
             try:
                 known = {t.trial_id for t in tune.ExperimentAnalysis(self._experiment_path).trials}
             except Exception as exc:  # noqa: BLE001 - without Ray's list, pending runs go out again
