@@ -251,8 +251,9 @@ RACE_LOOK_COLUMNS: Final = (
 """``look`` (1, 2, ... in the order the race looked) then the columns of
 :func:`rblock_tune.racing.race_step`."""
 RACE_TAG: Final = "rblock.race"
-"""On a racing seed phase's parent run: its design, ``alpha=0.05 margin=0 min_seeds=3 max_seeds=10
-futility=0.6 metric=test_acc mode=max baseline=dropblock`` (:func:`race_tag`, :func:`parse_race_tag`)."""
+"""On a racing seed phase's parent run: its design, ``alpha=0.05 margin=0.0 min_seeds=3 max_seeds=10
+futility=0.6 statistic=t metric=test_acc mode=max baseline=dropblock`` (:func:`race_tag`,
+:func:`parse_race_tag`)."""
 RACE_STATE_FILE: Final = "race.json"
 """``<study>/race.json``: the race's seeds handed out, results seen and looks (the racing searcher's
 own record, rewritten atomically at every change)."""
@@ -266,6 +267,7 @@ def race_tag(design: dict[str, Any]) -> str:
 def parse_race_tag(text: str) -> dict[str, str]:
     """The design of a :data:`RACE_TAG` value, values as strings."""
     return dict(part.split("=", 1) for part in text.split() if "=" in part)
+
 
 # ------------------------------------------------------------------ the study's state
 STATE_FILE: Final = "study.json"

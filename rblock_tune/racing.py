@@ -32,6 +32,11 @@ sequential trials using graphical approaches", *Stat. Biopharm. Res.* 5, 2013):
   (nor, with a margin, fit inside it). This futility stop only ever withholds a decision, so it
   cannot raise an error rate (a non-binding futility boundary); ``futility=0`` turns it off.
 
+With ``statistic="hall"`` the per-look statistic is Hall's skewness-corrected t (Hall, "On the removal of
+skewness by transformation", *JRSS-B* 54, 1992), increasing in the studentized mean, so its interval is
+the set of means it does not reject; it is calibrated the same way and holds at larger skewness, at
+some power under normal differences (docs/racing.md).
+
 **The guarantee**, when :func:`race_step` is called after every new pair (or at any other looks, up
 to ``max_seeds`` pairs per arm) with ``frozen`` set to its previous output: the probability that any
 arm whose true mean difference is 0 is ever decided ``better`` or ``worse`` is at most ``alpha``,
@@ -120,29 +125,66 @@ def _spent(fraction: FloatArray, level: float) -> FloatArray:
     return level * (1.0 - np.exp(-g * fraction)) / (1.0 - math.exp(-g))
 
 
+STATISTICS = ("t", "hall")
+"""The per-look statistics: the one-sample t (the default) or Hall's skewness-corrected t."""
+
+
+def _hall(root_n: FloatArray, theta: FloatArray, skew: FloatArray) -> FloatArray:
+    """Hall's (1992) transformation of the studentized mean ``theta = mean / sd`` at skewness ``skew``:
+    ``sqrt(n) * (theta + skew theta^2 / 3 + skew^2 theta^3 / 27 + skew / (6 n))``, increasing in theta."""
+    n = root_n * root_n
+    return root_n * (theta + skew * theta**2 / 3 + skew**2 * theta**3 / 27 + skew / (6 * n))
+
+
+def _hall_inverse(root_n: FloatArray, value: FloatArray, skew: FloatArray) -> FloatArray:
+    """The theta whose :func:`_hall` is ``value``: ``3 / skew * (cbrt(1 + skew (value / sqrt(n) -
+    skew / (6 n))) - 1)``, and ``value / sqrt(n)`` at skewness 0."""
+    n = root_n * root_n
+    y = value / root_n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        small = np.abs(skew) < 1e-9
+        safe = np.where(small, 1.0, skew)
+        theta = 3.0 / safe * (np.cbrt(1.0 + safe * (y - safe / (6 * n))) - 1.0)
+    return np.where(small, y, theta)
+
+
+def _statistics(x: FloatArray, statistic: str) -> FloatArray:
+    """|statistic| after n = 1, 2, ... of each row of ``x`` (NaN where undefined)."""
+    n = np.arange(1, x.shape[-1] + 1, dtype=np.float64)
+    total, squares, cubes = (np.cumsum(x**p, axis=-1) for p in (1, 2, 3))
+    mean = total / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (squares - n * mean * mean) / (n - 1)
+        sd = np.sqrt(np.maximum(var, 0.0))
+        theta = mean / sd
+        if statistic == "t":
+            return np.abs(np.sqrt(n) * theta)
+        third = cubes / n - 3 * mean * squares / n + 2 * mean**3
+        skew = np.nan_to_num(third / sd**3)
+        return np.abs(_hall(np.sqrt(n), theta, skew))
+
+
 @lru_cache(maxsize=4)
-def _null_statistics(max_seeds: int, min_seeds: int) -> FloatArray:
-    """|t_n| for n = min_seeds..max_seeds of :data:`CALIBRATION_SIMS` null normal sequences."""
+def _null_statistics(max_seeds: int, min_seeds: int, statistic: str) -> FloatArray:
+    """|statistic| for n = min_seeds..max_seeds of :data:`CALIBRATION_SIMS` null normal sequences."""
     rng = np.random.default_rng(20260712)
     x = rng.standard_normal((CALIBRATION_SIMS, max_seeds))
-    n = np.arange(1, max_seeds + 1, dtype=np.float64)
-    total = np.cumsum(x, axis=1)
-    mean = total / n
-    var = (np.cumsum(x * x, axis=1) - n * mean * mean) / np.maximum(n - 1, 1)
-    t = np.abs(mean) / np.sqrt(np.maximum(var, 1e-300) / n)
-    return np.ascontiguousarray(t[:, min_seeds - 1 :])
+    return np.ascontiguousarray(np.nan_to_num(_statistics(x, statistic), nan=0.0)[:, min_seeds - 1 :])
 
 
 @lru_cache(maxsize=256)
-def boundaries(max_seeds: int, min_seeds: int, level: float) -> FloatArray:
-    """Critical values ``c_n`` of ``|t_n|`` at ``n = min_seeds..max_seeds`` for a per-arm ``level``.
+def boundaries(max_seeds: int, min_seeds: int, level: float, statistic: str = "t") -> FloatArray:
+    """Critical values ``c_n`` of ``|statistic|`` at ``n = min_seeds..max_seeds`` for a per-arm ``level``.
 
     Raises:
-        ConfigError: ``min_seeds < 2``, ``max_seeds < min_seeds`` or a level outside (0, 1).
+        ConfigError: ``min_seeds < 2``, ``max_seeds < min_seeds``, a level outside (0, 1) or an unknown
+            statistic.
     """
+    if statistic not in STATISTICS:
+        raise ConfigError(f"statistic={statistic!r} must be one of {', '.join(STATISTICS)}")
     _check_design(min_seeds, max_seeds)
     check_prob(level, "level")
-    t = _null_statistics(max_seeds, min_seeds)
+    t = _null_statistics(max_seeds, min_seeds, statistic)
     looks = t.shape[1]
     fraction = np.arange(1, looks + 1, dtype=np.float64) / looks
     target = np.rint(_spent(fraction, level) * t.shape[0]).astype(np.int64)
@@ -193,6 +235,7 @@ class RaceRule:
     min_seeds: int = 3
     max_seeds: int = 10
     futility: float = 0.6
+    statistic: str = "t"
 
     def __post_init__(self) -> None:
         _check_design(self.min_seeds, self.max_seeds)
@@ -203,13 +246,17 @@ class RaceRule:
             raise ConfigError(f"margin={self.margin!r} must be a finite number >= 0 (0: no equivalence)")
         if not (math.isfinite(self.futility) and 0 <= self.futility <= 1):
             raise ConfigError(f"futility={self.futility!r} must be between 0 (off) and 1")
+        if self.statistic not in STATISTICS:
+            raise ConfigError(f"statistic={self.statistic!r} must be one of {', '.join(STATISTICS)}")
 
     def critical(self) -> FloatArray:
         """``C[j - 1, n]``: the critical value at ``n`` pairs with ``j`` arms not decided different
         (level ``alpha / j``); infinite below ``min_seeds``, the last look's value above ``max_seeds``."""
         table = np.full((self.arms, self.max_seeds + 1), math.inf)
         for j in range(1, self.arms + 1):
-            table[j - 1, self.min_seeds :] = boundaries(self.max_seeds, self.min_seeds, self.alpha / j)
+            table[j - 1, self.min_seeds :] = boundaries(
+                self.max_seeds, self.min_seeds, self.alpha / j, self.statistic
+            )
         return table
 
     def look(
@@ -220,10 +267,13 @@ class RaceRule:
         frozen: npt.NDArray[np.int64],
         stopped: npt.NDArray[np.bool_],
         critical: FloatArray | None = None,
+        skew: FloatArray | None = None,
     ) -> dict[str, Any]:
         """One look. Arrays are (races, arms); ``frozen``: decision codes so far (0 = undecided),
-        ``stopped``: arms that get no more seeds (decided or futile). Frozen arms keep their code."""
+        ``stopped``: arms that get no more seeds (decided or futile), ``skew``: the sample skewness of
+        each arm's differences (for Hall's statistic; None: 0). Frozen arms keep their code."""
         table = self.critical() if critical is None else critical
+        skew = np.zeros_like(mean) if skew is None or self.statistic == "t" else np.nan_to_num(skew)
         nn = np.minimum(n, self.max_seeds)
         decision = frozen.copy()
         open_ = (frozen == _UNDECIDED) & ~stopped
@@ -231,9 +281,9 @@ class RaceRule:
         while True:
             j = self.arms - np.isin(decision, (_BETTER, _WORSE)).sum(axis=1, keepdims=True)
             c = table[np.maximum(j, 1) - 1, nn]
-            half = c * sd / root_n
-            with np.errstate(invalid="ignore"):
-                low, high = mean - half, mean + half
+            with np.errstate(invalid="ignore"):  # {mu: |statistic of the differences - mu| < c}
+                low = mean - sd * _hall_inverse(root_n, c, skew)
+                high = mean - sd * _hall_inverse(root_n, -c, skew)
             new_better = open_ & (decision == _UNDECIDED) & (low > 0)
             new_worse = open_ & (decision == _UNDECIDED) & (high < 0)
             if not (new_better.any() or new_worse.any()):
@@ -274,6 +324,7 @@ def race_step(
     metric: str = "value",
     min_seeds: int = 3,
     futility: float = 0.6,
+    statistic: str = "t",
     mode: str = "max",
     frozen: pd.DataFrame | None = None,
     arms: Sequence[str] | None = None,
@@ -294,6 +345,7 @@ def race_step(
         metric: the metric column; ``mean_diff`` is arm minus baseline.
         min_seeds: the first look, in pairs.
         futility: slack of the futility stop (0: off; see the module docstring).
+        statistic: ``t`` (the one-sample t) or ``hall`` (Hall's skewness-corrected t).
         mode: ``max`` (higher is better) or ``min``: the direction of ``better``.
         arms: the race's arms besides the baseline (default: every other arm of ``values``); an arm
             without runs yet is undecided, and counts in the correction across arms.
@@ -324,7 +376,7 @@ def race_step(
         raise ConfigError(f"values has runs of arms {unknown} that are not in arms={sorted(labels)}")
     if not labels:
         raise ConfigError("a race needs at least one arm besides the baseline")
-    rule = RaceRule(len(labels), alpha, margin, min_seeds, int(max_seeds), futility)
+    rule = RaceRule(len(labels), alpha, margin, min_seeds, int(max_seeds), futility, statistic)
     previous = _previous(frozen, labels, arm_col)
     mean, sd, n = (
         np.full((1, len(labels)), np.nan),
@@ -333,6 +385,7 @@ def race_step(
     )
     codes = np.zeros((1, len(labels)), dtype=np.int64)
     stopped = np.zeros((1, len(labels)), dtype=bool)
+    skew = np.zeros((1, len(labels)))
     inverse = {name: code for code, name in _CODES.items()}
     for i, label in enumerate(labels):
         mine, base = by_arm.get(label, {}), by_arm[baseline]
@@ -343,6 +396,7 @@ def race_step(
             mean[0, i] = float(np.mean(d))
         if d.size >= 2 and np.ptp(d) > 0:  # equal differences say nothing of the spread: no interval
             sd[0, i] = float(np.std(d, ddof=1))
+            skew[0, i] = float(np.mean((d - d.mean()) ** 3)) / sd[0, i] ** 3
         row = previous.get(label)
         if row is not None:
             code = inverse[str(row["decision"])]
@@ -350,7 +404,7 @@ def race_step(
                 code = _WORSE if code == _BETTER else _BETTER
             codes[0, i] = code
             stopped[0, i] = code != _UNDECIDED or not bool(row["live"])
-    out = rule.look(mean, sd, n, codes, stopped)
+    out = rule.look(mean, sd, n, codes, stopped, skew=skew)
     rows = []
     for i, label in enumerate(labels):
         row = previous.get(label)
@@ -446,10 +500,12 @@ def simulate_races(
         raise ConfigError(
             f"diffs has {arms} arms x {max_seeds} seeds; the rule is for {rule.arms} x {rule.max_seeds}"
         )
+    own = look is None
     look = rule.look if look is None else look
     critical = rule.critical()
     total = np.cumsum(diffs, axis=2)
     squares = np.cumsum(diffs * diffs, axis=2)
+    cubes = np.cumsum(diffs**3, axis=2)
     decision = np.zeros((races, arms), dtype=np.int64)
     stopped = np.zeros((races, arms), dtype=bool)
     seeds = np.full((races, arms), max_seeds, dtype=np.int64)
@@ -460,7 +516,12 @@ def simulate_races(
         sd = np.sqrt(np.maximum(var, 0.0))
         sd[sd <= 0] = np.nan  # equal differences (a discrete metric): no spread estimate, no interval
         counts = np.full((races, arms), n, dtype=np.int64)
-        out = look(mean, sd, counts, decision, stopped, critical=critical)
+        extra: dict[str, Any] = {}
+        if own:  # the rule's own look also takes the skewness (a test's wrong rule need not)
+            third = cubes[:, :, n - 1] / n - 3 * mean * squares[:, :, n - 1] / n + 2 * mean**3
+            with np.errstate(invalid="ignore", divide="ignore"):
+                extra["skew"] = np.nan_to_num(third / sd**3)
+        out = look(mean, sd, counts, decision, stopped, critical=critical, **extra)
         newly = ~stopped & ~out["live"]
         seeds[newly] = n
         decision = np.where(stopped, decision, out["decision"])

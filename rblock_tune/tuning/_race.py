@@ -315,6 +315,7 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
             max_seeds=int(d["max_seeds"]),
             min_seeds=int(d["min_seeds"]),
             futility=float(d["futility"]),
+            statistic=str(d.get("statistic", "t")),
             mode=str(d["mode"]),
             frozen=previous,
             arms=[a for a in self._arms if a != self._baseline],

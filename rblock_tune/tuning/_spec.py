@@ -152,6 +152,10 @@ class RaceSpec:
         FINITE, Check(lambda f: 0 <= f <= 1, "is out of range: must be between 0 (off) and 1"), default=0.6
     )
     baseline: str | None = None  # None: report.baseline
+    statistic: str = setting(
+        one_of(("t", "hall"), "is not allowed: must be t (the one-sample t) or hall (skewness-corrected)"),
+        default="t",
+    )
 
 
 def _parse_race(where: str, value: Any) -> RaceSpec | None:
@@ -317,6 +321,7 @@ class StudySpec:
             "min_seeds": race.min_seeds,
             "max_seeds": self.seeds.count,
             "futility": race.futility,
+            "statistic": race.statistic,
             "metric": metric,
             "mode": METRIC_MODES[metric],
             "baseline": race.baseline if race.baseline is not None else report.baseline if report else None,
