@@ -27,6 +27,7 @@ from rblock_tune.layout import (
     METRICS_FILE,
     PHASE_SEARCH,
     PHASE_SEEDS,
+    RACE_STATE_FILE,
     SCHEDULED_DROP_PROB,
     STATE_FILE,
     mlflow_runs_url,
@@ -289,6 +290,12 @@ def _finish_study(result: Any) -> int:
         )
         metric = {k: v for k, v in entry.items() if k != "overrides"}
         print(f"  best {i}: {values or '(the base config)'}  {metric}")
+    if result.spec.race_design() is not None:
+        from rblock_tune.tuning import race_summary, read_race
+
+        race = read_race(result.state_file.parent / RACE_STATE_FILE)
+        if race is not None:
+            print(f"  {_race_line(race_summary(race))}")
     best_config = result.state_file.parent / BEST_CONFIG_FILE
     if result.spec.space and best_config.is_file():
         print(f"best config: {best_config} (rblock-tune train --config {best_config})")

@@ -24,13 +24,15 @@ the metric :func:`best_metric`; the seeds parent run :data:`ARMS_ARTIFACT` (keys
 description listing its arms (:data:`DESCRIPTION_TAG`) and, once the study's report is written, the
 report under :data:`REPORT_ARTIFACT_DIR`, :data:`BASELINE_TAG`, per arm the metrics (:func:`arm_metric`)
 ``<arm>.mean_<metric>``, ``<arm>.diff``, ``<arm>.ci_low``, ``<arm>.ci_high``, ``<arm>.p_holm`` and the tag
-:data:`DECISION_TAG_PREFIX` + arm.
+:data:`DECISION_TAG_PREFIX` + arm. A racing seed phase's parent also holds :data:`RACE_TAG`,
+:data:`RACE_LOOKS_ARTIFACT` and, from its looks on, the decision tags.
 Runs written before this layout carry the roles of :data:`LEGACY_ROLES` and no phase tag: readers
 go through :func:`role_and_phase`.
 
 A work directory holds ``<study>/``:data:`STATE_FILE` (a :class:`StudyState`),
-``<study>/``:data:`SPEC_FILE`, ``<study>/``:data:`STUDY_LOG` and, once the search phase has finished,
-one trial config per best configuration (:func:`best_config_file`: :data:`BEST_CONFIG_FILE` for the
+``<study>/``:data:`SPEC_FILE`, ``<study>/``:data:`STUDY_LOG`, for a racing seed phase
+``<study>/``:data:`RACE_STATE_FILE` and, once the search phase has finished, one trial config per best
+configuration (:func:`best_config_file`: :data:`BEST_CONFIG_FILE` for the
 best, the seed phase's arm ``top1``, then ``top2.yaml``...), which ``rblock-tune train --config`` takes.
 """
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rblock_tune.tuning._arms import build_arms, plan_seeds, resolve_arms
+from rblock_tune.tuning._race_record import race_summary, read_race
 from rblock_tune.tuning._spec import (
     DIMENSION_TYPES,
     REPORTED_METRICS,
@@ -69,6 +70,8 @@ __all__ = [
     "log_arms_record",
     "log_search_record",
     "plan_seeds",
+    "race_summary",
+    "read_race",
     "redact_url",
     "resolve_arms",
     "resolve_paths",

@@ -47,7 +47,8 @@ from rblock_tune.layout import (
 )
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
-from rblock_tune.tuning._race import RaceSearcher, read_race
+from rblock_tune.tuning._race import RaceSearcher
+from rblock_tune.tuning._race_record import read_race
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
 from rblock_tune.tuning._spec import StudySpec

@@ -45,69 +45,12 @@ from rblock_tune.layout import (
     race_tag,
 )
 from rblock_tune.racing import RACE_COLUMNS, UNDECIDED, race_step
+from rblock_tune.tuning._race_record import RACE_FORMAT, latest_look, read_race
 from rblock_tune.tuning._workdir import write_private
 
-__all__ = ["RACE_FORMAT", "RaceSearcher", "looks_table", "race_summary", "read_race", "write_looks"]
-
-RACE_FORMAT = "rblock-race/1"
-"""Format of :data:`~rblock_tune.layout.RACE_STATE_FILE`."""
+__all__ = ["RaceSearcher", "looks_table", "write_looks"]
 
 log = logging.getLogger(__name__)
-
-
-def read_race(path: Path) -> dict[str, Any] | None:
-    """A race's record (None when there is none).
-
-    Raises:
-        CheckpointError: the file is not a race record of this version.
-    """
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path}: not a readable race record ({exc}); restore it from a backup"
-        ) from None
-    if not isinstance(record, dict) or record.get("format") != RACE_FORMAT:
-        found = record.get("format") if isinstance(record, dict) else None
-        raise CheckpointError(f"{path}: race record format {found!r}, this rblock-tune reads {RACE_FORMAT!r}")
-    return record
-
-
-def _latest(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    looks = record.get("looks") or []
-    return list(looks[-1]) if looks else []
-
-
-def race_summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``study status`` shows of a race: arms live and decided, seeds used against the fixed
-    design's, and whether the race is over."""
-    design = record["design"]
-    arms = [a for a in record["arms"] if a != design["baseline"]]
-    latest = {row["arm"]: row for row in _latest(record)}
-    results = record.get("results", {})
-    used = len(record.get("assigned", {}))
-    done = sum(len(seeds) for seeds in results.values())
-    decided = {
-        arm: latest[arm]
-        for arm in arms
-        if arm in latest and (latest[arm]["decision"] != UNDECIDED or not latest[arm]["live"])
-    }
-    live = [arm for arm in arms if arm not in decided]
-    return {
-        "design": design,
-        "looks": len(record.get("looks") or []),
-        "live": live,
-        "decided": {
-            arm: {"decision": row["decision"], "n_pairs": row["n_pairs"], "stopped": not row["live"]}
-            for arm, row in decided.items()
-        },
-        "runs_started": used,
-        "runs_done": done,
-        "fixed_design_runs": len(record["arms"]) * int(design["max_seeds"]),
-        "over": bool(record.get("over")),
-    }
 
 
 class RaceSearcher(Searcher):  # type: ignore[misc]
@@ -235,7 +178,7 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
 
     def _live(self) -> list[str]:
         """Arms that still get seeds (all of them before the first look)."""
-        latest = {row["arm"]: row for row in _latest({"looks": self._looks})}
+        latest = {row["arm"]: row for row in latest_look({"looks": self._looks})}
         return [a for a in self._arms if a != self._baseline and (a not in latest or latest[a]["live"])]
 
     def _next(self) -> tuple[str, int] | None:

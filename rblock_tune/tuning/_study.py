@@ -40,7 +40,7 @@ from rblock_tune.layout import (
 from rblock_tune.tuning._arms import plan_seeds, resolve_arms
 from rblock_tune.tuning._best import write_best_configs
 from rblock_tune.tuning._driver import driver_alive, study_state, this_driver
-from rblock_tune.tuning._race import race_summary, read_race
+from rblock_tune.tuning._race_record import race_summary, read_race
 from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._tracking import ensure_experiment
 from rblock_tune.tuning._verbosity import NORMAL

@@ -14,7 +14,8 @@ from ray.tune.search import Searcher
 
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import DECISION_TAG_PREFIX, RACE_LOOK_COLUMNS, RACE_LOOKS_ARTIFACT, RACE_TAG
-from rblock_tune.tuning._race import RaceSearcher, race_summary, read_race
+from rblock_tune.tuning._race import RaceSearcher
+from rblock_tune.tuning._race_record import race_summary, read_race
 
 DESIGN = {
     "alpha": 0.05,

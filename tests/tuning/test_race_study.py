@@ -28,7 +28,7 @@ from rblock_tune.layout import (
     STATUS_TAG,
 )
 from rblock_tune.tuning import run_study, spec_from_dict, study_status
-from rblock_tune.tuning._race import read_race
+from rblock_tune.tuning._race_record import read_race
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 128, "val_size": 32},

@@ -357,6 +357,40 @@ def test_seed_phase() -> None:
     assert search_seeds(no_search) == [] and no_search.seeds.seed_list([]) == [0, 1, 2, 3]  # type: ignore[union-attr]
 
 
+def test_racing_seed_phase() -> None:
+    raw = full()
+    raw["seeds"].pop("n_seeds")
+    raw["seeds"]["race"] = {"max_seeds": 6, "margin": 0.005}
+    raw["report"] = {"baseline": "dropblock", "metric": "test_loss", "significance": 0.1}
+    spec = spec_from_dict(raw)
+    assert spec.race_design() == {
+        "alpha": 0.1,  # the report's significance
+        "margin": 0.005,
+        "min_seeds": 3,
+        "max_seeds": 6,
+        "futility": 0.6,
+        "statistic": "t",
+        "metric": "test_loss",  # the report's metric, in its direction
+        "mode": "min",
+        "baseline": "dropblock",
+    }
+    assert spec.seeds is not None and len(spec.seeds.seed_list([0])) == 6
+    # max_seeds defaults to the fixed design's seeds; an explicit list is cut to max_seeds
+    default = full()
+    default["seeds"]["race"] = {"baseline": "none", "alpha": 0.01}
+    design = spec_from_dict(default).race_design()
+    assert design is not None and design["max_seeds"] == 3 and design["alpha"] == 0.01
+    assert design["metric"] == "test_acc" and design["mode"] == "max"
+    listed = full()
+    listed["seeds"].pop("n_seeds")
+    listed["seeds"].update(seeds=[9, 4, 7, 5], race={"max_seeds": 3, "baseline": "none"})
+    assert spec_from_dict(listed).seeds.seed_list() == [9, 4, 7]  # type: ignore[union-attr]
+    assert spec_from_dict(full()).race_design() is None  # no race: a fixed design
+    off = full()
+    off["seeds"]["race"] = False
+    assert spec_from_dict(off).race_design() is None
+
+
 def test_train_metric_needs_no_validation_set() -> None:
     raw = minimal(metric="train_loss")
     raw["base"]["data"]["val_size"] = 0
@@ -665,6 +699,50 @@ ERROR_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("arm sets the seed", _arm(1, set={"seed": 3}), ["seeds.arms[1].set.seed"]),
     ("arm bad value", _arm(1, set={"reg.drop_prob": 1.5}), ["seeds.arms[1].set", "reg.drop_prob=1.5"]),
     ("arm from_study name", _arm(0, from_study="../other"), ["seeds.arms[0].from_study='../other'"]),
+    # a racing seed phase
+    ("race wrong type", _section("seeds", race="yes"), ["seeds.race='yes'", "true/false"]),
+    ("race unknown key", _section("seeds", race={"min_seed": 3}), ["seeds.race.min_seed", "min_seeds"]),
+    ("race min_seeds 1", _section("seeds", race={"min_seeds": 1}), ["seeds.race.min_seeds=1", ">= 2"]),
+    ("race margin < 0", _section("seeds", race={"margin": -0.01}), ["seeds.race.margin=-0.01", ">= 0"]),
+    ("race alpha 1", _section("seeds", race={"alpha": 1.0}), ["seeds.race.alpha=1.0", "between 0 and 1"]),
+    ("race futility 2", _section("seeds", race={"futility": 2}), ["seeds.race.futility=2", "between 0"]),
+    ("race statistic", _section("seeds", race={"statistic": "z"}), ["seeds.race.statistic='z'", "hall"]),
+    (
+        "race needs a baseline",
+        _section("seeds", race=True),
+        ["seeds.race needs a baseline", "report.baseline"],
+    ),
+    (
+        "race min above its seeds",
+        lambda raw: raw["seeds"].update(race={"min_seeds": 4, "baseline": "none"}),
+        ["seeds.race.min_seeds=4", "3 seeds per arm"],
+    ),
+    (
+        "race max_seeds and n_seeds disagree",
+        lambda raw: raw["seeds"].update(race={"max_seeds": 8, "baseline": "none"}),
+        ["seeds.n_seeds=3", "seeds.race.max_seeds=8", "one of them"],
+    ),
+    (
+        "race max_seeds beyond the listed seeds",
+        lambda raw: (
+            raw["seeds"].pop("n_seeds"),
+            raw["seeds"].update(seeds=[5, 6, 7], race={"max_seeds": 4, "baseline": "none"}),
+        ),
+        ["seeds.race.max_seeds=4", "lists 3 seeds"],
+    ),
+    (
+        "race baseline not an arm",
+        _section("seeds", race={"baseline": "dropout"}),
+        ["seeds.race.baseline='dropout'", "top1, dropblock, none"],
+    ),
+    (
+        "race baseline against the report's",
+        lambda raw: (
+            raw["seeds"].update(race={"baseline": "none"}),
+            raw.__setitem__("report", {"baseline": "dropblock"}),
+        ),
+        ["seeds.race.baseline='none'", "report.baseline='dropblock'"],
+    ),
     # name and report
     ("name with a space", _top("name", "my study"), ["name='my study'"]),
     ("empty name", _top("name", ""), ["name=''"]),
