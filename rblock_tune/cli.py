@@ -220,7 +220,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         n_resamples=args.resamples,
         seed=args.seed,
     )
-    shown = result.comparisons[["arm", "n", "mean_diff", "ci_low", "ci_high", "p_holm", "significant"]]
+    columns = ["arm", "n", "mean_diff", "ci_low", "ci_high", "p_holm", "significant"]
+    if "decision" in result.comparisons:  # a race's intervals and decisions (analysis.race_record)
+        columns[1:2] = ["n", "n_pairs"]
+        columns.append("decision")
+    shown = result.comparisons[columns]
     published = _publish(result, tracking_uri) if args.publish else None
     print(f"{args.experiment}: {args.metric} of each arm against {result.baseline} ({result.phase} runs)")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

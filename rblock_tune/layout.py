@@ -64,7 +64,9 @@ NOT_APPLICABLE_TAG: Final = "rblock.not_applicable"
 logged as params (``none`` drops nothing, so its ``reg.drop_prob`` would only mislead)."""
 DECISION_TAG_PREFIX: Final = "rblock.decision."
 """On the seeds parent run, per arm: ``better``, ``worse`` or ``no difference`` against the baseline
-(``higher``/``lower`` for a metric of no known direction)."""
+(``higher``/``lower`` for a metric of no known direction); for an arm of a race whose report compared
+the race's metric against its baseline, the race's decision (one of
+:data:`rblock_tune.racing.DECISIONS`)."""
 BASELINE_TAG: Final = "rblock.baseline"
 """On the seeds parent run once the report is published: the arm every other arm was compared with."""
 BEST_TAG_PREFIX: Final = "rblock.best."

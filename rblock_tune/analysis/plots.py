@@ -18,6 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from rblock_tune.analysis.race_record import decision_points, is_raced, race_trajectory
+
 __all__ = [
     "FOREST_COLUMNS",
     "forest_rows",
@@ -29,6 +31,7 @@ __all__ = [
     "plot_learning_curves",
     "plot_paired_seeds",
     "plot_parallel",
+    "plot_race",
 ]
 
 _LABELS = {
@@ -217,7 +220,8 @@ def forest_rows(comparisons: pd.DataFrame) -> pd.DataFrame:
 def plot_forest(comparisons: pd.DataFrame, metric: str = "test_acc", *, significance: float = 0.05) -> Figure:
     """Forest plot: one row per arm, the point its mean difference from the baseline, the bar the
     interval of the comparisons table, a vertical line at 0; significant rows (Holm-adjusted
-    primary p-value below ``significance``) filled and coloured, the others hollow and grey."""
+    primary p-value below ``significance``; for a raced arm, decided better or worse by the race)
+    filled and coloured, the others hollow and grey."""
     rows = forest_rows(comparisons)
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 2.3))
     y = np.arange(len(rows))[::-1]  # the table's first row on top
@@ -231,19 +235,31 @@ def plot_forest(comparisons: pd.DataFrame, metric: str = "test_acc", *, signific
             markerfacecolor=colour if row.significant else "white", gid="point",
         )  # fmt: skip
     ax.axvline(0.0, color="black", lw=0.9, ls="--")
+    raced = [is_raced(r) for r in comparisons.itertuples(index=False)]
+    decisions = comparisons["decision"].tolist() if "decision" in comparisons else [None] * len(rows)
     labels = [
-        f"{r.arm}  ({'significant' if r.significant else 'n.s.'}, p Holm {r.p_holm:.3g})"
+        f"{r.arm}  ({decided}, race)"
+        if race
+        else f"{r.arm}  ({'significant' if r.significant else 'n.s.'}, p Holm {r.p_holm:.3g})"
         if not pd.isna(r.p_holm)
         else f"{r.arm}  (n.s.)"
-        for r in rows.itertuples(index=False)
+        for r, race, decided in zip(rows.itertuples(index=False), raced, decisions, strict=True)
     ]
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     baseline = str(rows["baseline"].iloc[0]) if len(rows) else "baseline"
-    ax.set_xlabel(
-        f"{metric}: arm - {baseline}\npoint: mean difference, bar: 95% BCa interval\n"
-        f"filled: significant at {significance} after Holm"
-    )
+    if any(raced):
+        ax.set_xlabel(
+            f"{metric}: arm - {baseline}\npoint: mean difference, bar: the race's anytime-valid interval"
+            + (" (95% BCa for arms not raced)" if not all(raced) else "")
+            + "\nfilled: decided better or worse by the race"
+            + (f" (not raced: significant at {significance} after Holm)" if not all(raced) else "")
+        )
+    else:
+        ax.set_xlabel(
+            f"{metric}: arm - {baseline}\npoint: mean difference, bar: 95% BCa interval\n"
+            f"filled: significant at {significance} after Holm"
+        )
     ax.set_title(f"{metric}: each arm's difference from {baseline}")
     ax.xaxis.set_major_locator(MaxNLocator(6))
     ax.grid(axis="x", alpha=0.3)
@@ -291,5 +307,67 @@ def plot_paired_seeds(values: pd.DataFrame, metric: str, baseline: str, *, arm_c
         ax.grid(axis="y", alpha=0.3)
     axes.flat[0].set_ylabel(metric)
     fig.suptitle(f"{metric} per seed: {baseline} to each arm (green: arm better on that seed)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_race(looks: pd.DataFrame, baseline: str, metric: str, *, margin: float = 0.0) -> Figure:
+    """A race's course: one panel per arm, its mean difference from ``baseline`` (point) and its
+    anytime-valid interval (bar) against the seed pairs it had (:func:`~rblock_tune.analysis.
+    race_record.race_trajectory`: one per number of pairs, the last look at it), a dashed line at 0
+    (dotted at +-``margin`` when positive) and a star where the arm stopped
+    (:func:`~rblock_tune.analysis.race_record.decision_points`), labelled with its decision.
+    Intervals not yet finite (before the race's first look at ``min_seeds`` pairs) are not drawn."""
+    path = race_trajectory(looks)
+    stops = decision_points(looks).set_index("arm") if len(looks) else pd.DataFrame()
+    arms = sorted(path["arm"].astype(str).unique()) if len(path) else ["(no look yet)"]
+    most = float(path["n_pairs"].max()) if len(path) else 1.0
+    cols = min(len(arms), 4)
+    rows = math.ceil(len(arms) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.3 * cols + 1.0, 3.4 * rows + 0.6), sharey=True, squeeze=False
+    )
+    for ax, arm in zip(axes.flat, arms, strict=False):
+        mine = path[path["arm"].astype(str) == arm] if len(path) else path
+        x = mine["n_pairs"].to_numpy(float) if len(mine) else np.array([])
+        low = mine["ci_low"].to_numpy(float) if len(mine) else np.array([])
+        high = mine["ci_high"].to_numpy(float) if len(mine) else np.array([])
+        mean = mine["mean_diff"].to_numpy(float) if len(mine) else np.array([])
+        finite = np.isfinite(low) & np.isfinite(high)
+        if finite.any():
+            ax.vlines(x[finite], low[finite], high[finite], color="tab:blue", lw=2.2, gid="interval")
+        shown = np.isfinite(mean)
+        ax.plot(x[shown], mean[shown], marker="o", ms=5, color="tab:blue", lw=0.8, gid="mean")
+        ax.axhline(0.0, color="black", lw=0.9, ls="--")
+        if margin > 0:
+            for edge in (-margin, margin):
+                ax.axhline(edge, color="tab:grey", lw=0.9, ls=":")
+        if arm in stops.index:
+            stop = stops.loc[arm]
+            colour = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:purple"}.get(
+                str(stop["decision"]), "tab:grey"
+            )
+            ax.plot(
+                [float(stop["n_pairs"])], [float(stop["mean_diff"])], marker="*", ms=15, color=colour,
+                linestyle="none", zorder=4, gid="decision",
+            )  # fmt: skip
+            high = float(stop["ci_high"])
+            top = high if math.isfinite(high) else float(stop["mean_diff"])
+            ax.annotate(  # above its interval, ending at the star: the star is the arm's last point
+                f"{stop['decision']} at {int(stop['n_pairs'])}", (float(stop["n_pairs"]), top),
+                xytext=(6, 4), textcoords="offset points", ha="right", va="bottom", fontsize=8,
+                color=colour, gid="decision_label",
+            )  # fmt: skip
+        ax.set_title(arm, fontsize=10)
+        ax.set_xlim(0.5, most + 0.7)
+        ax.margins(y=0.12)  # room for the decision's label above the interval
+        ax.set_xlabel("seed pairs")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{metric}: arm - {baseline}")
+    for ax in list(axes.flat)[len(arms) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"race against {baseline}: each arm's interval by seed pairs (star: where it stopped)")
     fig.tight_layout()
     return fig

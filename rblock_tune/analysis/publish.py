@@ -8,6 +8,11 @@ figures) as artifacts under :data:`~rblock_tune.layout.REPORT_ARTIFACT_DIR`; and
 top of the run's description. Publishing again (a report written anew) replaces the table, the
 baseline and the decisions (an arm's decision it no longer has is removed), gives each metric a new
 value (MLflow keeps a metric's history; its latest value is the one shown) and overwrites the files.
+
+For an arm whose interval is a race's (:func:`~rblock_tune.analysis.race_record.is_raced`: the report
+compared the race's metric against its baseline), the decision is the race's (``better``, ``worse``,
+``equivalent`` or ``undecided``), the interval the race's, and no ``<arm>.p_holm`` is logged: the
+fixed-n test is not valid after the race's stopping.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 
 from rblock_tune.analysis._runs import runs_of
+from rblock_tune.analysis.race_record import is_raced
 from rblock_tune.analysis.report import fmt
 from rblock_tune.analysis.report_document import ReportResult
 from rblock_tune.layout import (
@@ -42,7 +48,10 @@ the run's page shows the description before its "Show more"."""
 def decision(row: Any, mode: str | None) -> str:
     """``better``, ``worse`` or ``no difference``: the arm against the baseline at the report's
     significance (Holm-adjusted), in the metric's direction (``max`` or ``min``); ``higher`` or
-    ``lower`` for a metric of no known direction (``None``: ``epoch_seconds``, say)."""
+    ``lower`` for a metric of no known direction (``None``: ``epoch_seconds``, say). A raced arm's
+    (:func:`~rblock_tune.analysis.race_record.is_raced`) is the race's decision."""
+    if is_raced(row):
+        return str(row.decision)
     if not bool(row.significant) or not math.isfinite(float(row.mean_diff)):
         return "no difference"
     higher = float(row.mean_diff) > 0
@@ -52,6 +61,8 @@ def decision(row: Any, mode: str | None) -> str:
 
 
 def _result_table(comparisons: pd.DataFrame, metric: str, baseline: str, mode: str | None) -> str:
+    if any(is_raced(r) for r in comparisons.itertuples(index=False)):
+        return _raced_result_table(comparisons, metric, baseline, mode)
     lines = [
         RESULT_HEADING
         + f": {metric} against `{baseline}` (artifact {REPORT_ARTIFACT_DIR}/report.html has it all)",
@@ -62,6 +73,23 @@ def _result_table(comparisons: pd.DataFrame, metric: str, baseline: str, mode: s
         lines.append(
             f"| {r.arm} | {r.n} | {fmt(r.mean_arm)} | {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
             f"| {fmt(r.p_holm)} | {decision(r, mode)} |"
+        )
+    return "\n".join(lines)
+
+
+def _raced_result_table(comparisons: pd.DataFrame, metric: str, baseline: str, mode: str | None) -> str:
+    """The result table of a report that took a race's intervals: the interval's method beside it."""
+    lines = [
+        RESULT_HEADING
+        + f": {metric} against `{baseline}`, raced (artifact {REPORT_ARTIFACT_DIR}/report.html has it all)",
+        "| arm | n (pairs) | mean | difference [interval] | interval | p (Holm) | decision |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in comparisons.itertuples(index=False):
+        lines.append(
+            f"| {r.arm} | {r.n} ({r.n_pairs}) | {fmt(r.mean_arm)} | {fmt(r.mean_diff)} [{fmt(r.ci_low)}, "
+            f"{fmt(r.ci_high)}] | {r.interval} | {'-' if is_raced(r) else fmt(r.p_holm)} "
+            f"| {decision(r, mode)} |"
         )
     return "\n".join(lines)
 
@@ -92,8 +120,9 @@ def publish_report(result: ReportResult, client: Any) -> str | None:
             arm_metric(arm, "diff"): r.mean_diff,
             arm_metric(arm, "ci_low"): r.ci_low,
             arm_metric(arm, "ci_high"): r.ci_high,
-            arm_metric(arm, "p_holm"): r.p_holm,
         }
+        if not is_raced(r):  # a raced arm has no valid fixed-n test
+            values[arm_metric(arm, "p_holm")] = r.p_holm
         metrics += [Metric(k, float(v), now, step) for k, v in values.items() if _finite(v)]
         tags.append(RunTag(DECISION_TAG_PREFIX + str(r.arm), decision(r, mode)))
     if len(comparisons):

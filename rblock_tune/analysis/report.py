@@ -4,7 +4,7 @@ Reads the protocol of a study from its parent runs (:func:`read_protocol`), pick
 compare (:func:`comparison_values`) and the baseline (:func:`choose_baseline`), measures the
 drop rate each arm realised (:func:`realised_rates`), builds the planning table
 (:func:`planning_table`) and the hyperparameter importances (:func:`param_importances`), and
-finds the caveats (:func:`comparison_caveats`, :func:`fairness_caveats`).
+finds the caveats (:func:`comparison_caveats`, :func:`fairness_caveats`, :func:`race_caveats`).
 :mod:`rblock_tune.analysis.report_document` renders all of it into ``report.md`` and
 ``report.html`` (:func:`~rblock_tune.analysis.report_document.write_report`).
 """
@@ -22,6 +22,7 @@ import pandas as pd
 
 from rblock_tune._files import load_yaml
 from rblock_tune.analysis._runs import load_artifact_text, runs_of
+from rblock_tune.analysis.race_record import RaceRecord
 from rblock_tune.analysis.sample_size import seeds_needed
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import (
@@ -32,6 +33,7 @@ from rblock_tune.layout import (
     PHASE_SEARCH,
     PHASE_SEEDS,
     PHASES,
+    RACE_LOOKS_ARTIFACT,
     ROLE_PARENT,
 )
 from rblock_tune.variants import BASELINE_PREFERENCE, SPLIT_VARIANTS, VARIANTS, get_variant
@@ -43,6 +45,7 @@ __all__ = [
     "Protocol",
     "choose_baseline",
     "comparison_caveats",
+    "race_caveats",
     "comparison_values",
     "fairness_caveats",
     "fmt",
@@ -409,6 +412,7 @@ def comparison_caveats(
     phase: str,
     n_trials: int,
     importances: Mapping[str, float],
+    raced: Sequence[str] = (),
 ) -> list[str]:
     """Caveats about what the comparison can show: too few seeds, unpaired arms, a search phase
     compared instead of a seed phase, runs left out (diverged ones in particular), the compared
@@ -423,9 +427,11 @@ def comparison_caveats(
         phase: ``seeds`` or ``search``.
         n_trials: finished search trials.
         importances: :func:`param_importances` of those trials.
+        raced: arms whose interval is the race's (its design chose how few seeds decide an arm, and
+            its interval holds at any number of them): no "n too small" caveat.
     """
     caveats: list[str] = []
-    small = summary[summary["n"] < MIN_SEEDS]
+    small = summary[(summary["n"] < MIN_SEEDS) & ~summary["arm"].astype(str).isin([str(a) for a in raced])]
     if len(small):
         listed = ", ".join(f"{a} (n={n})" for a, n in zip(small["arm"], small["n"], strict=True))
         caveats.append(
@@ -473,3 +479,29 @@ def comparison_caveats(
             "hyperparameter importances need at least 4 finished search trials and a varying dimension."
         )
     return caveats
+
+
+def race_caveats(race: RaceRecord | None, metric: str, baseline: str, phase: str) -> list[str]:
+    """Caveats of a raced seed phase (``race``: :func:`~rblock_tune.analysis.race_record.read_race`)
+    that this report cannot take the race's intervals for: another metric or baseline than the
+    race's, or no look recorded. Its seeds were stopped by the data, so fixed-n p-values and
+    intervals, which assume a number of seeds fixed in advance, are not valid after that stopping."""
+    if race is None or phase != PHASE_SEEDS or race.matches(metric, baseline):
+        return []
+    if not len(race.looks):
+        why = f"no look of the race was recorded ({RACE_LOOKS_ARTIFACT} is missing or empty)"
+    else:
+        differ = [
+            f"{what} `{mine}` (the race's: `{theirs}`)"
+            for what, mine, theirs in (("metric", metric, race.metric), ("baseline", baseline, race.baseline))
+            if mine != theirs
+        ]
+        why = "this report compares another " + " and ".join(differ)
+    return [
+        f"the seeds were raced: each arm stopped getting seeds when the race on `{race.metric}` against "
+        f"`{race.baseline}` decided it, so how many seeds an arm has depends on its results. {why}, so "
+        "the fixed-n tests are shown, and their p-values and intervals assume a number of seeds fixed in "
+        "advance: they are not valid after that stopping (read them as descriptive). Report the race's "
+        f"metric against its baseline (`--metric {race.metric} --baseline {race.baseline}`) for its "
+        "anytime-valid intervals (`docs/racing.md`)."
+    ]

@@ -8,13 +8,15 @@ draws the figures and writes everything to one folder::
 
     comparisons.csv   one row per arm against the baseline (see comparison.COMPARISON_COLUMNS)
     runs.csv          the tidy run table (load_runs)
-    figures/*.png     forest, paired_seeds, distribution, learning_curves, hyperparameters,
-                      importances, parallel
+    figures/*.png     forest, race (a raced seed phase), paired_seeds, distribution,
+                      learning_curves, hyperparameters, importances, parallel
     report.md         question, protocol, table, figures, caveats (figures linked)
     report.html       the same, figures embedded: one file to share
 
 What the report says (protocol, tables, realised drop rates, caveats) comes from
-:mod:`rblock_tune.analysis.report`; this module lays it out and writes it.
+:mod:`rblock_tune.analysis.report`, and for a raced seed phase the race's own record from
+:mod:`rblock_tune.analysis.race_record` (its intervals replace the fixed-n tests when the report
+compares the race's metric against its baseline); this module lays it out and writes it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from rblock_tune import __version__
 from rblock_tune._stores import redact_url
 from rblock_tune.analysis._runs import load_histories, load_runs, runs_of
 from rblock_tune.analysis.comparison import compare_arms, summarize_arms
+from rblock_tune.analysis.race_record import RaceRecord, is_raced, raced_comparisons, read_race
 from rblock_tune.analysis.report import (
     Protocol,
     choose_baseline,
@@ -41,6 +44,7 @@ from rblock_tune.analysis.report import (
     fmt,
     param_importances,
     planning_table,
+    race_caveats,
     read_protocol,
     realised_rates,
     reused_seeds,
@@ -48,6 +52,7 @@ from rblock_tune.analysis.report import (
 from rblock_tune.config import SPLIT_VARIANTS
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import COMPLETED, EARLY_STOPPED, PHASE_SEARCH, PHASE_SEEDS
+from rblock_tune.racing import BETTER, WORSE
 
 __all__ = ["ReportResult", "write_report"]
 
@@ -175,6 +180,111 @@ def _table_for_people(comparisons: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _decision_text(decision: str) -> str:
+    return f"**{decision}**" if decision in (BETTER, WORSE) else str(decision)
+
+
+def _race_table_for_people(comparisons: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The comparisons of a report that took the race's intervals: raced arms with the race's interval,
+    decision and pairs and no fixed-n p-value; other arms with their fixed-n test."""
+    rows = []
+    for r in comparisons.itertuples(index=False):
+        raced = is_raced(r)
+        if raced:
+            pairs, decided = f"{r.n} ({r.n_pairs} in the race)", _decision_text(str(r.decision))
+        else:
+            pairs = f"{r.n} ({r.n_pairs})" if r.paired else f"{r.n} (unpaired)"
+            decided = f"**significant at {alpha}** (Holm)" if r.significant else f"n.s. at {alpha} (Holm)"
+        rows.append(
+            {
+                "arm": r.arm,
+                "n (pairs)": pairs,
+                "mean": fmt(r.mean_arm),
+                "baseline mean": fmt(r.mean_baseline),
+                "difference [interval]": f"{fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+                "interval": r.interval,
+                "decision": decided,
+                "test": r.primary_test,
+                "p": fmt(r.p_primary),
+                "p (Holm)": fmt(r.p_holm),
+                "Hedges' g": fmt(r.hedges_g, 2),
+                "P(arm > baseline)": fmt(r.prob_improvement, 2),
+                "seeds for 80% power": "-" if pd.isna(r.seeds_needed) else str(int(r.seeds_needed)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _statistics_item(comparisons: pd.DataFrame, n_resamples: int, raced: Sequence[str]) -> str:
+    """The protocol's line on the statistics; for raced arms, what stands in for the fixed-n tests."""
+    fixed = (
+        "primary test = paired t-test for paired arms, Welch's t-test otherwise; p-values "
+        f"adjusted by Holm's method over the {len(comparisons)} comparison(s); 95% BCa "
+        f"bootstrap intervals ({n_resamples} resamples, seeded) of the mean difference (of per-seed "
+        "differences when paired); "
+    )
+    if not raced:
+        return (
+            "statistics: " + fixed + "Hedges' g; P(arm > baseline) = U / (n1 n2); power of the primary test "
+            "at the observed difference and spread, and the seeds needed for 80% power."
+        )
+    listed = ", ".join(f"`{a}`" for a in raced)
+    others = len(comparisons) - len(raced)
+    return (
+        f"statistics: for the raced arms ({listed}) the difference, interval and decision are the race's "
+        "(see `race` below): no fixed-n p-value, Holm adjustment, bootstrap interval or power is given "
+        "for them, as those assume a number of seeds fixed in advance"
+        + (f"; for the {others} other arm(s): " + fixed if others else "; ")
+        + "Hedges' g and P(arm > baseline) = U / (n1 n2) over all completed runs; the seeds a fixed design "
+        "would need for 80% power."
+    )
+
+
+def _race_item(race: RaceRecord, values: pd.DataFrame, metric: str, baseline: str) -> str:
+    """The protocol's line on a raced seed phase: its design, the seeds it used against a fixed
+    design's, and what its intervals are."""
+    final = race.final()
+    used = race.runs_used()
+    text = f"race: the seed phase was a race, {race.describe()}."
+    if len(final):
+        pairs = ", ".join(f"`{r.arm}` {int(r.n_pairs)} ({r.decision})" for r in final.itertuples(index=False))
+        text += (
+            f" Seeds used: the race's decisions used {used} runs (pairs per arm: {pairs}; the baseline "
+            f"{int(final['n_pairs'].max())}); the seed phase completed {len(values)} runs"
+            + (
+                f" ({len(values) - used} of them started before their arm was decided and finished after: "
+                "not in the race's intervals)"
+                if len(values) > used
+                else ""
+            )
+        )
+    else:
+        text += f" The race has recorded no look yet; the seed phase completed {len(values)} runs"
+    fixed, max_seeds = race.fixed_runs(), race.max_seeds
+    if fixed is not None and max_seeds is not None:
+        text += (
+            f", against {fixed} for a fixed design of {max_seeds} seeds per arm "
+            f"({fixed // max_seeds} arms, the baseline included)."
+        )
+    else:
+        text += "."
+    if race.matches(metric, baseline):
+        text += (
+            " The raced arms' intervals are the race's anytime-valid group-sequential intervals: at each "
+            "arm's Holm-recycled level (alpha / the arms not yet decided different), an arm's interval "
+            "covers its true difference at all looks together, so it stays valid after the optional "
+            "stopping the race made (see `docs/racing.md`); each arm's is its row at the look that "
+            "decided it, or at the race's last look."
+        )
+    else:
+        text += (
+            f" This report compares `{metric}` against `{baseline}`, not the race's comparison: its "
+            "tables show fixed-n tests, which the race's stopping invalidates (see the caveats and "
+            "`docs/racing.md`)."
+        )
+    return text
+
+
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -201,7 +311,8 @@ def write_report(
         tracking_uri: where it is (``sqlite:///...`` or ``http://...``).
         out: output folder (created).
         metric: the compared metric (default ``test_acc``).
-        baseline: the arm every other arm is compared with (default: :func:`choose_baseline`).
+        baseline: the arm every other arm is compared with (default: a raced seed phase's baseline,
+            else :func:`choose_baseline`).
         significance: significance level of the Holm-adjusted primary p-values (the report's
             alpha; named apart from ``reg.alpha``, the KL weight).
         n_resamples: bootstrap resamples of the confidence intervals.
@@ -218,7 +329,10 @@ def write_report(
     runs = load_runs(experiment, tracking_uri)
     values, phase, left_out = comparison_values(runs, metric)
     arms = sorted(values["arm"].astype(str).unique())
-    if baseline is None:
+    race = read_race(runs) if phase == PHASE_SEEDS else None
+    if baseline is None and race is not None and race.baseline is not None and race.baseline in arms:
+        baseline = race.baseline
+    elif baseline is None:
         baseline = choose_baseline(values)
     elif baseline not in arms:
         raise ConfigError(f"--baseline {baseline!r} is not an arm of {experiment!r}; arms: {', '.join(arms)}")
@@ -230,6 +344,10 @@ def write_report(
     comparisons = compare_arms(
         values, baseline=baseline, metric=metric, alpha=alpha, n_resamples=n_resamples, seed=seed
     )
+    use_race = race is not None and race.matches(metric, baseline)
+    if use_race:
+        assert race is not None
+        comparisons = raced_comparisons(comparisons, race)
     summary = summarize_arms(values, metric=metric)
 
     folder = Path(out)
@@ -242,6 +360,11 @@ def write_report(
     figures["forest"] = _save(
         plots.plot_forest(comparisons, metric, significance=alpha), figures_dir / "forest.png"
     )
+    if race is not None and len(race.looks):
+        figures["race"] = _save(
+            plots.plot_race(race.looks, str(race.baseline), str(race.metric), margin=race.margin),
+            figures_dir / "race.png",
+        )
     if phase == "seeds" and comparisons["paired"].astype(bool).any():
         figures["paired_seeds"] = _save(
             plots.plot_paired_seeds(values, metric, baseline), figures_dir / "paired_seeds.png"
@@ -284,14 +407,17 @@ def write_report(
     if phase == "seeds":  # what the phase planned (arms.yaml) and what its runs recorded, failed ones too
         recorded = runs.loc[runs_of(runs, PHASE_SEEDS), "seed"].dropna()
         seeds = sorted({*protocol.seeds, *(int(s) for s in recorded)})
+    raced = [str(r.arm) for r in comparisons.itertuples(index=False) if is_raced(r)]
     caveats = comparison_caveats(
-        comparisons, summary, left_out, protocol, metric, phase, len(trials), importances
-    )
+        comparisons, summary, left_out, protocol, metric, phase, len(trials), importances,
+        raced=[*raced, baseline] if raced else (),
+    )  # fmt: skip
+    caveats += race_caveats(race, metric, baseline, phase)
     caveats += fairness_caveats(comparisons, rates, protocol, seeds, phase)
     doc = _document(
         experiment, tracking_uri, runs, values, phase, protocol, comparisons, summary, baseline, metric,
         alpha,
-        figures, caveats, trials, importances, n_resamples, rates,
+        figures, caveats, trials, importances, n_resamples, rates, race,
     )  # fmt: skip
     markdown = folder / "report.md"
     markdown.write_text(doc.markdown(folder))
@@ -318,6 +444,7 @@ def _document(
     importances: Mapping[str, float],
     n_resamples: int,
     rates: pd.DataFrame,
+    race: RaceRecord | None = None,
 ) -> _Doc:
     doc = _Doc()
     doc.heading(f"R-Block report: {experiment}", 1)
@@ -327,8 +454,28 @@ def _document(
         f"`{baseline}`, "
         "by how much, and how sure are we?"
     )
+    raced_rows = [r for r in comparisons.itertuples(index=False) if is_raced(r)]
     significant = comparisons[comparisons["significant"].astype(bool)]
-    if len(significant):
+    if raced_rows:
+        assert race is not None
+        doc.para(
+            f"**Answer.** The race decided, at its alpha = {race.alpha:g} family-wise over the arms and "
+            f"its looks (anytime-valid intervals, valid after its optional stopping):"
+        )
+        doc.bullets(
+            [
+                f"`{r.arm}`: {_decision_text(r.decision)}, {fmt(r.mean_diff)} [{fmt(r.ci_low)}, "
+                f"{fmt(r.ci_high)}] after {r.n_pairs} seed pairs (level {r.race_level:.3g})"
+                for r in raced_rows
+            ]
+            + [
+                f"`{r.arm}` (not raced, fixed-n): {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
+                f"(p Holm {fmt(r.p_holm)}{', significant' if r.significant else ''})"
+                for r in comparisons.itertuples(index=False)
+                if not is_raced(r)
+            ]
+        )
+    elif len(significant):
         lines = [
             f"`{r.arm}`: {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] (p Holm {fmt(r.p_holm)})"
             for r in significant.itertuples(index=False)
@@ -346,11 +493,16 @@ def _document(
     seeds = sorted(int(s) for s in values["seed"].dropna().unique()) if phase == "seeds" else []
     epochs = values["train.epochs"].dropna().unique() if "train.epochs" in values else []
     n_trials = int(runs_of(runs, PHASE_SEARCH).sum())
+    raced_phase = race is not None and phase == "seeds"
     items = [
         f"experiment `{experiment}` at `{redact_url(tracking_uri)}`; {len(runs)} MLflow runs "
         f"({n_trials} search trials).",
         (
-            f"compared: the seed phase, {len(values)} completed runs; every arm ran the same seeds "
+            f"compared: the seed phase, a race, {len(values)} completed runs; arms took the seeds {seeds} "
+            "in order until the race stopped them, so runs pair by seed (same data order and "
+            "initialisation across arms)."
+            if raced_phase
+            else f"compared: the seed phase, {len(values)} completed runs; every arm ran the same seeds "
             f"{seeds}, so runs pair by seed (same data order and initialisation across arms)."
             if phase == "seeds"
             else f"compared: {len(values)} completed search trials, grouped by `reg.variant`, unpaired."
@@ -366,13 +518,12 @@ def _document(
             if protocol.selection_metric
             else f"selection metric unknown; this report compares `{metric}`."
         ),
-        "statistics: primary test = paired t-test for paired arms, Welch's t-test otherwise; p-values "
-        f"adjusted by Holm's method over the {len(comparisons)} comparison(s); 95% BCa bootstrap intervals "
-        f"({n_resamples} resamples, seeded) of the mean difference (of per-seed differences when paired); "
-        "Hedges' g; P(arm > baseline) = U / (n1 n2); power of the primary test at the observed difference "
-        "and spread, and the seeds needed for 80% power.",
+        _statistics_item(comparisons, n_resamples, [str(r.arm) for r in raced_rows]),
         f"made by rblock-tune {__version__}.",
     ]  # fmt: skip
+    if raced_phase:
+        assert race is not None
+        items.append(_race_item(race, values, metric, baseline))
     items.append(_seeds_item(experiment, protocol, seeds, phase))
     items.append(_rates_item(rates))
     if protocol.arms:
@@ -394,7 +545,8 @@ def _document(
     doc.para(
         f"Each arm against `{baseline}` (difference = arm - baseline; `comparisons.csv` has every column):"
     )
-    doc.table(_table_for_people(comparisons, alpha))
+    people = _race_table_for_people if raced_rows else _table_for_people
+    doc.table(people(comparisons, alpha))
     planning = planning_table(values, comparisons, metric, alpha)
     doc.para(
         "Planning: seeds per arm needed to detect a difference of the given size with 80% power at "
@@ -403,7 +555,22 @@ def _document(
     doc.table(planning)
     captions = {
         "forest": f"Each arm's difference from {baseline} in {metric} (point: mean difference, bar: the "
-        "interval of the table above, dashed line: no difference); filled and red: significant after Holm.",
+        "interval of the table above, dashed line: no difference); "
+        + (
+            "filled and red: decided better or worse by the race (raced arms), significant after Holm "
+            "(the others)."
+            if raced_rows
+            else "filled and red: significant after Holm."
+        ),
+        "race": (
+            f"The race on {race.metric} against {race.baseline}: each arm's mean difference (point) and "
+            "anytime-valid interval (bar) after each number of seed pairs; dashed: no difference"
+            + (f", dotted: ±margin {race.margin:g}" if race.margin > 0 else "")
+            + "; star: where the arm stopped, with its decision (no interval before the race's first "
+            "look, at its min_seeds pairs)."
+            if race is not None
+            else ""
+        ),
         "paired_seeds": f"{metric} per seed: a line from {baseline}'s value to each arm's on the same seed.",
         "distribution": f"{metric} of every run, per arm (box: quartiles).",
         "learning_curves": "Validation curves of the compared runs: mean and ±1 sd over seeds.",
