@@ -295,9 +295,9 @@ def _finish_study(result: Any) -> int:
         metric = {k: v for k, v in entry.items() if k != "overrides"}
         print(f"  best {i}: {values or '(the base config)'}  {metric}")
     if result.spec.race_design() is not None:
-        from rblock_tune.tuning import race_summary, read_race
+        from rblock_tune.tuning import race_summary, read_race_state
 
-        race = read_race(result.state_file.parent / RACE_STATE_FILE)
+        race = read_race_state(result.state_file.parent / RACE_STATE_FILE)
         if race is not None:
             print(f"  {_race_line(race_summary(race))}")
     best_config = result.state_file.parent / BEST_CONFIG_FILE

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rblock_tune.tuning._arms import build_arms, plan_seeds, resolve_arms
-from rblock_tune.tuning._race_record import race_summary, read_race
+from rblock_tune.tuning._race_record import race_summary, read_race_state
 from rblock_tune.tuning._spec import (
     DIMENSION_TYPES,
     REPORTED_METRICS,
@@ -71,7 +71,7 @@ __all__ = [
     "log_search_record",
     "plan_seeds",
     "race_summary",
-    "read_race",
+    "read_race_state",
     "redact_url",
     "resolve_arms",
     "resolve_paths",

@@ -48,7 +48,7 @@ from rblock_tune.layout import (
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
 from rblock_tune.tuning._race import RaceSearcher
-from rblock_tune.tuning._race_record import read_race
+from rblock_tune.tuning._race_record import read_race_state
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
 from rblock_tune.tuning._spec import StudySpec
@@ -464,7 +464,7 @@ def seed_phase(
         return outcome, 0
     runs = expected
     if race is not None:
-        record = read_race(paths.workdir / spec.name / RACE_STATE_FILE) or {}
+        record = read_race_state(paths.workdir / spec.name / RACE_STATE_FILE) or {}
         if not record.get("over"):
             return PhaseOutcome(name, expected, 1), 0
         runs = sum(len(s) for s in record.get("results", {}).values())

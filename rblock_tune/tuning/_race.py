@@ -45,7 +45,7 @@ from rblock_tune.layout import (
     race_tag,
 )
 from rblock_tune.racing import RACE_COLUMNS, UNDECIDED, race_step
-from rblock_tune.tuning._race_record import RACE_FORMAT, latest_look, read_race
+from rblock_tune.tuning._race_record import RACE_FORMAT, latest_look, read_race_state
 from rblock_tune.tuning._workdir import write_private
 
 __all__ = ["RaceSearcher", "looks_table", "write_looks"]
@@ -100,7 +100,7 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         Raises:
             CheckpointError: an unreadable record, or one of other arms or seeds.
         """
-        record = read_race(Path(self._record_file))
+        record = read_race_state(Path(self._record_file))
         if record is not None and (record["arms"] != self._arms or record["seeds"] != self._seeds):
             raise CheckpointError(
                 f"{self._record_file}: the race on record has arms {record['arms']} and seeds "

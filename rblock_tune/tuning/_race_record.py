@@ -11,13 +11,13 @@ from typing import Any
 from rblock_tune.errors import CheckpointError
 from rblock_tune.racing import UNDECIDED
 
-__all__ = ["RACE_FORMAT", "latest_look", "race_summary", "read_race"]
+__all__ = ["RACE_FORMAT", "latest_look", "race_summary", "read_race_state"]
 
 RACE_FORMAT = "rblock-race/1"
 """Format of :data:`~rblock_tune.layout.RACE_STATE_FILE`."""
 
 
-def read_race(path: Path) -> dict[str, Any] | None:
+def read_race_state(path: Path) -> dict[str, Any] | None:
     """A race's record (None when there is none).
 
     Raises:

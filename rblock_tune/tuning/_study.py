@@ -40,7 +40,7 @@ from rblock_tune.layout import (
 from rblock_tune.tuning._arms import plan_seeds, resolve_arms
 from rblock_tune.tuning._best import write_best_configs
 from rblock_tune.tuning._driver import driver_alive, study_state, this_driver
-from rblock_tune.tuning._race_record import race_summary, read_race
+from rblock_tune.tuning._race_record import race_summary, read_race_state
 from rblock_tune.tuning._spec import StudySpec, spec_from_state
 from rblock_tune.tuning._tracking import ensure_experiment
 from rblock_tune.tuning._verbosity import NORMAL
@@ -316,7 +316,7 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     out["best"] = None if best is None else {"overrides": best[0], spec.metric: best[1]}
     out["search_seeds"] = state.get("search_seeds", {})
     out["seed_phase_seeds"] = state.get("seed_phase_seeds", [])
-    race = read_race(state_file.parent / RACE_STATE_FILE)
+    race = read_race_state(state_file.parent / RACE_STATE_FILE)
     out["race"] = None if race is None else race_summary(race)
     out["search_done"] = state.get("search_done", False)
     out["seeds_done"] = state.get("seeds_done", False)

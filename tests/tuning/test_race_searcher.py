@@ -15,7 +15,7 @@ from ray.tune.search import Searcher
 from rblock_tune.errors import CheckpointError
 from rblock_tune.layout import DECISION_TAG_PREFIX, RACE_LOOK_COLUMNS, RACE_LOOKS_ARTIFACT, RACE_TAG
 from rblock_tune.tuning._race import RaceSearcher
-from rblock_tune.tuning._race_record import race_summary, read_race
+from rblock_tune.tuning._race_record import race_summary, read_race_state
 
 DESIGN = {
     "alpha": 0.05,
@@ -95,7 +95,7 @@ def drive(
 def test_seeds_go_out_seed_major_and_a_decided_arm_gets_no_more(tmp_path: Path, parent: Any) -> None:
     searcher = make(tmp_path, parent)
     handed = drive(searcher)
-    record = read_race(tmp_path / "study" / "race.json")
+    record = read_race_state(tmp_path / "study" / "race.json")
     assert record is not None and record["over"]
     # seed-major: no arm gets a seed before every wanted arm has had the one before
     order = [SEEDS.index(seed) for _, seed in handed]
@@ -125,7 +125,7 @@ def test_every_look_and_the_decisions_are_on_the_parent_run(tmp_path: Path, pare
     path = client.download_artifacts(parent[1], RACE_LOOKS_ARTIFACT, str(tmp_path / "dl"))
     looks = pd.read_csv(path)
     assert tuple(looks.columns) == RACE_LOOK_COLUMNS
-    record = read_race(tmp_path / "study" / "race.json")
+    record = read_race_state(tmp_path / "study" / "race.json")
     assert record is not None and looks["look"].max() == len(record["looks"])
     bad = looks[looks.arm == "bad"]
     # frozen once decided: every later look repeats the row of the look that decided it
@@ -138,7 +138,7 @@ def test_a_crash_forgets_no_result_and_reruns_no_seed(tmp_path: Path, parent: An
     that Ray never recorded is handed out again, one Ray restored keeps its trial."""
     first = make(tmp_path, parent, concurrent=3)
     handed = drive(first, stop_after=7)
-    record = read_race(tmp_path / "study" / "race.json")
+    record = read_race_state(tmp_path / "study" / "race.json")
     assert record is not None
     out = [
         t for t, (arm, seed) in record["assigned"].items() if str(seed) not in record["results"].get(arm, {})
@@ -149,7 +149,7 @@ def test_a_crash_forgets_no_result_and_reruns_no_seed(tmp_path: Path, parent: An
     second = make(tmp_path, parent, concurrent=3)
     second._load(known={out[0]})  # what restore() does with the trial ids of Ray's saved experiment
     second._loaded = True
-    kept = read_race(tmp_path / "study" / "race.json")
+    kept = read_race_state(tmp_path / "study" / "race.json")
     assert kept is not None and kept["looks"] == looks_before and kept["results"] == record["results"]
     assert out[0] in kept["assigned"] and all(t not in kept["assigned"] for t in out[1:])
     # the restored trial asks again and gets its own run back
@@ -159,7 +159,7 @@ def test_a_crash_forgets_no_result_and_reruns_no_seed(tmp_path: Path, parent: An
     everything = [tuple(p) for p in handed if p not in [tuple(record["assigned"][t]) for t in out[1:]]]
     everything += rest
     assert len(everything) == len(set(everything)), "a seed ran twice across the crash"
-    assert read_race(tmp_path / "study" / "race.json")["over"]  # type: ignore[index]
+    assert read_race_state(tmp_path / "study" / "race.json")["over"]  # type: ignore[index]
 
 
 def test_the_record_is_read_on_first_use_not_when_built(tmp_path: Path, parent: Any) -> None:
@@ -169,7 +169,7 @@ def test_the_record_is_read_on_first_use_not_when_built(tmp_path: Path, parent: 
     first.suggest("x1")
     first.suggest("x2")
     make(tmp_path, parent, concurrent=2)  # built, never used
-    record = read_race(tmp_path / "study" / "race.json")
+    record = read_race_state(tmp_path / "study" / "race.json")
     assert record is not None and set(record["assigned"]) == {"x1", "x2"}
 
 
@@ -180,12 +180,12 @@ def test_failed_and_short_runs_make_no_pair(tmp_path: Path, parent: Any) -> None
     searcher.on_trial_complete("a", None, error=True)
     searcher.suggest("b")
     searcher.on_trial_complete("b", result("bad", 10, epoch=2))  # stopped short of its epochs
-    record = read_race(tmp_path / "study" / "race.json")
+    record = read_race_state(tmp_path / "study" / "race.json")
     assert record is not None
     assert record["results"] == {"base": {"10": None}, "bad": {"10": None}} and record["looks"] == []
     # a repeat of a recorded result (Ray resumed a finished trial) changes nothing
     searcher.on_trial_complete("a", result("base", 10))
-    assert read_race(tmp_path / "study" / "race.json")["results"]["base"] == {"10": None}  # type: ignore[index]
+    assert read_race_state(tmp_path / "study" / "race.json")["results"]["base"] == {"10": None}  # type: ignore[index]
 
 
 def test_a_changed_seed_phase_is_refused_on_resume(tmp_path: Path, parent: Any) -> None:

@@ -28,7 +28,7 @@ from rblock_tune.layout import (
     STATUS_TAG,
 )
 from rblock_tune.tuning import run_study, spec_from_dict, study_status
-from rblock_tune.tuning._race_record import read_race
+from rblock_tune.tuning._race_record import read_race_state
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 128, "val_size": 32},
@@ -67,7 +67,7 @@ def test_a_race_runs_under_ray_to_its_end_and_records_every_look(ray_session: An
     )
     result = run_study(spec, workdir=tmp_path)
     assert result.finished
-    record = read_race(tmp_path / "race" / RACE_STATE_FILE)
+    record = read_race_state(tmp_path / "race" / RACE_STATE_FILE)
     assert record is not None and record["over"]
     client = MlflowClient(tracking_uri=result.tracking_uri)
     experiment = client.get_experiment_by_name("race")
