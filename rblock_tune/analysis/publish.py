@@ -12,11 +12,14 @@ value (MLflow keeps a metric's history; its latest value is the one shown) and o
 For an arm whose interval is a race's (:func:`~rblock_tune.analysis.race_record.is_raced`: the report
 compared the race's metric against its baseline), the decision is the race's (``better``, ``worse``,
 ``equivalent`` or ``undecided``), the interval the race's, and no ``<arm>.p_holm`` is logged: the
-fixed-n test is not valid after the race's stopping.
+fixed-n test is not valid after the race's stopping. A report of a raced seed phase against another
+baseline or metric publishes its table and files but leaves the race's baseline, decisions and
+per-arm metrics as they are.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -33,12 +36,16 @@ from rblock_tune.layout import (
     DECISION_TAG_PREFIX,
     DESCRIPTION_TAG,
     METRIC_MODES,
+    RACE_TAG,
     REPORT_ARTIFACT_DIR,
     ROLE_PARENT,
     arm_metric,
+    parse_race_tag,
 )
 
 __all__ = ["RESULT_HEADING", "decision", "publish_report"]
+
+log = logging.getLogger(__name__)
 
 RESULT_HEADING = "#### Result"
 """Starts the part of a parent run's description that :func:`publish_report` writes: first, where
@@ -112,7 +119,17 @@ def publish_report(result: ReportResult, client: Any) -> str | None:
     mode = METRIC_MODES.get(metric)
     step, now = 0, int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     metrics: list[Metric] = []
-    tags = [RunTag(BASELINE_TAG, result.baseline)]
+    current = client.get_run(run_id).data.tags
+    # a race's decisions are the race's: a report against another baseline or metric leaves them
+    decides = RACE_TAG not in current or any(is_raced(r) for r in comparisons.itertuples(index=False))
+    if not decides:
+        log.warning(
+            "the seed phase was a race against %s: its decision tags stay; this report (against %s) "
+            "publishes its table and files only",
+            parse_race_tag(current[RACE_TAG]).get("baseline", "its baseline"),
+            result.baseline,
+        )
+    tags = [RunTag(BASELINE_TAG, result.baseline)] if decides else []
     for r in comparisons.itertuples(index=False):
         arm = str(r.arm)
         values = {
@@ -123,16 +140,16 @@ def publish_report(result: ReportResult, client: Any) -> str | None:
         }
         if not is_raced(r):  # a raced arm has no valid fixed-n test
             values[arm_metric(arm, "p_holm")] = r.p_holm
-        metrics += [Metric(k, float(v), now, step) for k, v in values.items() if _finite(v)]
-        tags.append(RunTag(DECISION_TAG_PREFIX + str(r.arm), decision(r, mode)))
-    if len(comparisons):
+        if decides:
+            metrics += [Metric(k, float(v), now, step) for k, v in values.items() if _finite(v)]
+            tags.append(RunTag(DECISION_TAG_PREFIX + str(r.arm), decision(r, mode)))
+    if len(comparisons) and decides:
         base_mean = comparisons["mean_baseline"].iloc[0]
         if _finite(base_mean):
             metrics.append(Metric(arm_metric(result.baseline, f"mean_{metric}"), float(base_mean), now, step))
-    current = client.get_run(run_id).data.tags
     decided = {tag.key for tag in tags}
     for key in current:  # an arm the new report does not have keeps no decision
-        if key.startswith(DECISION_TAG_PREFIX) and key not in decided:
+        if decides and key.startswith(DECISION_TAG_PREFIX) and key not in decided:
             client.delete_tag(run_id, key)
     described = current.get(DESCRIPTION_TAG, "")
     if described.startswith(RESULT_HEADING):  # published before: replaced

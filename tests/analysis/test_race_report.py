@@ -385,6 +385,24 @@ def test_another_metric_or_baseline_keeps_the_fixed_tests_with_a_caveat(
     assert "figures/race.png" in md  # how the seeds were stopped, on the race's own comparison
 
 
+def test_publishing_against_another_baseline_keeps_the_races_decisions(tmp_path: Path) -> None:
+    uri = make_store(tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    result = write_report("synth", uri, tmp_path / "rep", baseline="none", n_resamples=RESAMPLES)
+    parent = str(result.runs.loc[(result.runs["phase"] == PHASE_SEEDS) & (result.runs["role"] == "parent"),
+                                 "run_id"].iloc[0])  # fmt: skip
+    before = client.get_run(parent).data.tags
+    assert publish_report(result, client) == parent
+    after = client.get_run(parent)
+    race_decisions = {k: v for k, v in before.items() if k.startswith(DECISION_TAG_PREFIX)}
+    assert race_decisions and {k: after.data.tags.get(k) for k in race_decisions} == race_decisions
+    assert (
+        DECISION_TAG_PREFIX + "dropblock" not in after.data.tags
+    )  # the other baseline's rows: not decisions
+    assert BASELINE_TAG not in after.data.tags and not after.data.metrics
+    assert after.data.tags[DESCRIPTION_TAG].startswith(RESULT_HEADING)  # its table is still published
+
+
 # ----------------------------------------------------------------------------- a fixed design
 def test_a_fixed_design_has_no_race_in_its_report(tmp_path: Path) -> None:
     uri = make_store(tmp_path, raced=False)
