@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# the driver reads and appends trial logs and writes race looks: no MLflow progress bars on the terminal
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # MLflow prints "View run ... at: URL" with the tracking URI as given, password included: never
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

@@ -124,10 +124,16 @@ def test_quickstart_loads() -> None:
     assert spec.seeds is not None
     # the seed phase's seeds start after the search's (base.seed 0): no search trial is counted again
     assert search_seeds(spec) == [0]
-    assert (spec.seeds.top_k, spec.seeds.n_seeds, spec.seeds.seed_list(search_seeds(spec))) == (
+    assert (spec.seeds.top_k, spec.seeds.count, spec.seeds.seed_list(search_seeds(spec))) == (
         1,
+        5,
+        [1, 2, 3, 4, 5],
+    )
+    design = spec.race_design()  # the quickstart races: 3 to 5 seeds per arm against DropBlock
+    assert design is not None and (design["min_seeds"], design["max_seeds"], design["baseline"]) == (
         3,
-        [1, 2, 3],
+        5,
+        "dropblock",
     )
     assert spec.seeds.arms == (
         Arm("dropblock", {"reg.variant": "dropblock", "reg.drop_prob": 0.1, "reg.block_size": 3}),
@@ -361,7 +367,7 @@ def test_racing_seed_phase() -> None:
     raw = full()
     raw["seeds"].pop("n_seeds")
     raw["seeds"]["race"] = {"max_seeds": 6, "margin": 0.005}
-    raw["report"] = {"baseline": "dropblock", "metric": "test_loss", "significance": 0.1}
+    raw["report"] = {"baseline": "dropblock", "metric": "val_loss", "significance": 0.1}
     spec = spec_from_dict(raw)
     assert spec.race_design() == {
         "alpha": 0.1,  # the report's significance
@@ -370,7 +376,7 @@ def test_racing_seed_phase() -> None:
         "max_seeds": 6,
         "futility": 0.6,
         "statistic": "t",
-        "metric": "test_loss",  # the report's metric, in its direction
+        "metric": "val_loss",  # the report's metric, in its direction
         "mode": "min",
         "baseline": "dropblock",
     }
