@@ -69,7 +69,8 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         tracking_uri: str,
         parent_run_id: str,
     ) -> None:
-        super().__init__(metric=str(design["metric"]), mode=str(design["mode"]))
+        # no metric for Ray: it would require it in every epoch's result, and test_acc comes with the last
+        super().__init__(metric=None, mode=None)
         self._design = dict(design)
         self._baseline = str(design["baseline"])
         self._arms = list(arms)

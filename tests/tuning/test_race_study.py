@@ -33,7 +33,8 @@ from rblock_tune.tuning._race_record import read_race_state
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 128, "val_size": 32},
     "model": {"name": "resnet8"},
-    "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu", "eval_batch_size": 64},
+    # 2 epochs: the race's metric (test_acc) comes with the last epoch's result only
+    "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu", "eval_batch_size": 64},
 }
 
 
