@@ -382,12 +382,19 @@ def _print_study_state(status: dict[str, Any]) -> None:
         )
 
 
+def _undecided_why(info: dict[str, Any], max_seeds: int) -> str:
+    """Why an arm the race stopped is undecided: futile before its last seed, or out of seeds."""
+    if info["decision"] != "undecided":
+        return ""
+    return " (stopped: futile)" if int(info["n_pairs"]) < max_seeds else " (all its seeds)"
+
+
 def _race_line(race: dict[str, Any]) -> str:
     """``study status``'s line on a racing seed phase."""
     design = race["design"]
     decided = ", ".join(
         f"{arm} {info['decision']} at {info['n_pairs']} pairs"
-        + (" (stopped: futile)" if info["decision"] == "undecided" else "")
+        + _undecided_why(info, int(design["max_seeds"]))
         for arm, info in race["decided"].items()
     )
     state = "over" if race["over"] else f"{len(race['live'])} arms live ({', '.join(race['live'])})"

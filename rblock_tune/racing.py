@@ -364,6 +364,20 @@ def race_step(
     """
     if max_seeds is None:
         raise ConfigError("race_step needs max_seeds: the group-sequential boundaries are set up to it")
+    counts: dict[str, Any] = {"max_seeds": max_seeds, "min_seeds": min_seeds}
+    for name, given in counts.items():
+        if isinstance(given, bool) or not isinstance(given, int | np.integer):
+            raise ConfigError(f"{name}={given!r} must be an integer")
+    numbers: dict[str, Any] = {"alpha": alpha, "margin": margin, "futility": futility}
+    for name, given in numbers.items():
+        if isinstance(given, bool) or not isinstance(given, int | float | np.floating | np.integer):
+            raise ConfigError(f"{name}={given!r} must be a number")
+    if frozen is not None and not isinstance(frozen, pd.DataFrame):
+        raise ConfigError(
+            f"frozen must be an earlier race_step output (a DataFrame), got {type(frozen).__name__}"
+        )
+    if isinstance(arms, str):
+        raise ConfigError(f"arms={arms!r} must be a list of arm labels, not one string")
     if mode not in ("max", "min"):
         raise ConfigError(f"mode={mode!r} must be max or min")
     by_arm = _paired_values(values, metric, arm_col, seed_col)

@@ -47,7 +47,7 @@ from rblock_tune.layout import (
 )
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
-from rblock_tune.tuning._race import RaceSearcher
+from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
@@ -441,7 +441,8 @@ def seed_phase(
             tracking_uri=paths.tracking_uri,
             parent_run_id=parent,
         )
-        searcher.check_record()
+        searcher.check_record()  # a record of another phase, or Ray's unreadable: one line, before Ray
+        searcher.ray_trials()
 
     def build() -> tune.Tuner:
         if searcher is not None:
@@ -468,6 +469,8 @@ def seed_phase(
         if not record.get("over"):
             return PhaseOutcome(name, expected, 1), 0
         runs = sum(len(s) for s in record.get("results", {}).values())
+        # every look and every arm's final decision, again: the searcher's last write may have failed
+        write_looks(client, parent, race, record.get("looks") or [], final=True)
     delete_own_checkpoints(state_uri)
     fail_orphan_runs(client, experiment_id, parent)
     log_arms_record(

@@ -110,9 +110,11 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
             )
         return record
 
-    def _load(self, known: set[str]) -> None:
+    def _load(self, ray_trials: Mapping[str, str]) -> None:
         """Read the record back: results and looks as they are; of the runs handed out without a
-        result, only those Ray still knows (``known`` trial ids) stay out."""
+        result, only those Ray still holds (``ray_trials``: trial id -> Ray's status) stay out. A run
+        that failed and that Ray resumes (``resume_errored``) is out again: its new result counts.
+        A result on record that no look has seen yet (a crash in between) gets its look now."""
         record = self.check_record()
         if record is None:
             self._write()
@@ -120,12 +122,29 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         self._results = {arm: dict(seeds) for arm, seeds in record["results"].items()}
         self._looks = [list(look) for look in record["looks"]]
         self._over = bool(record.get("over"))
+        for trial, (arm, seed) in record["assigned"].items():
+            if ray_trials.get(trial) == "ERROR" and self._results.get(arm, {}).get(str(seed), 0) is None:
+                del self._results[arm][str(seed)]  # Ray runs it again under the same trial id
         self._assigned = {
             trial: list(pair)
             for trial, pair in record["assigned"].items()
-            if str(pair[1]) in self._results.get(pair[0], {}) or trial in known
+            if str(pair[1]) in self._results.get(pair[0], {}) or trial in ray_trials
         }
+        if self._unseen_pairs():
+            self._look()
         self._write()
+
+    def _unseen_pairs(self) -> bool:
+        """Whether a live arm has more pairs on record than its last look saw."""
+        latest = {row["arm"]: row for row in latest_look({"looks": self._looks})}
+        base = self._results.get(self._baseline, {})
+        cap = int(self._design["max_seeds"])
+        for arm in self._live():
+            mine = self._results.get(arm, {})
+            pairs = sum(1 for s, v in mine.items() if v is not None and base.get(s) is not None)
+            if min(pairs, cap) > (int(latest[arm]["n_pairs"]) if arm in latest else 0):
+                return True
+        return False
 
     def _write(self) -> None:
         record = {
@@ -149,18 +168,31 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         self._loaded = False
         self._ensure_loaded()
 
+    def ray_trials(self) -> dict[str, str]:
+        """The trials of Ray's saved experiment of this phase (trial id -> Ray's status); none when Ray
+        has not saved it yet.
+
+        Raises:
+            CheckpointError: Ray's saved experiment exists but cannot be read (handing the runs that
+                were out again would run their seeds twice).
+        """
+        folder = Path(self._experiment_path)
+        if not any(folder.glob("experiment_state-*.json")):  # Ray's own file name (pinned Ray range)
+            return {}
+        try:
+            return {t.trial_id: str(t.status) for t in tune.ExperimentAnalysis(self._experiment_path).trials}
+        except Exception as exc:  # noqa: BLE001 - whatever Ray raises, one line
+            raise CheckpointError(
+                f"{folder}: Ray's saved experiment of this race cannot be read ({type(exc).__name__}: "
+                f"{exc}); restore that folder from a backup, or start a new study"
+            ) from None
+
     def _ensure_loaded(self) -> None:
         """Read the record once, reconciled with the trials Ray's saved experiment holds (none for a
         phase that starts afresh)."""
         if self._loaded:
             return
-        known: set[str] = set()
-        if tune.Tuner.can_restore(self._experiment_path):  # Ray has saved the phase at least once
-            try:
-                known = {t.trial_id for t in tune.ExperimentAnalysis(self._experiment_path).trials}
-            except Exception as exc:  # noqa: BLE001 - without Ray's list, pending runs go out again
-                log.warning("the race could not read Ray's saved trials (%s): pending runs go out again", exc)
-        self._load(known)
+        self._load(self.ray_trials())
         self._loaded = True
 
     def set_search_properties(
@@ -222,9 +254,10 @@ class RaceSearcher(Searcher):  # type: ignore[misc]
         if str(seed) in seeds:  # a run Ray resumed after its result was recorded
             return
         seeds[str(seed)] = self._value(result, error)
-        self._write()
         if seeds[str(seed)] is not None and self._pairs_at(arm, str(seed)):
-            self._look()
+            self._look()  # the result and its look are written together
+        else:
+            self._write()
 
     def _value(self, result: Mapping[str, Any] | None, error: bool) -> float | None:
         if error or not result or result.get("diverged") or int(result.get("epoch", 0)) < self._epochs:

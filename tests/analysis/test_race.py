@@ -12,6 +12,7 @@ fixed-n paired t-test re-applied at every look), so the test can fail.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -383,6 +384,20 @@ def test_race_step_refuses_bad_input() -> None:
         race_step(runs_table({"base": [0.9, 0.91]}), baseline="base", max_seeds=5)
     with pytest.raises(ConfigError, match="column"):
         race_step(good, baseline="base", max_seeds=5, metric="test_acc")
+    bad_settings: list[tuple[dict[str, Any], str]] = [
+        ({"max_seeds": "ten"}, "max_seeds='ten' must be an integer"),
+        ({"max_seeds": 2.5}, "max_seeds=2.5 must be an integer"),
+        ({"max_seeds": 5, "min_seeds": True}, "min_seeds=True must be an integer"),
+        ({"max_seeds": 5, "margin": None}, "margin=None must be a number"),
+        ({"max_seeds": 5, "futility": "x"}, "futility='x' must be a number"),
+        ({"max_seeds": 5, "alpha": "0.05"}, "alpha='0.05' must be a number"),
+        ({"max_seeds": 5, "frozen": "x"}, "frozen must be an earlier race_step output"),
+        ({"max_seeds": 5, "arms": "a"}, "arms='a' must be a list"),
+        ({"max_seeds": 5, "statistic": "z"}, "statistic='z'"),
+    ]
+    for settings, message in bad_settings:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            race_step(good, baseline="base", **settings)
     for bad_seed in (1.5, math.inf):
         with pytest.raises(ConfigError, match="integers"):
             race_step(runs_table({"base": [0.9], "a": [0.9]}, {"a": [bad_seed]}), baseline="base",  # type: ignore[list-item]

@@ -147,7 +147,7 @@ def test_a_crash_forgets_no_result_and_reruns_no_seed(tmp_path: Path, parent: An
     looks_before = record["looks"]
     # Ray's saved experiment knows only the first of the runs that were out
     second = make(tmp_path, parent, concurrent=3)
-    second._load(known={out[0]})  # what restore() does with the trial ids of Ray's saved experiment
+    second._load({out[0]: "RUNNING"})  # what restore() does with the trials of Ray's saved experiment
     second._loaded = True
     kept = read_race_state(tmp_path / "study" / "race.json")
     assert kept is not None and kept["looks"] == looks_before and kept["results"] == record["results"]
@@ -171,6 +171,53 @@ def test_the_record_is_read_on_first_use_not_when_built(tmp_path: Path, parent: 
     make(tmp_path, parent, concurrent=2)  # built, never used
     record = read_race_state(tmp_path / "study" / "race.json")
     assert record is not None and set(record["assigned"]) == {"x1", "x2"}
+
+
+def test_a_result_recorded_without_its_look_gets_the_look_on_resume(tmp_path: Path, parent: Any) -> None:
+    """A driver killed between writing a result and looking at it (as an older version could be): the
+    resumed race looks at once, so the pair is not skipped."""
+    first = make(tmp_path, parent, concurrent=1)
+    for name in ("a", "b"):
+        arm, seed = first.suggest(name).values()  # type: ignore[union-attr]
+        first.on_trial_complete(name, result(arm, seed))
+    path = tmp_path / "study" / "race.json"
+    record = json.loads(path.read_text())
+    assert len(record["looks"]) == 1 and record["looks"][0][0]["n_pairs"] == 1
+    record["looks"] = []  # the look that pair made, lost
+    path.write_text(json.dumps(record))
+    second = make(tmp_path, parent, concurrent=1)
+    second._load({})
+    again = read_race_state(path)
+    assert again is not None and len(again["looks"]) == 1
+    assert {r["arm"]: r["n_pairs"] for r in again["looks"][0]} == {"bad": 1, "same": 0}
+
+
+def test_a_failed_run_that_ray_resumes_counts_when_it_completes(tmp_path: Path, parent: Any) -> None:
+    """``study resume`` reruns trials that errored (Ray's resume_errored): the race takes the rerun's
+    result instead of keeping its earlier failure."""
+    first = make(tmp_path, parent, concurrent=1)
+    first.suggest("a")
+    first.on_trial_complete("a", None, error=True)
+    assert read_race_state(tmp_path / "study" / "race.json")["results"]["base"] == {"10": None}  # type: ignore[index]
+    second = make(tmp_path, parent, concurrent=1)
+    second._load({"a": "ERROR"})
+    second._loaded = True
+    assert second.suggest("a") == {"arm": "base", "seed": 10}  # Ray's resumed trial asks again
+    assert second.suggest("z") is None  # it is out again: one run at a time
+    second.on_trial_complete("a", result("base", 10))
+    assert read_race_state(tmp_path / "study" / "race.json")["results"]["base"] == {
+        "10": accuracy("base", 10)
+    }  # type: ignore[index]
+
+
+def test_an_unreadable_ray_experiment_is_one_line_not_a_rerun(tmp_path: Path, parent: Any) -> None:
+    searcher = make(tmp_path, parent)
+    folder = tmp_path / "no-ray-experiment"
+    assert searcher.ray_trials() == {}  # nothing saved yet: a fresh phase
+    folder.mkdir()
+    (folder / "experiment_state-2026-12-01_00-00-00.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        searcher.ray_trials()
 
 
 def test_failed_and_short_runs_make_no_pair(tmp_path: Path, parent: Any) -> None:
