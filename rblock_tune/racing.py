@@ -69,6 +69,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from rblock_tune.errors import ConfigError
+from rblock_tune.layout import RACE_LOOK_COLUMNS
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -91,17 +92,9 @@ BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecid
 DECISIONS: tuple[str, ...] = (BETTER, WORSE, EQUIVALENT, UNDECIDED)
 """An arm's decision against the baseline, in the metric's direction."""
 
-RACE_COLUMNS: tuple[str, ...] = (
-    "arm",
-    "n_pairs",
-    "mean_diff",
-    "ci_low",
-    "ci_high",
-    "level",
-    "decision",
-    "live",
-)
-"""Column order of :func:`race_step`."""
+RACE_COLUMNS: tuple[str, ...] = RACE_LOOK_COLUMNS[1:]
+"""Column order of :func:`race_step`: the looks table's (:data:`~rblock_tune.layout.RACE_LOOK_COLUMNS`)
+without ``look``."""
 
 SPENDING_GAMMA = -2.0
 """Hwang-Shih-DeCani spending parameter (0: linear spending; -4 is close to O'Brien-Fleming)."""

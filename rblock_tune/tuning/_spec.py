@@ -158,16 +158,23 @@ class RaceSpec:
     )
 
 
-def _parse_race(where: str, value: Any) -> RaceSpec | None:
-    """``seeds.race``: false or null (a fixed design), true (the defaults), or a mapping of its keys."""
+def _switch_or_keys(where: str, value: Any, section: type) -> Mapping[str, Any] | None:
+    """A section that is off (false or null), on with its defaults (true), or a mapping of its keys:
+    None, or the mapping to build it from."""
     if value is False or value is None:
         return None
     if value is True:
-        value = {}
+        return {}
     if not isinstance(value, Mapping):
-        keys = ", ".join(keys_of(RaceSpec))
+        keys = ", ".join(keys_of(section))
         raise ConfigError(f"{where}={value!r} has the wrong type: must be true/false or {{{keys}}}")
-    return build(RaceSpec, value, where)
+    return value
+
+
+def _parse_race(where: str, value: Any) -> RaceSpec | None:
+    """``seeds.race``: false or null (a fixed design), true (the defaults), or a mapping of its keys."""
+    keys = _switch_or_keys(where, value, RaceSpec)
+    return None if keys is None else build(RaceSpec, keys, where)
 
 
 @dataclass(frozen=True)
@@ -247,13 +254,9 @@ def _parse_base(where: str, value: Any) -> TrialConfig:
 
 def _parse_report(where: str, value: Any) -> ReportSpec | None:
     """``report``: false or null (no report), true (the defaults), or a mapping of its keys."""
-    if value is False or value is None:
+    value = _switch_or_keys(where, value, ReportSpec)
+    if value is None:
         return None
-    if value is True:
-        value = {}
-    if not isinstance(value, Mapping):
-        keys = ", ".join(keys_of(ReportSpec))
-        raise ConfigError(f"{where}={value!r} has the wrong type: must be true/false or {{{keys}}}")
     if "alpha" in value:  # its earlier name; alpha is the KL weight (reg.alpha)
         raise ConfigError(
             f"{where}.alpha is now {where}.significance (the significance level; alpha is the KL weight, "

@@ -38,17 +38,6 @@ from rblock_tune.layout import (
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def cifar_dir() -> Path:
-    root = os.environ.get("RBLOCK_CIFAR10_DIR", "")
-    if root and (Path(root) / "train").is_dir() and (Path(root) / "test").is_dir():
-        return Path(root)
-    message = f"RBLOCK_CIFAR10_DIR={root!r} is not an unpacked CIFAR-10 image folder (train/, test/)"
-    if os.environ.get("RBLOCK_REQUIRE_REAL_DATA") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _marked(marker: str) -> list[int]:
     """Live processes other than this one whose command line or environment holds ``marker``."""
     found = []

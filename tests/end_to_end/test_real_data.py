@@ -21,17 +21,6 @@ from rblock_tune.trainer import run_training
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def cifar_dir() -> Path:
-    root = os.environ.get("RBLOCK_CIFAR10_DIR", "")
-    if root and (Path(root) / "train").is_dir() and (Path(root) / "test").is_dir():
-        return Path(root)
-    message = f"RBLOCK_CIFAR10_DIR={root!r} is not an unpacked CIFAR-10 image folder (train/, test/)"
-    if os.environ.get("RBLOCK_REQUIRE_REAL_DATA") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def test_cifar10_image_folder_loads_with_the_standard_split(cifar_dir: Path) -> None:
     data = load_dataset(load_config(None, [f"data.root={cifar_dir}", "data.download=false"]).data)
     assert data.train_x.shape == (45000, 3, 32, 32)
