@@ -3,6 +3,7 @@ itself, and leaves its looks, decisions and counts where a reviewer reads them."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ from rblock_tune.layout import (
 )
 from rblock_tune.tuning import run_study, spec_from_dict, study_status
 from rblock_tune.tuning._race_record import read_race_state
+from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output
+from rblock_tune.tuning._verbosity import VERBOSE
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 128, "val_size": 32},
@@ -44,6 +47,8 @@ def ray_session() -> Any:
 
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield ray
+    route_ray_output(Path(os.devnull), VERBOSE)  # the study routed Ray's output to its log: put it back
+    route_worker_output(VERBOSE)
     ray.shutdown()
 
 

@@ -18,7 +18,10 @@ from rblock_tune.tuning._verbosity import NORMAL, QUIET, VERBOSE
 
 @pytest.fixture
 def clean() -> Iterator[None]:
-    """Leave the ray logger, the environment and the dispatcher as they were."""
+    """Start from Ray's own output (a study run earlier in this process routed it to its log), and
+    leave the ray logger, the environment and the dispatcher as they were."""
+    route_ray_output(Path(os.devnull), VERBOSE)  # puts back what an earlier study swapped
+    route_worker_output(VERBOSE)
     engine = os.environ.get("RAY_AIR_NEW_OUTPUT")
     yield
     route_ray_output(Path(os.devnull), VERBOSE)  # puts back what it swapped
