@@ -62,12 +62,20 @@ def _value(value: Any) -> str:
     return f"{value:.3g}"
 
 
+def _seed_label(config: dict[str, Any]) -> str:
+    """``top1 seed 2``; a fused trial of several seeds: ``top1 seeds 2,3``."""
+    seeds = config.get("seeds")
+    if isinstance(seeds, (list, tuple)):
+        return f"{config['arm']} seeds {','.join(str(s) for s in seeds)}"
+    return f"{config['arm']} seed {config.get('seed')}"
+
+
 def describe_config(config: dict[str, Any]) -> str:
     """A trial's sampled values in a few words: ``sdrop_dml alpha=3.6 drop_prob=0.44`` for a search
     trial (a variant bare, other keys by their last part, floats to 3 significant digits), ``arm
     top1 seed 2`` for a seed run, ``the base config`` when nothing was sampled."""
     if "arm" in config:
-        return f"arm {config['arm']} seed {config.get('seed')}"
+        return f"arm {_seed_label(config)}"
     overrides = dict(config.get("overrides", config))
     words = []
     variant = overrides.pop("reg.variant", None)
@@ -82,7 +90,7 @@ def trial_label(trial: Any) -> str:
     phase (Ray's experiment tag), which stays the same on resume."""
     config = getattr(trial, "config", None) or {}
     if "arm" in config:
-        return f"{config['arm']} seed {config.get('seed')}"
+        return _seed_label(config)
     tag = str(getattr(trial, "experiment_tag", "") or "")
     number = tag.split("_", 1)[0]
     return f"trial {number}" if number.isdigit() else f"trial {trial.trial_id}"

@@ -47,6 +47,7 @@ from rblock_tune.layout import (
 )
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._display import StudyDisplay
+from rblock_tune.tuning._fused_trial import FUSED_SEEDS_KEY, run_fused_trial
 from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
@@ -57,7 +58,7 @@ from rblock_tune.tuning._tracking import (
     describe_parent,
     fail_orphan_runs,
     find_or_create_parent,
-    find_run,
+    find_runs,
     log_arms_record,
     log_search_record,
     set_run_status,
@@ -179,9 +180,10 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
     def _set(self, trial: Any, status: str, epoch: int = 0) -> None:
         client = MlflowClient(tracking_uri=self.tracking_uri)
         tags = {PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id}
-        run_id = find_run(client, self.experiment_id, tags)
-        if run_id is None:
-            return
+        for run_id in find_runs(client, self.experiment_id, tags):  # a fused trial: one run per member
+            self._set_run(client, run_id, status, epoch)
+
+    def _set_run(self, client: MlflowClient, run_id: str, status: str, epoch: int) -> None:
         run = client.get_run(run_id)
         if run.data.tags.get(STATUS_TAG) in FINAL_STATUSES:
             return
@@ -263,9 +265,10 @@ def _trainable(
     experiment_id: str,
     parent: str,
     arms: dict[str, dict[str, Any]],
+    function: Callable[..., None] = run_trial,
 ) -> tuple[Any, str]:
-    """The Ray trainable of one phase (Ray experiment ``name``), and where its trials keep their
-    own checkpoint copies."""
+    """The Ray trainable of one phase (Ray experiment ``name``; ``function``: a trial, solo or fused),
+    and where its trials keep their own checkpoint copies."""
     state_uri = f"{paths.storage.rstrip('/')}/{name}/{STATE_DIR}"
     context = TrialContext(
         study=spec.name,
@@ -282,7 +285,7 @@ def _trainable(
         measure_test=phase != PHASE_SEARCH or spec.search_measures_test,
     )
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources), state_uri
+    return tune.with_resources(tune.with_parameters(function, context=context), resources), state_uri
 
 
 def _run_config(
@@ -421,10 +424,22 @@ def seed_phase(
     arms = build_arms(spec, paths.workdir, best)
     parent = find_or_create_parent(client, experiment_id, spec.name, PHASE_SEEDS)
     epochs = spec.seed_epochs
-    trainable, state_uri = _trainable(spec, paths, name, PHASE_SEEDS, epochs, experiment_id, parent, arms)
+    fused = spec.seeds.fuse > 1
+    trainable, state_uri = _trainable(
+        spec,
+        paths,
+        name,
+        PHASE_SEEDS,
+        epochs,
+        experiment_id,
+        parent,
+        arms,
+        run_fused_trial if fused else run_trial,
+    )
     seeds = [int(seed) for seed in plan["seeds"]]
+    groups = spec.seeds.seed_groups(seeds)
     describe_parent(client, parent, arms_description(spec, arms, seeds, epochs))
-    expected = len(arms) * len(seeds)
+    expected = len(arms) * (len(groups) if fused else len(seeds))  # Ray trials
     run_config = _run_config(name, spec, paths, experiment_id, parent, epochs, expected, verbosity)
 
     race = spec.race_design()
@@ -451,9 +466,14 @@ def seed_phase(
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
                 run_config=run_config,
             )
+        space = (
+            {"arm": tune.grid_search(list(arms)), FUSED_SEEDS_KEY: tune.grid_search(groups)}
+            if fused
+            else {"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(seeds)}
+        )
         return tune.Tuner(
             trainable,
-            param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(seeds)},
+            param_space=space,
             tune_config=tune.TuneConfig(
                 num_samples=1, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
             ),
@@ -463,7 +483,7 @@ def seed_phase(
     outcome = _fit(name, trainable, paths, build, resume, expected, run_config, race=race is not None)
     if not outcome.done:
         return outcome, 0
-    runs = expected
+    runs = len(arms) * len(seeds)
     if race is not None:
         record = read_race_state(paths.workdir / spec.name / RACE_STATE_FILE) or {}
         if not record.get("over"):

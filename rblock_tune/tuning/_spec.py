@@ -189,6 +189,7 @@ class SeedSpec:
     epochs: int | None = setting(at_least(1), default=None)  # None = base train.epochs
     allow_search_seeds: bool = False
     race: RaceSpec | None = setting(parse=_parse_race, default=None)
+    fuse: int = setting(at_least(1), default=1)  # members per fused trial; 1: every run its own trial
 
     @property
     def count(self) -> int:
@@ -206,6 +207,11 @@ class SeedSpec:
             return list(self.seeds)[: self.count]
         start = max(search_seeds) + 1 if search_seeds else 0
         return list(range(start, start + self.count))
+
+    def seed_groups(self, seeds: Sequence[int]) -> list[list[int]]:
+        """``seeds`` in consecutive groups of :attr:`fuse` (the last may be smaller): the seeds that
+        one fused trial of an arm trains together (:class:`rblock_tune.trainer.FusedTrainer`)."""
+        return [list(seeds[i : i + self.fuse]) for i in range(0, len(seeds), self.fuse)]
 
     def check_disjoint(self, search_seeds: Sequence[int], where: str = "the search trials") -> None:
         """Refuse explicit ``seeds`` that reuse a seed of ``search_seeds``, unless allowed.
@@ -512,6 +518,11 @@ def _check_seeds(seeds: SeedSpec, base: TrialConfig) -> None:
         raise ConfigError("seeds has no arms: set seeds.top_k >= 1 or list seeds.arms")
     seed_epochs = seeds.epochs or base.train.epochs
     _check_epochs(base, seed_epochs, "seeds.epochs")
+    if seeds.fuse > 1 and seeds.race is not None:
+        raise ConfigError(
+            f"seeds.fuse={seeds.fuse} with seeds.race: a race hands out one seed at a time, so its runs "
+            "cannot be fused; drop seeds.fuse (or set it to 1), or drop seeds.race"
+        )
     for i, arm in enumerate(seeds.arms):
         _check_overrides(f"seeds.arms[{i}].set", {**arm.overrides, "train.epochs": seed_epochs}, base)
 

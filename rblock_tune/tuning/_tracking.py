@@ -71,6 +71,7 @@ __all__ = [
     "fail_orphan_runs",
     "find_or_create_parent",
     "find_run",
+    "find_runs",
     "log_arms_record",
     "log_search_record",
     "set_run_status",
@@ -101,11 +102,29 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     return str(client.create_experiment(name, artifact_location=artifact_location))
 
 
+def _tag_query(tags: Mapping[str, str]) -> str:
+    return " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+
+
 def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:
     """The id of a run of ``experiment_id`` with these tag values, or None."""
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    runs = client.search_runs([experiment_id], filter_string=query, max_results=2)
+    runs = client.search_runs([experiment_id], filter_string=_tag_query(tags), max_results=2)
     return str(runs[0].info.run_id) if runs else None
+
+
+def find_runs(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> list[str]:
+    """The ids of every run of ``experiment_id`` with these tag values (a fused trial has one run
+    per member, all with the trial's tag)."""
+    ids: list[str] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=_tag_query(tags), max_results=1000, page_token=token
+        )
+        ids += [str(run.info.run_id) for run in page]
+        token = page.token
+        if not token:
+            return ids
 
 
 def find_or_create_parent(client: MlflowClient, experiment_id: str, study: str, phase: str) -> str:
@@ -236,6 +255,8 @@ class TrialRun:
         shown_keys: dotted keys the one-line description names besides the R-Block values (the
             values a search sampled, an arm's overrides).
         optuna_trial: a search trial's Optuna trial number.
+        member: a member of a fused trial (one Ray trial, one run per seed): the run is found again
+            by its seed as well as its trial.
     """
 
     def __init__(
@@ -252,19 +273,22 @@ class TrialRun:
         run_name: str,
         shown_keys: Iterable[str] = (),
         optuna_trial: int | None = None,
+        member: bool = False,
     ) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.log_lines: list[str] = []
         tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id}
+        if member:
+            tags[SEED_TAG] = str(config.seed)
         found = find_run(self.client, experiment_id, tags)
         if found is None:
             params, unused = _run_params(config)
             all_tags = {
                 **tags,
+                SEED_TAG: str(config.seed),
                 ROLE_TAG: ROLE_TRIAL,
                 PHASE_TAG: phase,
                 STUDY_TAG: study,
-                SEED_TAG: str(config.seed),
                 ARM_TAG: arm,
                 VARIANT_TAG: config.reg.variant,
                 ARM_CONFIG_TAG: describe_config(config, shown_keys),

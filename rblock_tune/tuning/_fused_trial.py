@@ -1,0 +1,186 @@
+"""The Ray Tune trainable of a fused seed-phase trial (``seeds.fuse`` > 1).
+
+One Ray trial trains several seeds of one arm as one horizontally fused model
+(:class:`rblock_tune.trainer.FusedTrainer`) in one process. Each member is still its own MLflow run,
+with exactly the tags, params, name, metrics and log of the run it would have been alone; each epoch
+the trial reports one result per member to Ray (its ``seed`` and run id in it), the checkpoint of the
+whole fused state with the last of them. A member whose loss becomes non-finite ends as ``diverged``
+while the others go on. Checkpoints, the trial's own copy and restores work as for a solo trial
+(:mod:`rblock_tune.tuning._trainable`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from rblock_tune.config import TrialConfig, describe_config
+from rblock_tune.errors import DivergedError
+from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, ERROR_TAG, RESULT_RUN_ID, seed_run_name
+from rblock_tune.trainer import FusedTrainer
+from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
+from rblock_tune.tuning._trainable import (
+    OwnCheckpoints,
+    TrialContext,
+    _restore,
+    _RestoreFallback,
+    _result,
+    quiet_exit_in_teardown,
+    trial_config,
+)
+
+__all__ = ["FUSED_SEEDS_KEY", "fused_configs", "run_fused_trial"]
+
+log = logging.getLogger(__name__)
+
+FUSED_SEEDS_KEY = "seeds"
+"""Key of a fused trial's Ray config holding its members' seeds (a plain seed run has ``seed``)."""
+
+
+def fused_configs(config: dict[str, Any], context: TrialContext) -> tuple[list[TrialConfig], str, list[str]]:
+    """The resolved configs of a fused trial's members (one per seed, in order), its arm and the keys
+    the arm sets."""
+    arm = str(config["arm"])
+    configs, keys = [], []
+    for seed in config[FUSED_SEEDS_KEY]:
+        cfg, _, keys = trial_config({"arm": arm, "seed": int(seed)}, context)
+        configs.append(cfg)
+    return configs, arm, keys
+
+
+def run_fused_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Train one fused trial under Ray Tune (see the module docstring)."""
+    quiet_exit_in_teardown()
+    configs, arm, keys = fused_configs(config, context)
+    trial_id = tune.get_context().get_trial_id()
+    runs = [  # first, so that a trial failing at start still has its runs
+        TrialRun(
+            context.tracking_uri,
+            context.experiment_id,
+            context.parent_run_id,
+            study=context.study,
+            phase=context.phase,
+            trial_id=trial_id,
+            config=cfg,
+            arm=arm,
+            run_name=seed_run_name(arm, cfg.seed),
+            shown_keys=keys,
+            member=True,
+        )
+        for cfg in configs
+    ]
+    handlers = [RunLogHandler(run) for run in runs]
+    package_log = logging.getLogger("rblock_tune")
+    for handler in handlers:
+        package_log.addHandler(handler)
+    try:
+        _train(runs, configs, trial_id, context)
+    finally:
+        for handler in handlers:
+            package_log.removeHandler(handler)
+
+
+def _train(runs: list[TrialRun], configs: list[TrialConfig], trial_id: str, context: TrialContext) -> None:
+    seeds = ", ".join(str(cfg.seed) for cfg in configs)
+    for i, (run, cfg) in enumerate(zip(runs, configs, strict=True)):
+        run.note(
+            f"trial {trial_id}, fused member {i + 1} of {len(configs)} (seeds {seeds}): "
+            f"{describe_config(cfg)}, seed {cfg.seed}, {context.epochs} epochs"
+        )
+    try:
+        _train_epochs(runs, configs, trial_id, context)
+    except Exception as exc:  # in every member's log too (Ray records it, and retries the trial)
+        for run in runs:
+            run.note(f"error: {type(exc).__name__}: {exc}")
+            try:
+                run.upload_log()
+            except Exception:  # noqa: BLE001 - the trial's own error is the one to raise
+                log.warning("the log of run %s could not be written", run.run_id)
+        raise
+
+
+def _member_result(record: dict[str, Any], run: TrialRun, seed: int, metric: str) -> dict[str, Any]:
+    result = _result(record, metric, run.run_id)
+    result["seed"] = seed
+    return result
+
+
+def _report_all(results: list[dict[str, Any]], directory: str | None) -> None:
+    """Report each member's result; the checkpoint (when given) goes with the last one."""
+    for i, result in enumerate(results):
+        last = i == len(results) - 1
+        if last and directory is not None:
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
+        else:
+            tune.report(result)
+
+
+def _diverged(
+    run: TrialRun, seed: int, exc: DivergedError, last: dict[str, Any], context: TrialContext
+) -> dict[str, Any]:
+    """End a member's run as diverged; the result that says so to Ray."""
+    run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
+    run.note(f"diverged: {exc}")
+    run.finish(DIVERGED)
+    worst = -math.inf if context.mode == "max" else math.inf
+    return {
+        "epoch": exc.epoch,
+        "diverged": 1,
+        context.metric: last.get(context.metric, worst),
+        RESULT_RUN_ID: run.run_id,
+        "seed": seed,
+    }
+
+
+def _train_epochs(
+    runs: list[TrialRun], configs: list[TrialConfig], trial_id: str, context: TrialContext
+) -> None:
+    trainer = FusedTrainer(configs)
+    own = OwnCheckpoints(context.state_uri, trial_id)
+    from_own_copy = _restore(trainer, own)
+    for run, records in zip(runs, trainer.records, strict=True):
+        for record in records:  # epochs a crash may have kept out of MLflow
+            run.log_epoch(record)
+    live = [i for i in range(trainer.k) if trainer.diverged[i] is None]
+    if from_own_copy and any(trainer.records):
+        # as for a solo trial: the copy can be one epoch ahead of what Ray last received
+        with tempfile.TemporaryDirectory() as directory:
+            trainer.save(Path(directory) / CHECKPOINT_FILE)
+            _report_all(
+                [
+                    _member_result(trainer.records[i][-1], runs[i], configs[i].seed, context.metric)
+                    for i in live
+                    if trainer.records[i]
+                ],
+                directory,
+            )
+    for records in trainer.epochs(test=context.measure_test):
+        with tempfile.TemporaryDirectory() as directory:
+            trainer.save(Path(directory) / CHECKPOINT_FILE)
+            epoch = trainer.epoch
+            own.save(Path(directory) / CHECKPOINT_FILE, epoch)
+            results = []
+            for i in list(live):
+                exc = trainer.diverged[i]
+                if exc is not None:  # diverged in this epoch: its run ends, the others go on
+                    live.remove(i)
+                    last = trainer.records[i][-1] if trainer.records[i] else {}
+                    results.insert(0, _diverged(runs[i], configs[i].seed, exc, last, context))
+                    continue
+                record = records[i]
+                assert record is not None
+                runs[i].log_epoch(record)
+                results.append(_member_result(record, runs[i], configs[i].seed, context.metric))
+            _report_all(results, directory)
+        if not live:
+            return
+    for i in live:
+        runs[i].finish(COMPLETED)
+
+
+run_fused_trial.__mixins__ = (_RestoreFallback,)  # type: ignore[attr-defined]  # read by Ray's wrap_function
