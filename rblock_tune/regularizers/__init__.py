@@ -34,6 +34,7 @@ from rblock_tune.regularizers._masks import (
     expected_dropblock_rate,
     grow_blocks,
     mask_drop_prob,
+    sample_dropped,
     sample_masks,
 )
 from rblock_tune.regularizers._schedule import DropSchedule
@@ -76,6 +77,7 @@ __all__ = [
     "rblock_loss_terms",
     "realised_drop_rates",
     "reset_drop_rates",
+    "sample_dropped",
     "sample_masks",
     "set_drop_prob",
     "symmetric_kl",

@@ -1,4 +1,4 @@
-"""``nn.Module`` drop layers: thin wrappers around :func:`sample_masks`.
+"""``nn.Module`` drop layers: thin wrappers around the mask samplers (:func:`sample_masks`).
 
 Single-model layers mask the whole batch. Paired layers expect the paired batch
 ``[x; x]`` (2B rows) and apply m_a to the first B rows and m_b to the second B rows.
@@ -23,7 +23,7 @@ from torch import nn
 
 from rblock_tune.config import RegConfig
 from rblock_tune.errors import ConfigError
-from rblock_tune.regularizers._masks import mask_drop_prob, sample_masks
+from rblock_tune.regularizers._masks import mask_drop_prob, sample_dropped
 from rblock_tune.variants import VARIANT_TABLE, check_drop_prob, get_variant
 
 __all__ = [
@@ -47,13 +47,34 @@ __all__ = [
 ]
 
 
-def _rescale(mask: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    return mask * (mask.numel() / kept.clamp(min=1.0))
+def _scaled_masks(dropped: torch.Tensor, units: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rescaled keep-masks of ``n`` sub-models from their stacked dropped maps, in one pass.
+
+    Args:
+        dropped: boolean (n, B, C, H, W) or (n, B, C, 1, 1), as :func:`sample_dropped` returns.
+        units: units of one sub-model's half of the feature map (B * C * H * W).
+        dtype: dtype of the masks (the feature map's).
+
+    Returns:
+        ``(masks, kept)``: masks (n * B, C, H, W) (or (n * B, C, 1, 1)), 0 where dropped and
+        ``units / kept`` of its own half elsewhere; kept (n,) float32, the kept units per half.
+    """
+    n = dropped.shape[0]
+    per_value = units // dropped[0].numel()  # units each map value stands for (H * W when broadcast)
+    kept = (units - per_value * torch.count_nonzero(dropped.view(n, -1), dim=1)).float()
+    scale = (units / kept.clamp(min=1.0)).to(dtype)  # same float32 arithmetic as mask * (numel / kept)
+    zero = torch.zeros((), dtype=dtype, device=dropped.device)
+    masks = torch.where(dropped, zero, scale.view(n, 1, 1, 1, 1))
+    return masks.view(n * dropped.shape[1], *dropped.shape[2:]), kept
 
 
 @torch.compiler.disable  # type: ignore[untyped-decorator]
 def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
     """Sample, measure and apply ``layer``'s masks to ``x``.
+
+    The masks come as boolean dropped maps, stacked per sub-model (:func:`sample_dropped`, the
+    same draws as :func:`sample_masks`); one count gives every half's kept units and one
+    ``where`` the rescaled masks of the whole (paired) batch, which multiply ``x`` once.
 
     Runs eagerly under ``torch.compile`` (one graph break per drop layer): explicit generators,
     the boolean block growth and the layer's rate counters stay out of the compiled graph.
@@ -61,10 +82,10 @@ def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
     if layer.probe is not None:
         drop_prob, block_size, generator = layer.probe
         shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        (mask,) = sample_masks(
+        dropped = sample_dropped(
             "dropblock", shape, drop_prob, block_size, generator=generator, device=x.device
         )
-        return x * _rescale(mask, mask.sum()).to(x.dtype)
+        return x * _scaled_masks(dropped, x[0].numel() * x.shape[0], x.dtype)[0]
     rows = x.shape[0]
     if layer.paired:
         if rows % 2:
@@ -78,14 +99,14 @@ def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
         return x
     shape = (rows, x.shape[1], x.shape[2], x.shape[3])
     p = mask_drop_prob(layer.variant, layer.drop_prob, layer.rate_basis)
-    masks = sample_masks(
+    dropped = sample_dropped(
         layer.variant, shape, p, layer.block_size, generator=layer.generator, device=x.device
     )
-    kept = torch.stack([m.sum() for m in masks])
+    units = rows * x[0].numel()
+    masks, kept = _scaled_masks(dropped, units, x.dtype)
     if layer.counting:
-        layer._record(1.0 - kept.double() / masks[0].numel())
-    scaled = [_rescale(m, k) for m, k in zip(masks, kept, strict=True)]
-    return x * (torch.cat(scaled) if layer.paired else scaled[0]).to(x.dtype)
+        layer._record(1.0 - kept.double() / units)
+    return x * masks
 
 
 class DropLayer(nn.Module):

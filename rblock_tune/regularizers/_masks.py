@@ -3,6 +3,13 @@
 All masks are per sample and per channel, shape (B, C, H, W), 1 = keep and 0 = drop,
 and unscaled. Every random draw comes from the optional ``generator`` (else torch's
 global RNG), on ``device``.
+
+Each variant's sampler draws boolean *dropped* maps, stacked per sub-model: a tensor
+(n, B, C, H, W), or (n, B, C, 1, 1) where a variant's map is constant over the plane
+(``spatial_dropout``). :func:`sample_masks` turns them into float keep-masks; the drop
+layers read them as they are (:func:`sample_dropped`), so that they count and rescale
+both halves of a paired batch in one pass each. Both draw the same random numbers in the
+same order, so a generator state gives the same masks either way.
 """
 
 from __future__ import annotations
@@ -16,11 +23,19 @@ import torch.nn.functional as F
 from rblock_tune.errors import ConfigError
 from rblock_tune.variants import VARIANT_TABLE, check_drop_prob, get_variant
 
-__all__ = ["dropblock_gamma", "expected_dropblock_rate", "grow_blocks", "mask_drop_prob", "sample_masks"]
+__all__ = [
+    "dropblock_gamma",
+    "expected_dropblock_rate",
+    "grow_blocks",
+    "mask_drop_prob",
+    "sample_dropped",
+    "sample_masks",
+]
 
 Shape = tuple[int, int, int, int]
-Sampler = Callable[[Shape, float, int, torch.Generator | None, torch.device | None], tuple[torch.Tensor, ...]]
-"""A variant's mask sampler: (shape, p, b, generator, device) -> its masks (see :func:`sample_masks`)."""
+Sampler = Callable[[Shape, float, int, torch.Generator | None, torch.device | None], torch.Tensor]
+"""A variant's sampler: (shape, p, b, generator, device) -> its boolean dropped maps, stacked per
+sub-model (see :func:`sample_dropped`)."""
 
 
 def _check_args(variant: str, shape: Sequence[int], drop_prob: float, block_size: int) -> Shape:
@@ -89,9 +104,10 @@ def grow_blocks(seeds: torch.Tensor, b: int, method: str = "auto") -> torch.Tens
     """Dilate boolean seeds (B, C, H - b + 1, W - b + 1) into b x b squares on (B, C, H, W).
 
     A seed at (i, j) covers rows i..i+b-1 and columns j..j+b-1. ``method``: ``maxpool`` is one
-    max-pool over the seeds padded by b - 1 (fast on accelerators); ``shifted`` is 2b shifted ORs,
-    rows then columns (about 8x faster than that max-pool on CPU); ``auto`` (what the masks use)
-    picks ``shifted`` on CPU and ``maxpool`` elsewhere. Both give the identical result.
+    max-pool over the seeds padded by b - 1 (fast on accelerators); ``shifted`` places the seeds in
+    a zero-padded map and ORs the flat map with itself shifted by 1..b-1 columns, then by 1..b-1
+    rows (2(b - 1) contiguous ORs: far faster than that max-pool on CPU); ``auto`` (what the
+    masks use) picks ``shifted`` on CPU and ``maxpool`` elsewhere. Both give the identical result.
     """
     if method not in ("auto", "maxpool", "shifted"):
         raise ConfigError(f"grow_blocks method={method!r} is not allowed: must be auto, maxpool or shifted")
@@ -102,13 +118,30 @@ def grow_blocks(seeds: torch.Tensor, b: int, method: str = "auto") -> torch.Tens
     if method == "maxpool" or (method == "auto" and seeds.device.type != "cpu"):
         padded = F.pad(seeds.float(), (b - 1, b - 1, b - 1, b - 1))
         return F.max_pool2d(padded, kernel_size=b, stride=1) > 0
-    rows = torch.zeros((bsz, ch, h, vw), dtype=torch.bool, device=seeds.device)
-    for d in range(b):
-        rows[:, :, d : d + vh, :] |= seeds
-    out = torch.zeros((bsz, ch, h, w), dtype=torch.bool, device=seeds.device)
-    for d in range(b):
-        out[:, :, :, d : d + vw] |= rows
-    return out
+    placed = torch.zeros((bsz, ch, h, w), dtype=torch.bool, device=seeds.device)
+    placed[:, :, :vh, :vw] = seeds
+    return _grow_placed(placed, b)
+
+
+def _grow_placed(placed: torch.Tensor, b: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Dilate seeds held in the top-left (H - b + 1, W - b + 1) corner of a zero-padded boolean
+    map (B, C, H, W) into b x b squares, into ``out`` (a new tensor by default).
+
+    On the flat map a shift by d columns (d < b) crosses into the row before only from its last
+    b - 1 columns, which are zero; a shift by d rows crosses into the plane before only from its
+    last b - 1 rows, zero as well. So 2(b - 1) ORs of contiguous 1-d slices dilate exactly.
+    """
+    width = placed.shape[-1]
+    flat = placed.reshape(-1)
+    cols = flat.clone()
+    for d in range(1, b):
+        cols[d:] |= flat[:-d]
+    grown = torch.empty_like(placed) if out is None else out
+    rows = grown.view(-1)
+    rows.copy_(cols)
+    for d in range(1, b):
+        rows[d * width :] |= cols[: -d * width]
+    return grown
 
 
 def _dropblock(
@@ -117,13 +150,21 @@ def _dropblock(
     block_size: int,
     generator: torch.Generator | None,
     device: torch.device | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Boolean *dropped* map of D(p, b): seeds in the valid region grown into b x b squares."""
+    """Boolean *dropped* map of D(p, b): seeds in the valid region grown into b x b squares
+    (into ``out`` when given: a boolean tensor of ``shape``)."""
     bsz, ch, h, w = shape
     b = min(block_size, h, w)
     gamma = min(dropblock_gamma(drop_prob, block_size, h, w), 1.0)
-    seeds = _coin((bsz, ch, h - b + 1, w - b + 1), gamma, generator, device)
-    return grow_blocks(seeds, b)
+    draws = torch.rand((bsz, ch, h - b + 1, w - b + 1), generator=generator, device=device)
+    if b > 1 and draws.device.type == "cpu":
+        # the seeds land straight in the zero-padded map that the shifted ORs grow
+        placed = torch.zeros(shape, dtype=torch.bool, device=draws.device)
+        torch.lt(draws, gamma, out=placed[:, :, : h - b + 1, : w - b + 1])
+        return _grow_placed(placed, b, out)
+    grown = grow_blocks(draws < gamma, b)
+    return grown if out is None else out.copy_(grown)
 
 
 def _sdrop_assignment(
@@ -139,11 +180,12 @@ def _sdrop_assignment(
     n_rows = (h + b - 1) // b + 1
     n_cols = (w + b - 1) // b + 1
     offsets = torch.randint(0, b, (bsz, ch, 2), generator=generator, device=device)
-    coins = _coin((bsz, ch, n_rows * n_cols), 0.5, generator, device)
+    coins = _coin((bsz, ch, n_rows * n_cols), 0.5, generator, device).view(bsz, ch, n_rows, n_cols)
     cell_r = (torch.arange(h, device=device) + offsets[..., 0:1]) // b  # (B, C, H)
     cell_c = (torch.arange(w, device=device) + offsets[..., 1:2]) // b  # (B, C, W)
-    index = (cell_r[..., :, None] * n_cols + cell_c[..., None, :]).reshape(bsz, ch, h * w)
-    return torch.gather(coins, 2, index).reshape(bsz, ch, h, w)
+    # the coin of cell (cell_r, cell_c): pick each unit's cell row, then its cell column
+    rows = torch.gather(coins, 2, cell_r[..., None].expand(bsz, ch, h, n_cols))  # (B, C, H, n_cols)
+    return torch.gather(rows, 3, cell_c[..., None, :].expand(bsz, ch, h, w))
 
 
 def _keep(dropped: torch.Tensor) -> torch.Tensor:
@@ -188,11 +230,45 @@ def sample_masks(
     Reference: Wang & Hu, "R-Block: Regularized Block of Dropout for convolutional
     networks", arXiv 2307.15150.
     """
-    bsz, ch, h, w = _check_args(variant, shape, drop_prob, block_size)
+    full = _check_args(variant, shape, drop_prob, block_size)
+    dropped = _SAMPLERS[variant](full, drop_prob, block_size, generator, _device(device, generator))
+    if variant == "none":
+        return (torch.ones(full, device=dropped.device),)
+    return tuple(_keep(d).expand(full) for d in dropped)
+
+
+def sample_dropped(
+    variant: str,
+    shape: Sequence[int],
+    drop_prob: float,
+    block_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The boolean *dropped* maps behind :func:`sample_masks`, stacked per sub-model.
+
+    Same arguments and the same random draws as :func:`sample_masks`, so
+    ``sample_masks(...)[i] == ~sample_dropped(...)[i]`` (broadcast to ``shape``) for the same
+    generator state.
+
+    Returns:
+        A boolean tensor (n, B, C, H, W), True = dropped, with n = 1 for a single-model variant
+        and n = 2 (m_a's map, then m_b's) for a two-sub-model one; (n, B, C, 1, 1) where the
+        variant drops whole channels (``spatial_dropout``) or nothing (``none``).
+
+    Raises:
+        ConfigError: on an unknown variant or an out-of-range argument.
+    """
+    full = _check_args(variant, shape, drop_prob, block_size)
+    return _SAMPLERS[variant](full, drop_prob, block_size, generator, _device(device, generator))
+
+
+def _device(device: torch.device | str | None, generator: torch.Generator | None) -> torch.device | None:
+    """The masks' device: ``device``, else the generator's, else None (torch's default)."""
     if device is None and generator is not None:
         device = generator.device
-    dev = torch.device(device) if device is not None else None
-    return _SAMPLERS[variant]((bsz, ch, h, w), drop_prob, block_size, generator, dev)
+    return torch.device(device) if device is not None else None
 
 
 def _sample_none(
@@ -201,8 +277,9 @@ def _sample_none(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
-    return (torch.ones(full, device=dev),)
+) -> torch.Tensor:
+    bsz, ch, _, _ = full
+    return torch.zeros((1, bsz, ch, 1, 1), dtype=torch.bool, device=dev)
 
 
 def _sample_dropout(
@@ -211,8 +288,8 @@ def _sample_dropout(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
-    return (_keep(_coin(full, drop_prob, generator, dev)),)
+) -> torch.Tensor:
+    return _coin(full, drop_prob, generator, dev)[None]
 
 
 def _sample_spatial_dropout(
@@ -221,9 +298,9 @@ def _sample_spatial_dropout(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
+) -> torch.Tensor:
     bsz, ch, _, _ = full
-    return (_keep(_coin((bsz, ch, 1, 1), drop_prob, generator, dev)).expand(full),)
+    return _coin((bsz, ch, 1, 1), drop_prob, generator, dev)[None]
 
 
 def _sample_dropblock(
@@ -232,8 +309,8 @@ def _sample_dropblock(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
-    return (_keep(_dropblock(full, drop_prob, block_size, generator, dev)),)
+) -> torch.Tensor:
+    return _dropblock(full, drop_prob, block_size, generator, dev)[None]
 
 
 def _sample_random_dml(
@@ -242,11 +319,19 @@ def _sample_random_dml(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
-    return (
-        _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
-        _keep(_dropblock(full, drop_prob, block_size, generator, dev)),
-    )
+) -> torch.Tensor:
+    pair = torch.empty((2, *full), dtype=torch.bool, device=dev)
+    _dropblock(full, drop_prob, block_size, generator, dev, out=pair[0])
+    _dropblock(full, drop_prob, block_size, generator, dev, out=pair[1])
+    return pair
+
+
+def _split(shared: torch.Tensor, to_a: torch.Tensor, full: Shape) -> torch.Tensor:
+    """The pair (shared & to_a, shared & ~to_a) of shape ``full`` (one operand may broadcast), stacked."""
+    pair = torch.empty((2, *full), dtype=torch.bool, device=shared.device)
+    torch.bitwise_and(shared, to_a, out=pair[0])
+    torch.gt(shared, to_a, out=pair[1])  # on booleans, a > b is a & ~b
+    return pair
 
 
 def _sample_bdrop_dml(
@@ -255,11 +340,11 @@ def _sample_bdrop_dml(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
+) -> torch.Tensor:
     bsz, ch, _, _ = full
     shared = _dropblock(full, drop_prob, block_size, generator, dev)
     to_a = _coin((bsz, ch, 1, 1), 0.5, generator, dev)
-    return _keep(shared & to_a), _keep(shared & ~to_a)
+    return _split(shared, to_a, full)
 
 
 def _sample_sdrop_dml(
@@ -268,11 +353,11 @@ def _sample_sdrop_dml(
     block_size: int,
     generator: torch.Generator | None,
     dev: torch.device | None,
-) -> tuple[torch.Tensor, ...]:
+) -> torch.Tensor:
     bsz, ch, _, _ = full
     selected = _coin((bsz, ch, 1, 1), drop_prob, generator, dev)
     to_a = _sdrop_assignment(full, block_size, generator, dev)
-    return _keep(selected & to_a), _keep(selected & ~to_a)
+    return _split(selected, to_a, full)
 
 
 _SAMPLERS: Mapping[str, Sampler] = MappingProxyType(
@@ -286,7 +371,7 @@ _SAMPLERS: Mapping[str, Sampler] = MappingProxyType(
         "sdrop_dml": _sample_sdrop_dml,
     }
 )
-"""The mask sampler of every variant of :data:`rblock_tune.variants.VARIANT_TABLE`, by name."""
+"""The sampler of every variant of :data:`rblock_tune.variants.VARIANT_TABLE`, by name."""
 
 if _SAMPLERS.keys() != VARIANT_TABLE.keys():
     raise RuntimeError(
