@@ -36,7 +36,8 @@ class DeviceLoader:
         flip: random horizontal flip with probability 0.5 per image (training only).
         channels_last: yield batches in ``torch.channels_last`` memory format.
 
-    Batches are ``(images, labels)``: float32 ``(B, C, H, W)`` images normalised as
+    Batches are ``(images, labels)``: float ``(B, C, H, W)`` images (torch's default float dtype when
+    the loader is built: float32 unless a test asks for float64) normalised as
     ``(x / 255 - mean) / std`` and int64 ``(B,)`` labels, both on ``device``.
     """
 
@@ -88,8 +89,9 @@ class DeviceLoader:
         std_t = torch.tensor(std, dtype=torch.float64)
         mean_t = torch.tensor(mean, dtype=torch.float64)
         # (x / 255 - mean) / std == x * scale + shift
-        self._scale = (1.0 / (255.0 * std_t)).to(self.device, torch.float32).view(1, -1, 1, 1)
-        self._shift = (-mean_t / std_t).to(self.device, torch.float32).view(1, -1, 1, 1)
+        dtype = torch.get_default_dtype()
+        self._scale = (1.0 / (255.0 * std_t)).to(self.device, dtype).view(1, -1, 1, 1)
+        self._shift = (-mean_t / std_t).to(self.device, dtype).view(1, -1, 1, 1)
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -107,7 +109,7 @@ class DeviceLoader:
         return n
 
     def _normalise(self, xb: torch.Tensor) -> torch.Tensor:
-        out = xb.float()  # keeps the memory format of xb
+        out = xb.to(self._scale.dtype)  # keeps the memory format of xb
         return out.mul_(self._scale).add_(self._shift)
 
     def batches(
@@ -121,7 +123,7 @@ class DeviceLoader:
                 the global torch RNG. Ignored when ``train`` is false.
 
         Yields:
-            float32 normalised images ``(B, C, H, W)`` and int64 labels ``(B,)``, on the device.
+            float normalised images ``(B, C, H, W)`` and int64 labels ``(B,)``, on the device.
         """
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"generator must be a CPU generator, but got one on {generator.device}")

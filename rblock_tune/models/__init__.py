@@ -1,4 +1,5 @@
-"""Model registry: CIFAR ResNets, pre-activation ResNet-18 and VGG-16-BN."""
+"""Model registry: CIFAR ResNets, pre-activation ResNet-18 and VGG-16-BN; and their horizontal fusion
+(:func:`fuse_models`: k models of one architecture as one, for fused seeds)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from torch import nn
 
 from rblock_tune.config import MODELS, ModelConfig
 from rblock_tune.errors import ConfigError
+from rblock_tune.models._fused import (
+    FusedLinear,
+    Memberwise,
+    fuse_models,
+    load_member_state,
+    member_state,
+    member_tensor,
+)
 from rblock_tune.models._resnet import CifarResNet, PadShortcut, PreActResNet
 from rblock_tune.models._vgg import VGG
 
@@ -16,10 +25,16 @@ __all__ = [
     "DEFAULT_SHORTCUTS",
     "MODELS",
     "CifarResNet",
+    "FusedLinear",
+    "Memberwise",
     "PadShortcut",
     "PreActResNet",
     "VGG",
     "build_model",
+    "fuse_models",
+    "load_member_state",
+    "member_state",
+    "member_tensor",
 ]
 
 DEFAULT_DROP_STAGES: dict[str, tuple[int, ...]] = {

@@ -4,7 +4,6 @@ of a run, saved and restored exactly."""
 from __future__ import annotations
 
 import logging
-import math
 import random
 import sys
 import time
@@ -19,50 +18,35 @@ from torch import nn
 
 from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
-from rblock_tune.data import Dataset, DeviceLoader, load_dataset, probe_rows
-from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
+from rblock_tune.data import Dataset, DeviceLoader, load_dataset
+from rblock_tune.errors import CheckpointError, DivergedError
 from rblock_tune.layout import SCHEDULED_DROP_PROB
-from rblock_tune.models import build_model
 from rblock_tune.regularizers import (
-    DropSchedule,
-    drop_factory,
     drop_layers,
     dropblock_probe,
     rblock_loss_terms,
-    realised_drop_rates,
     reset_drop_rates,
     set_drop_prob,
     symmetric_kl,
 )
 from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, check_compatible, read_checkpoint
+from rblock_tune.trainer._setup import (
+    CONSISTENCY_SEED,
+    build_drop_schedule,
+    build_loaders,
+    build_optimizer,
+    build_probe_batch,
+    build_seeded_model,
+    drop_rate_record,
+    resolve_device,
+)
 
 __all__ = ["CONSISTENCY_SEED", "TIMING_KEYS", "Trainer", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
-CONSISTENCY_SEED = 20230728
-"""Seed of the masks of both consistency metrics: the same masks every epoch, for every trial."""
-
-
 TIMING_KEYS = ("epoch_seconds", "images_per_second")
 """Record fields that measure wall time; everything else is reproducible by seed on CPU."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device='cuda' but no CUDA device is available: use train.device=cpu or auto")
-    return torch.device(name)
-
-
-def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
 
 
 class Trainer:
@@ -90,10 +74,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.data = dataset if dataset is not None else load_dataset(config.data)
         self.paired = config.reg.paired
-        torch.manual_seed(config.seed)
-        self.model: nn.Module = build_model(
-            config.model, self.data.num_classes, drop_factory(config.reg), in_channels=self.data.in_channels
-        )
+        self.model: nn.Module = build_seeded_model(config, self.data)
         self.channels_last = self.on_cuda and cfg.channels_last
         self.model.to(self.device)
         if self.channels_last:
@@ -103,63 +84,21 @@ class Trainer:
         )
         self.drop_layers = drop_layers(self.model)
         self.data_generator = torch.Generator().manual_seed(config.seed)
-
-        loader_args: dict[str, Any] = {
-            "device": self.device,
-            "mean": self.data.mean,
-            "std": self.data.std,
-            "channels_last": self.channels_last,
-        }
-        self.train_loader = DeviceLoader(
-            self.data.train_x,
-            self.data.train_y,
-            batch_size=cfg.batch_size,
-            train=True,
-            crop_padding=config.data.crop_padding,
-            flip=config.data.flip,
-            **loader_args,
-        )
-        self.val_loader = DeviceLoader(
-            self.data.val_x,
-            self.data.val_y,
-            batch_size=cfg.eval_batch_size,
-            train=False,
-            **loader_args,
-        )
-        self.test_loader = DeviceLoader(
-            self.data.test_x,
-            self.data.test_y,
-            batch_size=cfg.eval_batch_size,
-            train=False,
-            **loader_args,
+        self.train_loader, self.val_loader, self.test_loader = build_loaders(
+            config, self.data, self.device, self.channels_last
         )
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = cfg.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
+        self.optimizer, self.scheduler = build_optimizer(
+            self.model.parameters(), config, self.steps_per_epoch
         )
-        warmup_steps = round(cfg.warmup_epochs * self.steps_per_epoch)
-        total_steps = self.total_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: _lr_factor(step, warmup_steps, total_steps)
-        )
-        reg = config.reg
-        ramp_steps = (
-            None if reg.ramp_epochs is None else max(1, round(reg.ramp_epochs * self.steps_per_epoch))
-        )
-        self.drop_schedule = DropSchedule(
-            reg.drop_prob, self.total_steps, reg.schedule, reg.ramp_fraction or 1.0, ramp_steps
-        )
+        self.drop_schedule = build_drop_schedule(config, self.steps_per_epoch)
         self.epoch = 0
         self.step = 0
         self.last_lr = cfg.lr
         self.records: list[dict[str, Any]] = []
         self.test_acc: float | None = None
-        self._consistency_batch = self._probe_batch(cfg.consistency_batch)
+        self._consistency_batch = build_probe_batch(config, self.data, self.device, self.channels_last)
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self) -> AbstractContextManager[Any]:
@@ -170,21 +109,6 @@ class Trainer:
     def _sync(self) -> None:
         if self.on_cuda:
             torch.cuda.synchronize(self.device)
-
-    def _probe_batch(self, size: int) -> torch.Tensor | None:
-        """The fixed probe batch of the consistency metrics: ``size`` validation images, a
-        class-stratified sample fixed by ``data.split_seed`` (:func:`rblock_tune.data.probe_rows`);
-        None without a validation split (test images are never used)."""
-        if not len(self.data.val_y):
-            return None
-        rows = probe_rows(self.data.val_y, self.data.num_classes, size, self.config.data.split_seed)
-        x = self.data.val_x[rows].to(self.device)
-        mean = torch.tensor(self.data.mean, device=self.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.data.std, device=self.device).view(1, -1, 1, 1)
-        batch = (x.float() / 255.0 - mean) / std
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
 
     @property
     def done(self) -> bool:
@@ -270,11 +194,7 @@ class Trainer:
         actually applied: share of units dropped, per sub-model, averaged over steps and drop
         layers. ``drop_rate`` for single-model variants (0 for ``none``), ``drop_rate_a`` and
         ``drop_rate_b`` for the two sub-models of paired ones."""
-        rates = None if self.config.reg.variant == "none" else realised_drop_rates(self.model)
-        if self.paired:
-            a, b = rates if rates is not None else (0.0, 0.0)
-            return {"drop_rate_a": a, "drop_rate_b": b}
-        return {"drop_rate": rates[0] if rates is not None else 0.0}
+        return drop_rate_record(self.config, self.model)
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader) -> tuple[float, float]:
