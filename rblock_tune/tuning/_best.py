@@ -4,6 +4,7 @@ takes (file names: :func:`rblock_tune.layout.best_config_file`)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,26 @@ from rblock_tune.config import config_to_dict, with_overrides
 from rblock_tune.layout import RAY_TRIAL_ATTR, best_config_file
 from rblock_tune.tuning._spec import StudySpec
 
-__all__ = ["write_best_configs"]
+__all__ = ["top_configs", "top_trials", "write_best_configs"]
 
 log = logging.getLogger(__name__)
+
+
+def top_trials(study: Any, k: int) -> list[Any]:
+    """The ``k`` best COMPLETE trials of Optuna study ``study``, best first (no Ray imported: ``study
+    status`` reads it)."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE,)
+    done = [t for t in study.get_trials(deepcopy=False, states=states) if t.value is not None]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.value, reverse=reverse)
+    return list(itertools.islice(done, k))
+
+
+def top_configs(study: Any, k: int) -> list[tuple[dict[str, Any], float]]:
+    """The ``k`` best COMPLETE trials as (overrides, value), best first."""
+    return [(dict(t.params), float(t.value)) for t in top_trials(study, k)]
 
 
 def _trial_of(study: Any, overrides: dict[str, Any], value: Any) -> Any:

@@ -80,9 +80,8 @@ def _optuna_best(name: str, url: str, mode: str) -> tuple[dict[str, int], float 
         study = optuna.load_study(study_name=name, storage=url)
     except KeyError:
         return None
-    values = [
-        t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None
-    ]
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    values = [t.value for t in complete if t.value is not None]
     best = (max if mode == "max" else min)(values) if values else None
     return optuna_counts(study), best
 

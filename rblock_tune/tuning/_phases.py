@@ -46,12 +46,13 @@ from rblock_tune.layout import (
     stopped_name,
 )
 from rblock_tune.tuning._arms import build_arms
+from rblock_tune.tuning._best import top_trials
 from rblock_tune.tuning._display import StudyDisplay
 from rblock_tune.tuning._fused_trial import FUSED_SEEDS_KEY, run_fused_trial
 from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
-from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points, top_trials
+from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points
 from rblock_tune.tuning._spec import StudySpec
 from rblock_tune.tuning._tracking import (
     append_to_log,

@@ -11,7 +11,6 @@ intermediate value, and the end of a trial is told as:
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -265,7 +264,9 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             return
         self._done.add(trial_id)
         number = self._trials[trial_id]
-        if self.study.trials[number].state != TrialState.RUNNING:
+        # only the running trials: ``study.trials`` would deep-copy every trial, at each completion
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if all(t.number != number for t in running):
             self._live.pop(trial_id, None)
             self._reported.pop(trial_id, None)
             return
@@ -306,16 +307,3 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
                 self.study.tell(trial.number, state=TrialState.FAIL)
                 count += 1
         return count
-
-
-def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``k`` best COMPLETE trials, best first."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    done.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
-    return list(itertools.islice(done, k))
-
-
-def top_configs(study: optuna.Study, k: int) -> list[tuple[dict[str, Any], float]]:
-    """The ``k`` best COMPLETE trials as (overrides, value), best first."""
-    return [(dict(t.params), float(t.value)) for t in top_trials(study, k)]  # type: ignore[arg-type]

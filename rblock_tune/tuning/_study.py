@@ -38,7 +38,7 @@ from rblock_tune.layout import (
     role_and_phase,
 )
 from rblock_tune.tuning._arms import plan_seeds, resolve_arms
-from rblock_tune.tuning._best import write_best_configs
+from rblock_tune.tuning._best import top_configs, write_best_configs
 from rblock_tune.tuning._driver import driver_alive, study_state, this_driver
 from rblock_tune.tuning._race_record import race_summary, read_race_state
 from rblock_tune.tuning._spec import StudySpec, spec_from_state
@@ -285,8 +285,6 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     """
     import optuna
 
-    from rblock_tune.tuning._searcher import top_configs
-
     state_file = locate_study(name_or_dir, workdir)
     state = read_state(state_file)
     spec = spec_from_state(state, state_file)
@@ -350,4 +348,5 @@ def optuna_counts(study: Any) -> dict[str, int]:
     """An Optuna study's trials by state (``complete``, ``pruned``, ``fail``, ``running``, ...)."""
     import optuna
 
-    return {s.name.lower(): sum(1 for t in study.trials if t.state == s) for s in optuna.trial.TrialState}
+    states = [t.state for t in study.get_trials(deepcopy=False)]  # once: ``study.trials`` deep-copies
+    return {s.name.lower(): states.count(s) for s in optuna.trial.TrialState}
