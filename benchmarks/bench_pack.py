@@ -171,7 +171,8 @@ def main() -> None:
         f"{args.model}/{args.variant}, batch {args.batch_size}, device {args.device}, "
         f"compile {args.compile}, window {args.seconds:g} s, torch {torch.__version__}"
     )
-    print(f"{'n':>3} {'aggregate img/s':>16} {'vs 1 trial':>11} {'median trial img/s':>19} {'peak MiB/trial':>15}")
+    heads = f"{'aggregate img/s':>16} {'vs 1 trial':>11} {'median trial img/s':>19} {'peak MiB/trial':>15}"
+    print(f"{'n':>3} {heads}")
     for t in table:
         ratio = t["aggregate_images_per_second"] / one if one else float("nan")
         t["relative_to_one"] = ratio

@@ -115,6 +115,7 @@ def worker(args: argparse.Namespace) -> None:
         sampler.seconds = layer.seconds = 0.0
         if cuda:
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         for _ in range(int(steps)):
             trainer.train_step(*data[position[label] % len(data)])
@@ -122,7 +123,16 @@ def worker(args: argparse.Namespace) -> None:
         if cuda:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-        _answer({"seconds": elapsed, "mask_seconds": sampler.seconds, "layer_seconds": layer.seconds})
+        # on a GPU, the peak allocated while this arm ran (with the other arms' few MB of weights)
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+        _answer(
+            {
+                "seconds": elapsed,
+                "mask_seconds": sampler.seconds,
+                "layer_seconds": layer.seconds,
+                "peak_mib": peak,
+            }
+        )
 
 
 def _answer(record: dict[str, Any]) -> None:
@@ -205,6 +215,7 @@ def bench(args: argparse.Namespace, trees: dict[str, Path]) -> dict[str, Any]:
                         "step_seconds": got["seconds"] / args.steps,
                         "mask_share": got["mask_seconds"] / got["seconds"],
                         "layer_share": got["layer_seconds"] / got["seconds"],
+                        "peak_mib": got.get("peak_mib"),
                     }
                 )
             print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
@@ -232,6 +243,9 @@ def summarise(measured: dict[str, Any], repeats: int) -> dict[str, dict[str, dic
                 "mask_share": _spread([rec["mask_share"] for rec in records]),
                 "layer_share": _spread([rec["layer_share"] for rec in records]),
             }
+            peaks = [rec["peak_mib"] for rec in records if rec.get("peak_mib") is not None]
+            if peaks:
+                entry["peak_mib"] = max(peaks)
             for name, base in (("vs_none", "none"), ("vs_floor", FLOOR)):
                 if base in arms:
                     entry[name] = _spread([step[r] / arms[base][r]["step_seconds"] for r in range(repeats)])
@@ -260,6 +274,7 @@ def report(
                 f"{_fmt(e['images_per_second'], 1, 0):>16} {_fmt(e['vs_none'], unit='x'):>19} "
                 f"{_fmt(e['vs_floor'], unit='x'):>19} {_fmt(e['mask_share'], 100, 1, '%'):>19} "
                 f"{_fmt(e['layer_share'], 100, 1, '%'):>19}"
+                + (f" {e['peak_mib']:>8.0f} MiB peak" if "peak_mib" in e else "")
             )
     first, *others = list(measured["raw"])
     for other in others:

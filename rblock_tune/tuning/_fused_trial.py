@@ -46,7 +46,8 @@ def fused_configs(config: dict[str, Any], context: TrialContext) -> tuple[list[T
     """The resolved configs of a fused trial's members (one per seed, in order), its arm and the keys
     the arm sets."""
     arm = str(config["arm"])
-    configs, keys = [], []
+    configs: list[TrialConfig] = []
+    keys: list[str] = []
     for seed in config[FUSED_SEEDS_KEY]:
         cfg, _, keys = trial_config({"arm": arm, "seed": int(seed)}, context)
         configs.append(cfg)
@@ -143,8 +144,8 @@ def _train_epochs(
     trainer = FusedTrainer(configs)
     own = OwnCheckpoints(context.state_uri, trial_id)
     from_own_copy = _restore(trainer, own)
-    for run, records in zip(runs, trainer.records, strict=True):
-        for record in records:  # epochs a crash may have kept out of MLflow
+    for run, done in zip(runs, trainer.records, strict=True):
+        for record in done:  # epochs a crash may have kept out of MLflow
             run.log_epoch(record)
     live = [i for i in range(trainer.k) if trainer.diverged[i] is None]
     if from_own_copy and any(trainer.records):
@@ -164,7 +165,7 @@ def _train_epochs(
             trainer.save(Path(directory) / CHECKPOINT_FILE)
             epoch = trainer.epoch
             own.save(Path(directory) / CHECKPOINT_FILE, epoch)
-            results = []
+            results: list[dict[str, Any]] = []
             for i in list(live):
                 exc = trainer.diverged[i]
                 if exc is not None:  # diverged in this epoch: its run ends, the others go on
@@ -172,10 +173,10 @@ def _train_epochs(
                     last = trainer.records[i][-1] if trainer.records[i] else {}
                     results.insert(0, _diverged(runs[i], configs[i].seed, exc, last, context))
                     continue
-                record = records[i]
-                assert record is not None
-                runs[i].log_epoch(record)
-                results.append(_member_result(record, runs[i], configs[i].seed, context.metric))
+                member = records[i]
+                assert member is not None  # alive: it has this epoch's record
+                runs[i].log_epoch(member)
+                results.append(_member_result(member, runs[i], configs[i].seed, context.metric))
             _report_all(results, directory)
         if not live:
             return

@@ -39,7 +39,7 @@ from rblock_tune.layout import (
     seed_run_name,
     trial_run_name,
 )
-from rblock_tune.trainer import Trainer
+from rblock_tune.trainer import FusedTrainer, Trainer
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 
 __all__ = ["STATE_DIR", "OwnCheckpoints", "TrialContext", "run_trial", "trial_config"]
@@ -194,7 +194,7 @@ class _RestoreFallback:
         return super().restore(checkpoint_path)  # type: ignore[misc]
 
 
-def _restore(trainer: Trainer, own: OwnCheckpoints) -> bool:
+def _restore(trainer: Trainer | FusedTrainer, own: OwnCheckpoints) -> bool:
     """Restore Ray's checkpoint when it gave one, else the trial's own copy, if any; True when the
     trial continues from its own copy."""
     checkpoint = tune.get_checkpoint()
