@@ -9,7 +9,7 @@ and report in its body); :func:`run_training` drives a trainer into a run direct
 from __future__ import annotations
 
 from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
-from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, RESUMABLE_KEYS, read_checkpoint
+from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, RESUMABLE_KEYS, checkpoint_due, read_checkpoint
 from rblock_tune.trainer._run_dir import load_run_config, run_training
 from rblock_tune.trainer._trainer import TIMING_KEYS, Trainer, resolve_device
 
@@ -20,6 +20,7 @@ __all__ = [
     "RESUMABLE_KEYS",
     "TIMING_KEYS",
     "Trainer",
+    "checkpoint_due",
     "load_run_config",
     "read_checkpoint",
     "resolve_device",
