@@ -282,6 +282,8 @@ class TrainConfig:
             seeded, class-stratified sample of the validation split, fixed by ``data.split_seed``).
         probe_drop_prob: drop rate of the common DropBlock probe of ``consistency_kl_probe``.
         probe_block_size: block size of that probe.
+        checkpoint_every: epochs between checkpoints (the last epoch is always checkpointed); a
+            resumed or retried run repeats at most ``checkpoint_every - 1`` epochs.
     """
 
     epochs: int = 200
@@ -298,6 +300,7 @@ class TrainConfig:
     consistency_batch: int = 256
     probe_drop_prob: float = 0.1
     probe_block_size: int = 3
+    checkpoint_every: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("train.device", self.device, DEVICES)
@@ -321,6 +324,8 @@ class TrainConfig:
             raise _fail("train.probe_drop_prob", self.probe_drop_prob, "in (0, 1)")
         if self.probe_block_size < 1:
             raise _fail("train.probe_block_size", self.probe_block_size, ">= 1")
+        if self.checkpoint_every < 1:
+            raise _fail("train.checkpoint_every", self.checkpoint_every, ">= 1")
 
 
 @dataclass(frozen=True)

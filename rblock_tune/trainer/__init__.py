@@ -10,7 +10,7 @@ member reproducing its solo run; :func:`run_training` drives a trainer into a ru
 from __future__ import annotations
 
 from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
-from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, RESUMABLE_KEYS, read_checkpoint
+from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, RESUMABLE_KEYS, checkpoint_due, read_checkpoint
 from rblock_tune.trainer._fused import FusedTrainer
 from rblock_tune.trainer._run_dir import load_run_config, run_training
 from rblock_tune.trainer._setup import resolve_device
@@ -24,6 +24,7 @@ __all__ = [
     "RESUMABLE_KEYS",
     "TIMING_KEYS",
     "Trainer",
+    "checkpoint_due",
     "load_run_config",
     "read_checkpoint",
     "resolve_device",

@@ -11,14 +11,29 @@ from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, flatten_config
 from rblock_tune.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_KEYS", "check_compatible", "differing_keys", "read_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUMABLE_KEYS",
+    "check_compatible",
+    "checkpoint_due",
+    "differing_keys",
+    "read_checkpoint",
+]
 
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout; 2 since models of every variant hold identity drop layers and
 CIFAR ResNets default to option-A shortcuts (format-1 weights do not load into these models)."""
 
-RESUMABLE_KEYS = frozenset({"train.device", "train.compile", "data.root", "data.cache_dir"})
+RESUMABLE_KEYS = frozenset(
+    {"train.device", "train.compile", "train.checkpoint_every", "data.root", "data.cache_dir"}
+)
 """Keys that may differ between a checkpoint's config and the config of ``--resume``."""
+
+
+def checkpoint_due(epoch: int, config: TrialConfig) -> bool:
+    """Whether the run checkpoints after epoch ``epoch`` (1-based): every ``train.checkpoint_every``
+    epochs and after the last one, so a restart repeats fewer than ``checkpoint_every`` epochs."""
+    return epoch >= config.train.epochs or epoch % config.train.checkpoint_every == 0
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
 from rblock_tune.errors import CheckpointError, DivergedError, RBlockError
 from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, METRICS_FILE, RUNNING
-from rblock_tune.trainer._checkpoint import check_compatible, differing_keys, read_checkpoint
+from rblock_tune.trainer._checkpoint import check_compatible, checkpoint_due, differing_keys, read_checkpoint
 from rblock_tune.trainer._trainer import Trainer
 
 __all__ = ["load_run_config", "run_training"]
@@ -80,7 +80,8 @@ def run_training(
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` into ``out_dir``: ``checkpoint.pt`` and ``metrics.json`` after every epoch.
+    """Train ``config`` into ``out_dir``: ``metrics.json`` after every epoch, ``checkpoint.pt`` after
+    every ``train.checkpoint_every`` epochs and the last.
 
     Args:
         config: the trial config (with ``resume``, it must match the checkpoint's apart
@@ -119,7 +120,8 @@ def run_training(
     _write_json(metrics, _metrics_payload(trainer, RUNNING))
     try:
         for record in trainer.epochs(progress):
-            trainer.save(ckpt)
+            if checkpoint_due(int(record["epoch"]), trainer.config):
+                trainer.save(ckpt)
             _write_json(metrics, _metrics_payload(trainer, RUNNING))
             if on_epoch is not None:
                 on_epoch(record)

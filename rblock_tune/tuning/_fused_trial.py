@@ -6,7 +6,8 @@ with exactly the tags, params, name, metrics and log of the run it would have be
 the trial reports one result per member to Ray (its ``seed`` and run id in it), the checkpoint of the
 whole fused state with the last of them. A member whose loss becomes non-finite ends as ``diverged``
 while the others go on. Checkpoints, the trial's own copy and restores work as for a solo trial
-(:mod:`rblock_tune.tuning._trainable`).
+(:mod:`rblock_tune.tuning._trainable`), and so do ``resources.threads``, ``train.checkpoint_every`` and
+the worker's kept dataset.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from ray import tune
 from rblock_tune.config import TrialConfig, describe_config
 from rblock_tune.errors import DivergedError
 from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, ERROR_TAG, RESULT_RUN_ID, seed_run_name
-from rblock_tune.trainer import FusedTrainer
+from rblock_tune.trainer import FusedTrainer, checkpoint_due
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 from rblock_tune.tuning._trainable import (
     OwnCheckpoints,
     TrialContext,
+    _dataset,
     _restore,
     _RestoreFallback,
     _result,
+    _set_threads,
     quiet_exit_in_teardown,
     trial_config,
 )
@@ -57,6 +60,7 @@ def fused_configs(config: dict[str, Any], context: TrialContext) -> tuple[list[T
 def run_fused_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one fused trial under Ray Tune (see the module docstring)."""
     quiet_exit_in_teardown()
+    _set_threads(context)
     configs, arm, keys = fused_configs(config, context)
     trial_id = tune.get_context().get_trial_id()
     runs = [  # first, so that a trial failing at start still has its runs
@@ -141,7 +145,8 @@ def _diverged(
 def _train_epochs(
     runs: list[TrialRun], configs: list[TrialConfig], trial_id: str, context: TrialContext
 ) -> None:
-    trainer = FusedTrainer(configs)
+    dataset, _ = _dataset(configs[0].data)
+    trainer = FusedTrainer(configs, dataset)
     own = OwnCheckpoints(context.state_uri, trial_id)
     from_own_copy = _restore(trainer, own)
     for run, done in zip(runs, trainer.records, strict=True):
@@ -162,9 +167,11 @@ def _train_epochs(
             )
     for records in trainer.epochs(test=context.measure_test):
         with tempfile.TemporaryDirectory() as directory:
-            trainer.save(Path(directory) / CHECKPOINT_FILE)
             epoch = trainer.epoch
-            own.save(Path(directory) / CHECKPOINT_FILE, epoch)
+            checkpoint = checkpoint_due(epoch, configs[0])
+            if checkpoint:  # before MLflow has the epoch, as for a solo trial
+                trainer.save(Path(directory) / CHECKPOINT_FILE)
+                own.save(Path(directory) / CHECKPOINT_FILE, epoch)
             results: list[dict[str, Any]] = []
             for i in list(live):
                 exc = trainer.diverged[i]
@@ -177,7 +184,7 @@ def _train_epochs(
                 assert member is not None  # alive: it has this epoch's record
                 runs[i].log_epoch(member)
                 results.append(_member_result(member, runs[i], configs[i].seed, context.metric))
-            _report_all(results, directory)
+            _report_all(results, directory if checkpoint else None)
         if not live:
             return
     for i in live:

@@ -284,6 +284,8 @@ def _trainable(
         state_uri=state_uri,
         arms=arms,
         measure_test=phase != PHASE_SEARCH or spec.search_measures_test,
+        resources=spec.resources,
+        max_concurrent=spec.search.max_concurrent,  # both phases: the search's limit, the seeds' too
     )
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     return tune.with_resources(tune.with_parameters(function, context=context), resources), state_uri

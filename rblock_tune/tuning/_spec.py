@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ __all__ = [
     "search_size",
     "spec_from_dict",
     "spec_from_state",
+    "trial_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,10 +113,42 @@ class SchedulerSpec:
     budget: int | None = setting(at_least(1), default=None)  # epochs of a search trial; None: base's
 
 
+def _is_threads(value: Any) -> bool:
+    return value == "auto" or (type(value) is int and value >= 1)
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
+    """What one trial asks Ray for (``cpus``, ``gpus``), and how many threads it trains on.
+
+    ``threads: auto`` (the default) gives each trial its share of its node's CPUs
+    (:func:`trial_threads`); an integer fixes the count. Ray alone would hold every trial to
+    ``floor(cpus)`` threads (its ``OMP_NUM_THREADS``), so a lone trial would leave cores idle."""
+
     cpus: float = setting(FINITE, above(0), default=1.0)
     gpus: float = setting(FINITE, at_least(0), default=0.0)
+    threads: int | str = setting(
+        Check(_is_threads, "is not allowed: must be auto or a whole number >= 1", raw=True), default="auto"
+    )
+
+    def threads_for(self, node_cpus: float, max_concurrent: int) -> int:
+        """The threads of one trial on a node of ``node_cpus`` CPUs (:func:`trial_threads`)."""
+        if isinstance(self.threads, int):
+            return self.threads
+        return trial_threads(node_cpus, self.cpus, max_concurrent)
+
+
+def trial_threads(node_cpus: float, trial_cpus: float, max_concurrent: int) -> int:
+    """``resources.threads: auto``: a node's CPUs shared by the trials that can run on it at once.
+
+    At once on one node run at most ``max_concurrent`` trials (``search.max_concurrent``) and at
+    most as many as fit by ``resources.cpus``; each of them gets ``floor(node_cpus / that many)``
+    threads, at least 1 and at least ``floor(trial_cpus)``. A lone trial on a 2-CPU node gets 2,
+    two at once get 1 each.
+    """
+    fit = max(1, math.floor(node_cpus / trial_cpus))
+    at_once = max(1, min(max_concurrent, fit))
+    return max(1, math.floor(trial_cpus), math.floor(node_cpus / at_once))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,15 @@
 """The Ray Tune trainable: a thin shim around :class:`rblock_tune.trainer.Trainer`.
 
-Each epoch: train, checkpoint through ``tune.Checkpoint``, log the record to the trial's
-MLflow run, ``tune.report``. A retried or resumed trial restores its last checkpoint and
-continues. A non-finite loss ends the trial with one result carrying ``diverged=1``.
+Each epoch: train, log the record to the trial's MLflow run, ``tune.report``; every
+``train.checkpoint_every`` epochs and after the last one, the report carries a checkpoint
+(``tune.Checkpoint``). A retried or resumed trial restores its last checkpoint and continues (it
+repeats at most ``train.checkpoint_every - 1`` epochs). A non-finite loss ends the trial with one
+result carrying ``diverged=1``.
+
+A trial trains on ``resources.threads`` threads (``auto``: its share of its node's CPUs,
+:func:`~rblock_tune.tuning._spec.trial_threads`), not the ``floor(resources.cpus)`` Ray's
+``OMP_NUM_THREADS`` would hold it to. A worker Ray reuses for the next trial of its phase keeps
+the last dataset it loaded, so trials of one data config load it once per worker.
 
 Besides the checkpoint it reports to Ray, a trial keeps its own copy of its latest checkpoint
 under ``<storage>/<phase>/rblock_state/<trial id>/``. With ``num_to_keep=1`` Ray deletes a
@@ -14,8 +21,10 @@ checkpoint instead (:class:`_RestoreFallback`) and continues from its own copy.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import re
 import sys
 import tempfile
@@ -23,9 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
+import torch
 from ray import tune
 
-from rblock_tune.config import config_from_dict, describe_config, with_overrides
+from rblock_tune.config import DataConfig, config_from_dict, describe_config, with_overrides
+from rblock_tune.data import Dataset, load_dataset
 from rblock_tune.errors import DivergedError
 from rblock_tune.layout import (
     CHECKPOINT_FILE,
@@ -39,7 +51,9 @@ from rblock_tune.layout import (
     seed_run_name,
     trial_run_name,
 )
-from rblock_tune.trainer import FusedTrainer, Trainer
+from rblock_tune.trainer import FusedTrainer, Trainer, checkpoint_due
+from rblock_tune.tuning._profile import TrialProfile
+from rblock_tune.tuning._spec import ResourceSpec
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 
 __all__ = ["STATE_DIR", "OwnCheckpoints", "TrialContext", "run_trial", "trial_config"]
@@ -67,6 +81,8 @@ class TrialContext:
         state_uri: folder (path or URI on the Ray storage) of the trials' own checkpoint copies.
         arms: seed phase: arm label -> dotted overrides of the base config.
         measure_test: whether the trials measure and log ``test_acc``.
+        resources: the spec's ``resources`` (a trial's threads).
+        max_concurrent: trials of this phase that run at once at most (``search.max_concurrent``).
     """
 
     study: str
@@ -81,6 +97,8 @@ class TrialContext:
     state_uri: str
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
     measure_test: bool = True
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    max_concurrent: int = 1
 
 
 def trial_config(config: dict[str, Any], context: TrialContext) -> tuple[Any, str, list[str]]:
@@ -242,38 +260,79 @@ def quiet_exit_in_teardown() -> None:
     sys.unraisablehook = hook
 
 
+@functools.cache
+def _node_cpus() -> float:
+    """The CPUs Ray counts on this worker's node (the machine's, when Ray does not say)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        if node.get("NodeID") == node_id and node.get("Resources", {}).get("CPU"):
+            return float(node["Resources"]["CPU"])
+    return float(os.cpu_count() or 1)
+
+
+def _set_threads(context: TrialContext) -> int:
+    """Give this trial its ``resources.threads`` (intra-op threads: the inter-op pool is left as is,
+    torch fixes it once per process)."""
+    threads = context.resources.threads_for(_node_cpus(), context.max_concurrent)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+_loaded: tuple[DataConfig, Dataset] | None = None
+"""The last dataset this worker loaded, for the next trial of the same data config."""
+
+
+def _dataset(config: DataConfig) -> tuple[Dataset, bool]:
+    """The dataset of ``config``: the one this worker loaded last when it is the same config (the
+    trainer only reads it), else a fresh load that replaces it; and whether it was the former."""
+    global _loaded
+    if _loaded is not None and _loaded[0] == config:
+        return _loaded[1], True
+    _loaded = None  # the old one is freed before the new one is loaded
+    dataset = load_dataset(config)
+    _loaded = (config, dataset)
+    return dataset, False
+
+
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial under Ray Tune (see the module docstring)."""
     quiet_exit_in_teardown()
-    cfg, arm, keys = trial_config(config, context)
-    trial_id = tune.get_context().get_trial_id()
-    number = config.get(CONFIG_NUMBER_KEY) if context.phase == PHASE_SEARCH else None
-    run = TrialRun(  # first, so that a trial failing at start still has its run
-        context.tracking_uri,
-        context.experiment_id,
-        context.parent_run_id,
-        study=context.study,
-        phase=context.phase,
-        trial_id=trial_id,
-        config=cfg,
-        arm=arm,
-        run_name=_run_name(config, context, cfg, arm, keys, trial_id),
-        shown_keys=keys,
-        optuna_trial=None if number is None else int(number),
-    )
-    handler = RunLogHandler(run)
-    package_log = logging.getLogger("rblock_tune")
-    package_log.addHandler(handler)
+    profile = TrialProfile()
     try:
-        _train(run, cfg, trial_id, context)
+        profile.facts["threads_set"] = _set_threads(context)
+        with profile.phase("mlflow_run"):
+            cfg, arm, keys = trial_config(config, context)
+            trial_id = tune.get_context().get_trial_id()
+            number = config.get(CONFIG_NUMBER_KEY) if context.phase == PHASE_SEARCH else None
+            run = TrialRun(  # first, so that a trial failing at start still has its run
+                context.tracking_uri,
+                context.experiment_id,
+                context.parent_run_id,
+                study=context.study,
+                phase=context.phase,
+                trial_id=trial_id,
+                config=cfg,
+                arm=arm,
+                run_name=_run_name(config, context, cfg, arm, keys, trial_id),
+                shown_keys=keys,
+                optuna_trial=None if number is None else int(number),
+            )
+        handler = RunLogHandler(run)
+        package_log = logging.getLogger("rblock_tune")
+        package_log.addHandler(handler)
+        try:
+            _train(run, cfg, trial_id, context, profile)
+        finally:
+            package_log.removeHandler(handler)
     finally:
-        package_log.removeHandler(handler)
+        profile.write()
 
 
-def _train(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> None:
+def _train(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext, profile: TrialProfile) -> None:
     run.note(f"trial {trial_id}: {describe_config(cfg)}, seed {cfg.seed}, {context.epochs} epochs")
     try:
-        _train_epochs(run, cfg, trial_id, context)
+        _train_epochs(run, cfg, trial_id, context, profile)
     except Exception as exc:  # in its log too (Ray records it, and retries the trial)
         run.note(f"error: {type(exc).__name__}: {exc}")
         try:
@@ -283,10 +342,16 @@ def _train(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> Non
         raise
 
 
-def _train_epochs(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext) -> None:
-    trainer = Trainer(cfg)
+def _train_epochs(
+    run: TrialRun, cfg: Any, trial_id: str, context: TrialContext, profile: TrialProfile
+) -> None:
+    with profile.phase("data"):
+        dataset, profile.facts["data_reused"] = _dataset(cfg.data)
+    with profile.phase("build"):
+        trainer = Trainer(cfg, dataset)
     own = OwnCheckpoints(context.state_uri, trial_id)
-    from_own_copy = _restore(trainer, own)
+    with profile.phase("restore"):
+        from_own_copy = _restore(trainer, own)
     for record in trainer.records:  # epochs a crash may have kept out of MLflow
         run.log_epoch(record)
     if from_own_copy and trainer.records:
@@ -296,15 +361,26 @@ def _train_epochs(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext)
         # and MLflow.
         _report(trainer, trainer.records[-1], context.metric, run.run_id)
     try:
-        for record in trainer.epochs(test=context.measure_test):
-            with tempfile.TemporaryDirectory() as directory:
-                trainer.save(Path(directory) / CHECKPOINT_FILE)
-                own.save(Path(directory) / CHECKPOINT_FILE, int(record["epoch"]))
-                run.log_epoch(record)
-                tune.report(
-                    _result(record, context.metric, run.run_id),
-                    checkpoint=tune.Checkpoint.from_directory(directory),
-                )
+        for record in profile.timed(trainer.epochs(test=context.measure_test), "train"):
+            epoch = int(record["epoch"])
+            profile.add("epochs")
+            profile.add("epoch_seconds", record["epoch_seconds"])
+            result = _result(record, context.metric, run.run_id)
+            if not checkpoint_due(epoch, cfg):
+                with profile.phase("mlflow_epoch"):
+                    run.log_epoch(record)
+                with profile.phase("report"):
+                    tune.report(result)
+                continue
+            with tempfile.TemporaryDirectory() as directory:  # checkpointed before MLflow has the epoch
+                profile.add("checkpoints")
+                with profile.phase("checkpoint"):
+                    trainer.save(Path(directory) / CHECKPOINT_FILE)
+                    own.save(Path(directory) / CHECKPOINT_FILE, epoch)
+                with profile.phase("mlflow_epoch"):
+                    run.log_epoch(record)
+                with profile.phase("report_checkpoint"):
+                    tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
     except DivergedError as exc:
         run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
         run.note(f"diverged: {exc}")
@@ -322,7 +398,8 @@ def _train_epochs(run: TrialRun, cfg: Any, trial_id: str, context: TrialContext)
         return
     # Ray may end a trial inside its last report (ASHA at its budget); then the driver's status
     # callback ends the run and its log
-    run.finish(COMPLETED)
+    with profile.phase("finish"):
+        run.finish(COMPLETED)
 
 
 run_trial.__mixins__ = (_RestoreFallback,)  # type: ignore[attr-defined]  # read by Ray's wrap_function

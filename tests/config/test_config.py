@@ -108,6 +108,8 @@ def test_with_overrides_revalidates() -> None:
         ("model.shortcut=C", "model.shortcut='C' is not allowed: must be one of A, B"),
         ("train.probe_drop_prob=0", "train.probe_drop_prob=0.0 is out of range: must be in (0, 1)"),
         ("train.probe_block_size=0", "train.probe_block_size=0 is out of range: must be >= 1"),
+        ("train.checkpoint_every=0", "train.checkpoint_every=0 is out of range: must be >= 1"),
+        ("train.checkpoint_every=1.5", "train.checkpoint_every=1.5 has the wrong type: must be an integer"),
     ],
 )
 def test_bad_values_give_one_line_errors(override: str, message: str) -> None:

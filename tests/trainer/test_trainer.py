@@ -19,7 +19,7 @@ from rblock_tune import __version__
 from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, TrialConfig, load_config
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
-from rblock_tune.trainer import TIMING_KEYS, Trainer, run_training
+from rblock_tune.trainer import TIMING_KEYS, Trainer, checkpoint_due, run_training
 
 RECORD_KEYS = {
     "epoch",
@@ -146,6 +146,39 @@ def test_run_training_writes_metrics_and_checkpoint(tmp_path: Path) -> None:
     assert state["epoch"] == 2 and {"torch", "data"} <= set(state["rng"])
     with pytest.raises(CheckpointError, match="already holds a run"):
         run_training(small_config(), out)
+
+
+def test_checkpoint_every_checkpoints_every_n_epochs_and_the_last(tmp_path: Path) -> None:
+    cfg = small_config("train.epochs=5", "train.checkpoint_every=2")
+    assert [checkpoint_due(epoch, cfg) for epoch in range(1, 6)] == [False, True, False, True, True]
+    out = tmp_path / "run"
+    saved: list[int | None] = []
+
+    def look(record: dict[str, Any]) -> None:  # called after the epoch's checkpoint, if any
+        ckpt = out / CHECKPOINT_FILE
+        saved.append(int(torch.load(ckpt, weights_only=True)["epoch"]) if ckpt.exists() else None)
+
+    result = run_training(cfg, out, on_epoch=look)
+    assert saved == [None, 2, 2, 4, 5]
+    assert len(result["epochs"]) == 5  # metrics.json still has every epoch
+
+
+def test_a_run_resumed_from_a_sparse_checkpoint_repeats_the_epochs_after_it(tmp_path: Path) -> None:
+    cfg = small_config("train.epochs=4", "train.checkpoint_every=2")
+    full = run_training(cfg, tmp_path / "full")
+
+    def stop_after_third(record: dict[str, Any]) -> None:
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "cut", on_epoch=stop_after_third)
+    assert torch.load(tmp_path / "cut" / CHECKPOINT_FILE, weights_only=True)["epoch"] == 2
+    # the cadence is no part of the run: it may change on resume
+    every_epoch = small_config("train.epochs=4", "train.checkpoint_every=1")
+    resumed = run_training(every_epoch, tmp_path / "cut", resume=True)
+    assert strip_timing(resumed["epochs"]) == strip_timing(full["epochs"])  # epoch 3 again, the same
+    assert resumed["test_acc"] == full["test_acc"]
 
 
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:

@@ -688,6 +688,9 @@ ERROR_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("negative gpus", _section("resources", gpus=-0.5), ["resources.gpus=-0.5", ">= 0"]),
     ("zero cpus", _section("resources", cpus=0), ["resources.cpus=0", "> 0"]),
     ("gpus text", _section("resources", gpus="one"), ["resources.gpus='one'"]),
+    ("threads 0", _section("resources", threads=0), ["resources.threads=0", "auto or a whole number >= 1"]),
+    ("threads text", _section("resources", threads="all"), ["resources.threads='all'", "auto"]),
+    ("threads float", _section("resources", threads=1.5), ["resources.threads=1.5", "auto"]),
     ("retries < 0", _section("failures", retries=-1), ["failures.retries=-1", ">= 0"]),
     ("retries float", _section("failures", retries=1.5), ["failures.retries=1.5", "integer"]),
     # seed phase
