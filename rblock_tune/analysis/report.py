@@ -252,8 +252,8 @@ def param_importances(
             choices = tuple(dict.fromkeys([*(dim.get("values") or []), *seen.tolist()]))
             distributions[key] = CategoricalDistribution(choices)
         else:
-            low = min(float(seen.min()), *([float(dim["low"])] if dim.get("low") is not None else []))
-            high = max(float(seen.max()), *([float(dim["high"])] if dim.get("high") is not None else []))
+            low = min([float(seen.min()), *([float(dim["low"])] if dim.get("low") is not None else [])])
+            high = max([float(seen.max()), *([float(dim["high"])] if dim.get("high") is not None else [])])
             if dim.get("type") == "int":
                 distributions[key] = IntDistribution(int(low), int(high))
             else:

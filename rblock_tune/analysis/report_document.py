@@ -285,6 +285,23 @@ def _race_item(race: RaceRecord, values: pd.DataFrame, metric: str, baseline: st
     return text
 
 
+def _fallback_space(trials: pd.DataFrame, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The searched dimensions of a study that saved no normalised spec, as the trials show them:
+    numbers as a continuous range (log when positive and spanning 20x or more), anything else as
+    categories (a continuous key read as categories would give fANOVA one level per trial)."""
+    space: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        seen = trials[key].dropna()
+        numeric = len(seen) and not seen.map(lambda v: isinstance(v, (str, bool))).any()
+        if not numeric:
+            space[key] = {"type": "categorical"}
+            continue
+        values = pd.to_numeric(seen)
+        wide = float(values.min()) > 0 and float(values.max()) / float(values.min()) >= 20
+        space[key] = {"type": "loguniform" if wide else "uniform"}
+    return space
+
+
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -390,7 +407,7 @@ def write_report(
         figures["hyperparameters"] = _save(
             plots.plot_hyperparameters(trials, searched, selection), figures_dir / "hyperparameters.png"
         )
-        space = protocol.space or {k: {"type": "categorical"} for k in searched}
+        space = protocol.space or _fallback_space(trials, searched)
         importances = param_importances(
             trials, {k: space[k] for k in searched}, selection, protocol.selection_mode or "max", seed
         )

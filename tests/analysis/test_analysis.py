@@ -25,6 +25,7 @@ from rblock_tune.analysis import (
     comparison_values,
     load_histories,
     load_runs,
+    param_importances,
     parse_value,
     planning_table,
     read_protocol,
@@ -601,3 +602,30 @@ def test_a_real_study_ends_with_its_report(tiny_study: Any, capsys: pytest.Captu
     )
     assert "against dropblock (seeds runs)" in capsys.readouterr().out
     assert pd.read_csv(out / "comparisons.csv")["p_paired_t"].tolist() == table["p_paired_t"].tolist()
+
+
+def test_importances_of_a_study_without_its_spec_read_numbers_as_ranges() -> None:
+    """A study that saved no normalised spec: its numeric keys are ranges (log when wide), not one
+    category per trial (which made fANOVA take minutes on 600 trials), and a range without bounds
+    from the spec takes the trials' own."""
+    from rblock_tune.analysis.report_document import _fallback_space
+
+    rng = np.random.default_rng(0)
+    n = 40
+    trials = pd.DataFrame(
+        {
+            "reg.drop_prob": rng.uniform(0.05, 0.45, n),
+            "reg.alpha": np.exp(rng.uniform(np.log(0.1), np.log(10.0), n)),
+            "reg.variant": rng.choice(["bdrop_dml", "dropblock"], n),
+        }
+    )
+    trials["val_acc"] = 0.5 + trials["reg.drop_prob"] + rng.normal(0, 0.01, n)
+    space = _fallback_space(trials, ["reg.drop_prob", "reg.alpha", "reg.variant"])
+    assert space == {
+        "reg.drop_prob": {"type": "uniform"},
+        "reg.alpha": {"type": "loguniform"},
+        "reg.variant": {"type": "categorical"},
+    }
+    importances = param_importances(trials, space, "val_acc", "max", seed=0)
+    assert set(importances) == {"reg.drop_prob", "reg.alpha", "reg.variant"}
+    assert max(importances, key=importances.__getitem__) == "reg.drop_prob"
