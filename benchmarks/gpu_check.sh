@@ -23,7 +23,7 @@ start=$(date +%s)
 stamp() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 
 if [ "$DEVICE" = cuda ]; then
-  STEPS=30; REPEATS=3; WINDOW=15; STARTUP=45; PACK=(1 2 4 8); KS=(1 2 4 8 16); FSTEPS=20
+  STEPS=20; REPEATS=3; WINDOW=10; STARTUP=30; PACK=(1 2 4 8); KS=(1 2 4 8 16); FSTEPS=10
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 else
   STEPS=3; REPEATS=2; WINDOW=4; STARTUP=25; PACK=(1 2); KS=(1 2 4); FSTEPS=2
@@ -35,7 +35,7 @@ stamp "1. step throughput and memory: resnet20/resnet56 x none/bdrop_dml x eager
 for model in resnet20 resnet56; do
   for compile in "" "--compile"; do
     "$PY" benchmarks/bench_train.py --device "$DEVICE" --model "$model" --variants none bdrop_dml \
-      --steps "$STEPS" --repeats "$REPEATS" --warmup 3 $compile --out "$OUT"
+      --steps "$STEPS" --repeats "$REPEATS" --warmup 5 $compile --out "$OUT"
   done
 done
 
