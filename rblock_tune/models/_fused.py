@@ -162,7 +162,7 @@ def _fuse_leaf(members: Sequence[nn.Module], memberwise: tuple[type[nn.Module], 
         return first
     raise ConfigError(
         f"cannot fuse {path or 'the model'} ({type(first).__name__}): fused training supports Conv2d, "
-        "BatchNorm2d, Linear, ReLU, pooling and drop layers; train this model without train.fused"
+        "BatchNorm2d, Linear, ReLU, pooling and drop layers; train this model unfused (seeds.fuse: 1)"
     )
 
 

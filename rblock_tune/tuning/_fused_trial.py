@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from rblock_tune.tuning._trainable import (
     trial_config,
 )
 
-__all__ = ["FUSED_SEEDS_KEY", "fused_configs", "run_fused_trial"]
+__all__ = ["FUSED_SEEDS_KEY", "end_diverged", "fused_configs", "run_fused_trial"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,18 @@ def _diverged(
     }
 
 
+def end_diverged(runs: Sequence[Any], diverged: Sequence[DivergedError | None]) -> None:
+    """End as ``diverged`` the runs of members a restored state holds as diverged. Their runs were
+    found again and reopened as running, and a crash may even have come between the checkpoint that
+    records a divergence and the end of the member's run; left open, the driver's status callback would
+    give them the trial's own outcome (``completed``) when it ends."""
+    for run, exc in zip(runs, diverged, strict=True):
+        if exc is not None:
+            run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
+            run.note(f"diverged (restored): {exc}")
+            run.finish(DIVERGED)
+
+
 def _train_epochs(
     runs: list[TrialRun], configs: list[TrialConfig], trial_id: str, context: TrialContext
 ) -> None:
@@ -152,6 +165,7 @@ def _train_epochs(
     for run, done in zip(runs, trainer.records, strict=True):
         for record in done:  # epochs a crash may have kept out of MLflow
             run.log_epoch(record)
+    end_diverged(runs, trainer.diverged)
     live = [i for i in range(trainer.k) if trainer.diverged[i] is None]
     if from_own_copy and any(trainer.records):
         # as for a solo trial: the copy can be one epoch ahead of what Ray last received

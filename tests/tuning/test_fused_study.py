@@ -116,3 +116,41 @@ def test_seed_groups_split_the_list_in_order() -> None:
     assert seeds.seed_groups([3, 4, 5]) == [[3, 4], [5]]
     assert _spec("x", 4).seeds.seed_groups([3, 4, 5]) == [[3, 4, 5]]
     assert _spec("x", 1).seeds.seed_groups([3, 4]) == [[3], [4]]
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.tags: dict[tuple[str, str], str] = {}
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.tags[(run_id, key)] = value
+
+
+class _Run:
+    """What :func:`end_diverged` uses of a TrialRun: its client, id, log and end."""
+
+    def __init__(self, run_id: str, client: _Client) -> None:
+        self.run_id, self.client = run_id, client
+        self.lines: list[str] = []
+        self.status: str | None = None
+
+    def note(self, line: str) -> None:
+        self.lines.append(line)
+
+    def finish(self, status: str) -> None:
+        self.status = status
+
+
+def test_a_restored_member_that_had_diverged_ends_diverged_again() -> None:
+    # a retry or resume reopens every member's run as running; one the restored state holds as diverged
+    # must end diverged, not take the trial's own outcome when the status callback ends the trial
+    from rblock_tune.errors import DivergedError
+    from rblock_tune.layout import DIVERGED, ERROR_TAG
+    from rblock_tune.tuning._fused_trial import end_diverged
+
+    client = _Client()
+    runs = [_Run("a", client), _Run("b", client), _Run("c", client)]
+    end_diverged(runs, [None, DivergedError(3, 40, float("nan")), None])
+    assert [r.status for r in runs] == [None, DIVERGED, None]
+    assert set(client.tags) == {("b", ERROR_TAG)} and "epoch 3" in client.tags[("b", ERROR_TAG)]
+    assert runs[1].lines and "diverged" in runs[1].lines[0]
