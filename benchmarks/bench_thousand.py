@@ -326,6 +326,46 @@ def _rate(samples: list[tuple[float, int, int | None]], lo: int, hi: int) -> flo
     return (hi - lo) / (t_hi - t_lo) * 60
 
 
+def tracemalloc_prelude(optuna_db: Path, out: Path, first: int = FROM_TRIAL) -> str:
+    """Driver code that traces Python allocations (tracemalloc, 25 frames), snapshots them once
+    ``first`` trials are done and again at exit, and writes to ``out`` the 40 allocation sites that grew
+    most in between, with the trials done at each snapshot: where a per-trial growth of the driver's
+    memory is allocated (native memory, which tracemalloc does not see, is the RSS growth left over)."""
+    return f"""
+import atexit, sqlite3, threading, time, tracemalloc
+tracemalloc.start(25)
+_marks = {{}}
+def _done():
+    try:
+        with sqlite3.connect("file:{optuna_db}?mode=ro", uri=True, timeout=0.2) as db:
+            sql = "SELECT count(*) FROM trials WHERE state NOT IN ('RUNNING', 'WAITING')"
+            return db.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+def _watch():
+    while _done() < {first}:
+        time.sleep(0.5)
+    _marks["first"] = (_done(), tracemalloc.take_snapshot())
+threading.Thread(target=_watch, daemon=True).start()
+def _dump():
+    if "first" not in _marks:
+        return
+    n0, s0 = _marks["first"]
+    n1, s1 = _done(), tracemalloc.take_snapshot()
+    stats = s1.compare_to(s0, "traceback")
+    grown = sum(s.size_diff for s in stats)
+    with open({str(out)!r}, "w") as f:
+        f.write(f"trials {{n0}} -> {{n1}}: traced Python memory grew {{grown / 1024:.0f}} KiB, "
+                f"{{grown / 1024 / max(n1 - n0, 1):.1f}} KiB per trial\\n\\n")
+        for s in stats[:40]:
+            f.write(f"{{s.size_diff / 1024:+.0f}} KiB in {{s.count_diff:+d}} blocks "
+                    f"({{s.size_diff / 1024 / max(n1 - n0, 1):.2f}} KiB per trial)\\n")
+            for line in s.traceback.format(limit=8):
+                f.write(f"    {{line}}\\n")
+atexit.register(_dump)
+"""
+
+
 def run_study_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from rblock_tune.layout import EPOCHS_DONE_TAG, VARIANT_TAG
     from rblock_tune.tuning._workdir import ARTIFACTS_DIR, MLFLOW_DB, OPTUNA_DB, RAY_DIR
@@ -341,6 +381,8 @@ def run_study_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "import atexit, cProfile\n_profile = cProfile.Profile()\n_profile.enable()\n"
             f"atexit.register(lambda: (_profile.disable(), _profile.dump_stats({stats!r})))"
         )
+    if args.tracemalloc:
+        prelude += "\n" + tracemalloc_prelude(workdir / OPTUNA_DB, Path(args.tracemalloc).resolve())
     run = run_driver(
         driver_command(["-q", "study", "run", str(spec_file), "--workdir", str(workdir)], prelude),
         workdir / OPTUNA_DB,
@@ -455,6 +497,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--profile", metavar="FILE", help="run the study's driver under cProfile, stats to FILE"
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        metavar="FILE",
+        help="trace the driver's Python allocations: the sites that grew most after trial 20, to FILE",
     )
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -28,6 +28,7 @@ from rblock_tune.layout import (
     PHASE_SEARCH,
     PHASE_SEEDS,
     RACE_STATE_FILE,
+    RECORDING_FILE,
     SCHEDULED_DROP_PROB,
     STATE_FILE,
     mlflow_runs_url,
@@ -136,6 +137,18 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(action, help=f"{action} a study by name or folder")
         sub.add_argument("study", metavar="NAME|DIR")
         sub.add_argument("--workdir", default="rblock_runs", help="work directory holding NAME")
+    export = actions.add_parser(
+        "export",
+        help="write a finished study's search as a recording: every trial's values and learning curves",
+        description="Write a finished study's search trials (searched values, status, per-epoch "
+        "val/test accuracy, train loss and epoch time) to one JSON file, which "
+        "benchmarks/bench_search.py replays search strategies against.",
+    )
+    export.add_argument("study", metavar="NAME|DIR")
+    export.add_argument("--workdir", default="rblock_runs", help="work directory holding NAME")
+    export.add_argument(
+        "--out", metavar="FILE.json", help=f"where to write it (default: the study's folder/{RECORDING_FILE})"
+    )
     listing = actions.add_parser("list", help="every study of a work directory: state, trials, best")
     listing.add_argument("--workdir", default="rblock_runs", help="work directory (default: ./rblock_runs)")
     report = verbs.add_parser(
@@ -406,6 +419,21 @@ def _race_line(race: dict[str, Any]) -> str:
     )
 
 
+def _export_study(study: str, workdir: str, out: str | None) -> int:
+    """``study export``: the recording, written; one line saying where and what it holds."""
+    from rblock_tune.tuning import export_study, locate_study
+
+    target = Path(out) if out else locate_study(study, workdir).parent / RECORDING_FILE
+    recording = export_study(study, workdir, target)
+    best = recording.best().final(recording.metric) if recording.complete() else None
+    shown = "no trial ran every epoch" if best is None else f"best {recording.metric} {best:.4g}"
+    print(
+        f"exported {len(recording.points)} trials of study {recording.study} "
+        f"({recording.total_epochs()} epochs, {shown}) to {target}"
+    )
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from rblock_tune.tuning import load_study_spec, resume_study, run_study, study_status
 
@@ -431,6 +459,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return _finish_study(resume_study(args.study, args.workdir, verbosity=_verbosity(args)))
     if args.action == "list":
         return _print_study_list(args.workdir)
+    if args.action == "export":
+        return _export_study(args.study, args.workdir, args.out)
     if args.action == "status":
         status = study_status(args.study, args.workdir)
         print(
@@ -452,7 +482,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"  best so far: {status['best']}")
         print(f"state file: {status['state_file']}")
         return 0
-    raise ConfigError("study needs an action: run, resume, status or list (see rblock-tune study --help)")
+    raise ConfigError(
+        "study needs an action: run, resume, status, list or export (see rblock-tune study --help)"
+    )
 
 
 def _format_record(record: dict[str, Any], epochs: int) -> str:

@@ -280,6 +280,10 @@ STUDY_LOG: Final = "study.log"
 """Ray's own output of every run and resume of the study (trial tables, Ray's logs and warnings, the
 workers' stdout and stderr), appended; ``rblock-tune -v`` shows it on the terminal instead."""
 
+RECORDING_FILE: Final = "recording.json"
+"""``<study>/recording.json``: where ``rblock-tune study export`` writes the study's recording by default
+(:mod:`rblock_tune.tuning._recording`)."""
+
 BEST_CONFIG_FILE: Final = "best.yaml"
 """The best search configuration as a full trial config (arm ``top1`` of the seed phase)."""
 

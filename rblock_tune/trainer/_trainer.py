@@ -318,21 +318,25 @@ class Trainer:
         self.records.append(record)
         return record
 
-    def epochs(self, progress: bool = False, test: bool = True) -> Iterator[dict[str, Any]]:
+    def epochs(
+        self, progress: bool = False, test: bool = True, every_epoch: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """The epoch loop: run the remaining epochs, yielding each record when it is complete.
 
         With ``test`` (the default) the last record carries ``test_acc``, measured before it is
         yielded, so a caller that checkpoints or reports in its loop body (the hook of each epoch)
         saves it with the epoch. A trainer restored after its last epoch but without its test
         accuracy (a checkpoint taken in between) measures it and yields that last record again.
-        Without ``test`` the test set is never evaluated (a search trial selects on validation).
+        Without ``test`` the test set is never evaluated (a search trial selects on validation). With
+        ``test`` and ``every_epoch`` every record carries the ``test_acc`` of its epoch (a learning curve
+        of test accuracy: a study's ``search.test_acc: every_epoch``), the last one as before.
         """
         if test and self.done and self.test_acc is None and self.records:
             self.records[-1]["test_acc"] = self.evaluate_test()
             yield self.records[-1]
         while not self.done:
             record = self.run_epoch(progress)
-            if self.done and test:
+            if test and (self.done or every_epoch):
                 record["test_acc"] = self.evaluate_test()
             yield record
 

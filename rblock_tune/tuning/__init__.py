@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from rblock_tune.tuning._arms import build_arms, plan_seeds, resolve_arms
+from rblock_tune.tuning._export import export_study
 from rblock_tune.tuning._race_record import race_summary, read_race_state
+from rblock_tune.tuning._recording import CURVE_METRICS, RecordedPoint, Recording, load_recording
 from rblock_tune.tuning._spec import (
     DIMENSION_TYPES,
     REPORTED_METRICS,
@@ -44,7 +46,9 @@ from rblock_tune.tuning._tracking import (
 from rblock_tune.tuning._workdir import StudyPaths, locate_study, redact_url, resolve_paths
 
 __all__ = [
+    "CURVE_METRICS",
     "DIMENSION_TYPES",
+    "STRATEGIES",
     "REPORTED_METRICS",
     "Arm",
     "Dimension",
@@ -55,6 +59,10 @@ __all__ = [
     "SearchSpec",
     "SeedSpec",
     "OptunaStudySearcher",
+    "RecordedPoint",
+    "Recording",
+    "ReplayResult",
+    "Strategy",
     "StudyPaths",
     "StudyResult",
     "StudySpec",
@@ -62,9 +70,11 @@ __all__ = [
     "build_arms",
     "check_tracking",
     "ensure_experiment",
+    "export_study",
     "find_or_create_parent",
     "grid_points",
     "list_studies",
+    "load_recording",
     "load_study_spec",
     "locate_study",
     "log_arms_record",
@@ -73,6 +83,8 @@ __all__ = [
     "race_summary",
     "read_race_state",
     "redact_url",
+    "replay",
+    "replay_spec",
     "resolve_arms",
     "resolve_paths",
     "resume_study",
@@ -87,6 +99,8 @@ __all__ = [
 
 _LAZY = {"OptunaStudySearcher", "grid_points", "sample_space"}
 """Names of the search side, which imports Ray: loaded on first use."""
+_REPLAY = {"STRATEGIES", "ReplayResult", "Strategy", "replay", "replay_spec"}
+"""Names of the replay of search strategies (Ray's schedulers when it runs): loaded on first use."""
 
 
 def __getattr__(name: str) -> Any:
@@ -94,6 +108,10 @@ def __getattr__(name: str) -> Any:
         from rblock_tune.tuning import _searcher
 
         return getattr(_searcher, name)
+    if name in _REPLAY:
+        from rblock_tune.tuning import _replay
+
+        return getattr(_replay, name)
     if name == "list_studies":  # the work directory at a glance: loaded on first use too
         from rblock_tune.tuning import _listing
 

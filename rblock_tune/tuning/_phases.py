@@ -53,7 +53,7 @@ from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
 from rblock_tune.tuning._searcher import OptunaStudySearcher, grid_points
-from rblock_tune.tuning._spec import StudySpec
+from rblock_tune.tuning._spec import EVERY_EPOCH, StudySpec
 from rblock_tune.tuning._tracking import (
     append_to_log,
     describe_parent,
@@ -284,6 +284,7 @@ def _trainable(
         state_uri=state_uri,
         arms=arms,
         measure_test=phase != PHASE_SEARCH or spec.search_measures_test,
+        test_every_epoch=phase == PHASE_SEARCH and spec.search.test_acc == EVERY_EPOCH,
         resources=spec.resources,
         max_concurrent=spec.search.max_concurrent,  # both phases: the search's limit, the seeds' too
     )
@@ -352,6 +353,28 @@ def arms_description(
     return "\n".join(lines)
 
 
+def search_scheduler(spec: StudySpec, budget: int) -> Any:
+    """The search's Ray scheduler: ASHA on the epochs (rungs at ``grace_period`` times powers of
+    ``reduction_factor``, up to ``budget``), or FIFO. A replay (:mod:`rblock_tune.tuning._replay`)
+    builds its scheduler here too."""
+    if spec.scheduler.type == "asha":
+        return ASHAScheduler(
+            time_attr="epoch",
+            metric=spec.metric,
+            mode=spec.mode,
+            max_t=budget,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return FIFOScheduler()  # type: ignore[no-untyped-call]
+
+
+def search_algorithm(spec: StudySpec, searcher: Any) -> ConcurrencyLimiter:
+    """The search's Ray search algorithm: ``searcher`` held to ``search.max_concurrent`` trials at
+    once (a replay's too)."""
+    return ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
+
+
 def search_phase(
     spec: StudySpec,
     paths: StudyPaths,
@@ -372,23 +395,11 @@ def search_phase(
     run_config = _run_config(name, spec, paths, experiment_id, parent, budget, num_samples, verbosity)
 
     def build() -> tune.Tuner:
-        scheduler: Any
-        if spec.scheduler.type == "asha":
-            scheduler = ASHAScheduler(
-                time_attr="epoch",
-                metric=spec.metric,
-                mode=spec.mode,
-                max_t=budget,
-                grace_period=spec.scheduler.grace_period,
-                reduction_factor=spec.scheduler.reduction_factor,
-            )
-        else:
-            scheduler = FIFOScheduler()  # type: ignore[no-untyped-call]
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-                scheduler=scheduler,
+                search_alg=search_algorithm(spec, searcher),
+                scheduler=search_scheduler(spec, budget),
                 num_samples=num_samples,
                 reuse_actors=True,  # a new trial skips the worker's start and imports
             ),

@@ -96,7 +96,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     Args:
         spec: the study spec (space, metric, mode, algorithm, starting points).
         storage: Optuna storage URL (``sqlite:///.../optuna.db``), so the study survives
-            crashes and optuna-dashboard can read it.
+            crashes and optuna-dashboard can read it; or an Optuna storage object (a replay's
+            in-memory one, :mod:`rblock_tune.tuning._replay`).
         study_name: Optuna study name.
         budget: epochs of a full trial; a trial that ends earlier was stopped by ASHA.
         links: user attributes of the study pointing to the study's other records (the MLflow
@@ -110,14 +111,14 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def __init__(
         self,
         spec: StudySpec,
-        storage: str,
+        storage: str | optuna.storages.BaseStorage,
         study_name: str,
         budget: int,
         links: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(metric=spec.metric, mode=spec.mode)
         self._spec = spec
-        self._storage = remember(storage)
+        self._storage = remember(storage) if isinstance(storage, str) else storage
         self._study_name = study_name
         self._budget = budget
         self._links = dict(links or {})
@@ -176,7 +177,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a searcher pickled by an earlier rblock-tune (an interrupted study) lacks the newer fields
         self.__dict__.update({"_live": {}, "_reported": {}, "_links": {}, "_linked": set(), **state})
-        self._storage = unredact(self._storage)  # the password this driver was given, never pickled
+        if isinstance(self._storage, str):
+            self._storage = unredact(self._storage)  # the password this driver was given, never pickled
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles the searcher into the phase's tuner.pkl: without the storage's password
@@ -184,7 +186,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         state["_study"] = None  # reconnected to the storage on first use
         state["_live"] = {}
         state["_linked"] = set()
-        state["_storage"] = redact_url(self._storage)
+        if isinstance(self._storage, str):
+            state["_storage"] = redact_url(self._storage)
         return state
 
     def save(self, checkpoint_path: str) -> None:

@@ -61,6 +61,7 @@ from rblock_tune.tuning._space import (
 from rblock_tune.tuning._workdir import RESERVED_NAMES
 
 __all__ = [
+    "EVERY_EPOCH",
     "DIMENSION_TYPES",
     "REPORTED_METRICS",
     "Arm",
@@ -93,6 +94,14 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and _NAME.fullmatch(value) is not None
 
 
+EVERY_EPOCH = "every_epoch"
+"""``search.test_acc: every_epoch``: search trials measure the test set after every epoch."""
+
+
+def _is_test_acc(value: Any) -> bool:
+    return type(value) is bool or value == EVERY_EPOCH
+
+
 @dataclass(frozen=True)
 class SearchSpec:
     algorithm: str = setting(
@@ -102,7 +111,11 @@ class SearchSpec:
     max_concurrent: int = setting(at_least(1), default=2)
     seed: int = setting(at_least(0), default=0)
     points: tuple[dict[str, Any], ...] = ()
-    test_acc: bool = False  # search trials measure test accuracy (they select on the metric)
+    # search trials measure test accuracy after their last epoch (true) or after every epoch
+    # (every_epoch: the learning curves a recorded grid keeps); they still select on the metric
+    test_acc: bool | str = setting(
+        Check(_is_test_acc, "is not allowed: must be false, true or every_epoch", raw=True), default=False
+    )
 
 
 @dataclass(frozen=True)
@@ -347,7 +360,7 @@ class StudySpec:
         """Whether search trials measure and log ``test_acc``: when ``search.test_acc`` asks, or when
         the report compares search trials (no seed phase) on it."""
         compares_search = self.seeds is None and self.report is not None and self.report.metric == "test_acc"
-        return self.search.test_acc or compares_search
+        return bool(self.search.test_acc) or compares_search
 
     def race_design(self) -> dict[str, Any] | None:
         """The resolved design of a racing seed phase (None for a fixed one): ``alpha``, ``margin``,

@@ -275,6 +275,38 @@ def resume_study(
     )
 
 
+@dataclass(frozen=True)
+class StudyStores:
+    """Where a study's records are, read from its state file, checked for reading (never created).
+
+    ``has_optuna`` is False for a study without a search (no Optuna storage was ever made)."""
+
+    state_file: Path
+    state: StudyState
+    spec: StudySpec
+    tracking_uri: str
+    optuna_url: str
+    has_optuna: bool
+
+
+def open_stores(name_or_dir: str, workdir: str | Path = "rblock_runs") -> StudyStores:
+    """The stores of a study by name or folder, for a reader (status, export): one line when the
+    study, its state or a store is missing or unreadable."""
+    state_file = locate_study(name_or_dir, workdir)
+    state = read_state(state_file)
+    spec = spec_from_state(state, state_file)
+    tracking_uri = recorded_url(state, "tracking_uri", state_file)
+    optuna_url = recorded_url(state, "optuna_storage", state_file)
+    check_tracking_uri(tracking_uri, reading=True)  # a reader never creates a store
+    optuna_path = sqlite_path(optuna_url)
+    has_optuna = optuna_path is None or optuna_path.is_file()
+    if has_optuna:
+        check_optuna_url(optuna_url, reading=True)
+        if optuna_path is None:  # a database server: it answers, within seconds, or one line
+            check_optuna_storage(optuna_url)
+    return StudyStores(state_file, state, spec, tracking_uri, optuna_url, has_optuna)
+
+
 def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[str, Any]:
     """Trials by state and the best so far, read from the Optuna study and MLflow.
 
@@ -285,18 +317,9 @@ def study_status(name_or_dir: str, workdir: str | Path = "rblock_runs") -> dict[
     """
     import optuna
 
-    state_file = locate_study(name_or_dir, workdir)
-    state = read_state(state_file)
-    spec = spec_from_state(state, state_file)
-    tracking_uri = recorded_url(state, "tracking_uri", state_file)
-    optuna_url = recorded_url(state, "optuna_storage", state_file)
-    check_tracking_uri(tracking_uri, reading=True)  # status reads: it never creates a store
-    optuna_path = sqlite_path(optuna_url)
-    has_optuna = optuna_path is None or optuna_path.is_file()
-    if has_optuna:
-        check_optuna_url(optuna_url, reading=True)
-        if optuna_path is None:  # a database server: it answers, within seconds, or one line
-            check_optuna_storage(optuna_url)
+    stores = open_stores(name_or_dir, workdir)
+    state_file, state, spec, tracking_uri = stores.state_file, stores.state, stores.spec, stores.tracking_uri
+    optuna_url, has_optuna = stores.optuna_url, stores.has_optuna
     out: dict[str, Any] = {"name": spec.name, "state_file": str(state_file), "phases": {}}
     client = MlflowClient(tracking_uri=tracking_uri)
     out["phases"] = run_counts(client, spec.name)

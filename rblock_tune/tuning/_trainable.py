@@ -81,6 +81,7 @@ class TrialContext:
         state_uri: folder (path or URI on the Ray storage) of the trials' own checkpoint copies.
         arms: seed phase: arm label -> dotted overrides of the base config.
         measure_test: whether the trials measure and log ``test_acc``.
+        test_every_epoch: with ``measure_test``, after every epoch rather than after the last only.
         resources: the spec's ``resources`` (a trial's threads).
         max_concurrent: trials of this phase that run at once at most (``search.max_concurrent``).
     """
@@ -97,6 +98,7 @@ class TrialContext:
     state_uri: str
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
     measure_test: bool = True
+    test_every_epoch: bool = False
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     max_concurrent: int = 1
 
@@ -361,7 +363,8 @@ def _train_epochs(
         # and MLflow.
         _report(trainer, trainer.records[-1], context.metric, run.run_id)
     try:
-        for record in profile.timed(trainer.epochs(test=context.measure_test), "train"):
+        records = trainer.epochs(test=context.measure_test, every_epoch=context.test_every_epoch)
+        for record in profile.timed(records, "train"):
             epoch = int(record["epoch"])
             profile.add("epochs")
             profile.add("epoch_seconds", record["epoch_seconds"])

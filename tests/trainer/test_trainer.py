@@ -99,6 +99,17 @@ def test_every_variant_trains_and_reports_a_full_record(variant: str) -> None:
 
 
 @pytest.mark.slow
+def test_the_test_set_is_measured_after_the_last_epoch_or_every_epoch_as_asked() -> None:
+    final = [r.get("test_acc") for r in Trainer(small_config("train.epochs=3")).epochs()]
+    assert final[:2] == [None, None] and final[2] is not None
+    assert [r.get("test_acc") for r in Trainer(small_config("train.epochs=3")).epochs(test=False)] == [
+        None
+    ] * 3
+    every = Trainer(small_config("train.epochs=3"))
+    accs = [r.get("test_acc") for r in every.epochs(every_epoch=True)]
+    assert all(a is not None for a in accs) and accs[-1] == every.test_acc == final[2]  # same seed, same run
+
+
 def test_training_learns_synthetic_data() -> None:
     cfg = small_config("reg.variant=bdrop_dml", "train.epochs=6", "data.synthetic_size=512")
     records = list(Trainer(cfg).epochs())

@@ -3,7 +3,6 @@ run per member, and an analysis that sees the same runs as an unfused phase of t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ from rblock_tune.analysis import load_runs
 from rblock_tune.errors import ConfigError
 from rblock_tune.layout import PHASE_SEEDS, ROLE_TRIAL, RUN_LOG_ARTIFACT, TRIAL_TAG
 from rblock_tune.tuning import run_study, spec_from_dict
-from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output
-from rblock_tune.tuning._verbosity import VERBOSE
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 96, "val_size": 32},
@@ -41,17 +38,6 @@ def _spec(name: str, fuse: int) -> Any:
             "search": {"max_concurrent": 2},
         }
     )
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Any:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield ray
-    route_ray_output(Path(os.devnull), VERBOSE)  # the study routed Ray's output to its log: put it back
-    route_worker_output(VERBOSE)
-    ray.shutdown()
 
 
 def _seed_runs(result: Any, name: str) -> pd.DataFrame:

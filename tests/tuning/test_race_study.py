@@ -3,7 +3,6 @@ itself, and leaves its looks, decisions and counts where a reviewer reads them."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +29,6 @@ from rblock_tune.layout import (
 )
 from rblock_tune.tuning import run_study, spec_from_dict, study_status
 from rblock_tune.tuning._race_record import read_race_state
-from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output
-from rblock_tune.tuning._verbosity import VERBOSE
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 128, "val_size": 32},
@@ -39,17 +36,6 @@ BASE = {
     # 2 epochs: the race's metric (test_acc) comes with the last epoch's result only
     "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu", "eval_batch_size": 64},
 }
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Any:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield ray
-    route_ray_output(Path(os.devnull), VERBOSE)  # the study routed Ray's output to its log: put it back
-    route_worker_output(VERBOSE)
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -688,6 +688,8 @@ ERROR_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("negative gpus", _section("resources", gpus=-0.5), ["resources.gpus=-0.5", ">= 0"]),
     ("zero cpus", _section("resources", cpus=0), ["resources.cpus=0", "> 0"]),
     ("gpus text", _section("resources", gpus="one"), ["resources.gpus='one'"]),
+    ("test_acc text", _section("search", test_acc="always"), ["search.test_acc='always'", "every_epoch"]),
+    ("test_acc number", _section("search", test_acc=1), ["search.test_acc=1", "false, true or every_epoch"]),
     ("threads 0", _section("resources", threads=0), ["resources.threads=0", "auto or a whole number >= 1"]),
     ("threads text", _section("resources", threads="all"), ["resources.threads='all'", "auto"]),
     ("threads float", _section("resources", threads=1.5), ["resources.threads=1.5", "auto"]),

@@ -185,13 +185,6 @@ def test_unreachable_tracking_server_is_one_line() -> None:
 
 
 # ---------------------------------------------------------------------- whole studies
-@pytest.fixture(scope="module")
-def ray_session() -> Any:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield ray
-    ray.shutdown()
 
 
 def runs_by_role(tracking_uri: str, name: str) -> dict[str, list[Any]]:

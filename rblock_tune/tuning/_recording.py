@@ -1,0 +1,346 @@
+"""A recorded study: every search trial's configuration and per-epoch learning curves, in one file.
+
+This module owns the file format (:data:`RECORDING_FORMAT`, JSON) and what can be read off it: the
+points, the grid's best, and where a suggested configuration lands (:meth:`Recording.snap`). The
+writing side, from a finished study's stores, is :func:`rblock_tune.tuning._export.export_study`; the
+replay of search strategies against it is :mod:`rblock_tune.tuning._replay`.
+
+A point's ``curves`` hold one value per epoch it ran (``None`` where an epoch lacks that metric, e.g.
+``test_acc`` when it was measured after the last epoch only); ``epochs`` is how many epochs it ran, the
+study's budget for a trial that ran to the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rblock_tune.errors import ConfigError
+from rblock_tune.layout import COMPLETED, FINAL_METRIC
+
+__all__ = [
+    "CURVE_METRICS",
+    "RECORDING_FORMAT",
+    "RecordedPoint",
+    "Recording",
+    "load_recording",
+]
+
+RECORDING_FORMAT = "rblock-recording/1"
+"""The ``format`` field of a recording file."""
+
+CURVE_METRICS: tuple[str, ...] = (
+    "val_acc",
+    "val_loss",
+    "train_loss",
+    "train_acc",
+    "epoch_seconds",
+    FINAL_METRIC,
+)
+"""The per-epoch metrics a recording keeps of each trial (a study's ``metric`` is added when it is
+another one)."""
+
+
+@dataclass(frozen=True)
+class RecordedPoint:
+    """One recorded trial: its searched values, how it ended and its learning curves.
+
+    Attributes:
+        params: dotted key -> value of the searched dimensions (the Optuna trial's params).
+        status: the trial run's ``rblock.status`` (``completed``, ``early_stopped``, ...).
+        epochs: how many epochs it ran.
+        curves: metric -> one value per epoch (index 0 is epoch 1); ``None`` where not measured.
+        trial: its Optuna trial number in the recorded study.
+        run_id: its MLflow run.
+    """
+
+    params: dict[str, Any]
+    status: str
+    epochs: int
+    curves: dict[str, list[float | None]]
+    trial: int | None = None
+    run_id: str | None = None
+
+    def value(self, metric: str, epoch: int) -> float | None:
+        """``metric`` after ``epoch`` (1-based), or None when it was not measured."""
+        values = self.curves.get(metric, [])
+        return values[epoch - 1] if 1 <= epoch <= len(values) else None
+
+    def final(self, metric: str) -> float | None:
+        """``metric`` after the last epoch this point ran."""
+        return self.value(metric, self.epochs)
+
+    def seconds(self, epoch: int) -> float:
+        """The recorded wall time of ``epoch`` (0 when it was not recorded)."""
+        value = self.value("epoch_seconds", epoch)
+        return 0.0 if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recorded study (:data:`RECORDING_FORMAT`).
+
+    Attributes:
+        study: the study's name.
+        metric: the metric it optimised; ``mode``: ``max`` or ``min``.
+        budget: epochs of a whole trial.
+        spec: the study's spec as run (a mapping :func:`~rblock_tune.tuning.spec_from_dict` reads).
+        points: the recorded trials, in the study's trial order.
+        code: the code that recorded it (rblock-tune version, git commit when known).
+        meta: anything else about the recording (when, where, how long it took).
+    """
+
+    study: str
+    metric: str
+    mode: str
+    budget: int
+    spec: dict[str, Any]
+    points: tuple[RecordedPoint, ...]
+    code: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The searched keys, in the spec's order."""
+        space = self.spec.get("space") or {}
+        keys = [k for k in space if any(k in p.params for p in self.points)]
+        return tuple(keys)
+
+    def complete(self) -> list[RecordedPoint]:
+        """The points that ran the whole budget and have the metric at its end."""
+        return [p for p in self.points if p.epochs >= self.budget and _finite(p.final(self.metric))]
+
+    def values(self, key: str) -> list[Any]:
+        """The distinct recorded values of ``key``, sorted (numbers by value)."""
+        seen: list[Any] = []
+        for point in self.points:
+            value = point.params.get(key)
+            if value is not None and not any(_same(value, v) for v in seen):
+                seen.append(value)
+        return sorted(seen, key=lambda v: (not _is_number(v), v if _is_number(v) else str(v)))
+
+    def best(self) -> RecordedPoint:
+        """The complete point with the best final metric (the first recorded among equals)."""
+        complete = self.complete()
+        if not complete:
+            raise ConfigError(
+                f"recording of study {self.study!r} has no trial that ran all {self.budget} epochs: "
+                "record a study whose trials run to the end (a grid with scheduler.type: fifo)"
+            )
+        sign = 1.0 if self.mode == "max" else -1.0
+        return max(complete, key=lambda p: sign * float(p.final(self.metric)))  # type: ignore[arg-type]
+
+    def total_epochs(self) -> int:
+        """Epochs the recorded study spent."""
+        return sum(p.epochs for p in self.points)
+
+    def total_seconds(self) -> float:
+        """Recorded seconds of training the study spent (the sum of its epoch times)."""
+        return sum(p.seconds(e) for p in self.points for e in range(1, p.epochs + 1))
+
+    def snap(self, config: Mapping[str, Any]) -> RecordedPoint:
+        """The recorded point a suggested configuration lands on.
+
+        Each searched key is moved to its nearest recorded value (a categorical one must match; a
+        number moves on a log scale for :meth:`log_keys`, else linearly), then the complete point
+        with exactly those values is returned; a recording that is not a full grid gives the nearest
+        complete point instead (distance: the sum over keys of the distance in grid steps).
+        """
+        complete = self.complete()
+        target = {key: self._nearest(key, config.get(key)) for key in self.keys}
+        for point in complete:
+            if all(_same(point.params.get(k), v) for k, v in target.items()):
+                return point
+        if not complete:
+            return self.best()  # raises the one-line error
+        return min(complete, key=lambda p: self._distance(p.params, target))
+
+    # ------------------------------------------------------------------ snapping
+    def log_keys(self) -> set[str]:
+        """Numeric keys of 3 or more positive values evenly spaced on a log scale (within 25%), and more
+        so than on a linear one: :meth:`snap` and :meth:`search_space` read them as logs."""
+        out = set()
+        for key in self.keys:
+            values = self.values(key)
+            if len(values) >= 3 and all(_is_number(v) and v > 0 for v in values):
+                logs = _steps([math.log(float(v)) for v in values])
+                if _spread(logs) < min(0.25, _spread(_steps(values))):
+                    out.add(key)
+        return out
+
+    def _scale(self, key: str, value: float) -> float:
+        return math.log(value) if key in self.log_keys() and value > 0 else value
+
+    def _nearest(self, key: str, value: Any) -> Any:
+        values = self.values(key)
+        if value is None or not values:
+            return value
+        if not _is_number(value) or not all(_is_number(v) for v in values):
+            return next((v for v in values if _same(v, value)), value)
+        x = self._scale(key, float(value))
+        return min(values, key=lambda v: abs(self._scale(key, float(v)) - x))
+
+    def _distance(self, params: Mapping[str, Any], target: Mapping[str, Any]) -> float:
+        total = 0.0
+        for key, value in target.items():
+            values = self.values(key)
+            have = params.get(key)
+            index = {i for i, v in enumerate(values) if _same(v, have)}
+            want = {i for i, v in enumerate(values) if _same(v, value)}
+            total += min((abs(a - b) for a in index for b in want), default=len(values))
+        return total
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """A continuous search space over the recorded values, for a replayed search to sample from.
+
+        A numeric key with 3 or more evenly spaced values (on a log scale for :meth:`log_keys`)
+        becomes a range reaching half a step beyond its end values, so every recorded value owns an
+        equal share of it after :meth:`snap`; every other key stays categorical over its values.
+        """
+        space: dict[str, dict[str, Any]] = {}
+        logs = self.log_keys()
+        for key in self.keys:
+            values = self.values(key)
+            numeric = len(values) >= 3 and all(_is_number(v) and not isinstance(v, int) for v in values)
+            if numeric and (key in logs or _spread(_steps(values)) < 0.01):
+                if key in logs:
+                    ratio = math.exp((math.log(values[-1]) - math.log(values[0])) / (len(values) - 1))
+                    half = math.sqrt(ratio)
+                    space[key] = {
+                        "type": "loguniform",
+                        "low": _round(values[0] / half),
+                        "high": _round(values[-1] * half),
+                    }
+                else:
+                    half = (values[-1] - values[0]) / (len(values) - 1) / 2
+                    space[key] = {
+                        "type": "uniform",
+                        "low": _round(values[0] - half),
+                        "high": _round(values[-1] + half),
+                    }
+            else:
+                space[key] = {"type": "categorical", "values": list(values)}
+        return space
+
+    # ------------------------------------------------------------------ the file
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RECORDING_FORMAT,
+            "study": self.study,
+            "metric": self.metric,
+            "mode": self.mode,
+            "budget": self.budget,
+            "code": self.code,
+            "meta": self.meta,
+            "spec": self.spec,
+            "points": [
+                {
+                    "trial": p.trial,
+                    "run_id": p.run_id,
+                    "params": p.params,
+                    "status": p.status,
+                    "epochs": p.epochs,
+                    "curves": p.curves,
+                }
+                for p in self.points
+            ],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the recording as JSON (one point per line, so a diff of two recordings reads)."""
+        data = self.to_dict()
+        points = data.pop("points")
+        head = json.dumps(data, indent=1, allow_nan=False)[:-2]  # without the closing brace
+        lines = ",\n".join("  " + json.dumps(p, allow_nan=False) for p in points)
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(f'{head},\n "points": [\n{lines}\n ]\n}}\n')
+        tmp.replace(out)
+        return out
+
+
+def load_recording(path: str | Path) -> Recording:
+    """Read a recording file; one line saying what is wrong when it is not one."""
+    where = Path(path)
+    try:
+        raw = json.loads(where.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such recording (make one with `rblock-tune study export`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{where}: not a readable recording ({exc})") from None
+    return recording_from_dict(raw, str(where))
+
+
+def recording_from_dict(raw: Any, where: str = "recording") -> Recording:
+    """A :class:`Recording` from its JSON form, checked field by field."""
+    if not isinstance(raw, Mapping) or raw.get("format") != RECORDING_FORMAT:
+        got = raw.get("format") if isinstance(raw, Mapping) else type(raw).__name__
+        raise ConfigError(f"{where}: format {got!r}, this rblock-tune reads {RECORDING_FORMAT!r}")
+    try:
+        points = tuple(_point(p) for p in raw["points"])
+        recording = Recording(
+            study=str(raw["study"]),
+            metric=str(raw["metric"]),
+            mode=str(raw["mode"]),
+            budget=int(raw["budget"]),
+            spec=dict(raw["spec"]),
+            points=points,
+            code=dict(raw.get("code") or {}),
+            meta=dict(raw.get("meta") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: a recording field is missing or malformed ({exc!r})") from None
+    if recording.mode not in ("max", "min") or recording.budget < 1 or not points:
+        raise ConfigError(f"{where}: needs mode max or min, a budget >= 1 and at least one point")
+    return recording
+
+
+def _point(raw: Mapping[str, Any]) -> RecordedPoint:
+    curves = {str(k): [None if v is None else float(v) for v in vs] for k, vs in raw["curves"].items()}
+    return RecordedPoint(
+        params=dict(raw["params"]),
+        status=str(raw.get("status", COMPLETED)),
+        epochs=int(raw["epochs"]),
+        curves=curves,
+        trial=None if raw.get("trial") is None else int(raw["trial"]),
+        run_id=raw.get("run_id"),
+    )
+
+
+def _round(value: float) -> float:
+    """``value`` to 12 significant digits (no 6.9e-18 for a range that starts at 0)."""
+    return float(f"{value:.12g}") if abs(value) > 1e-12 else 0.0
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _is_number(a) and _is_number(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b) and type(a) is type(b)
+
+
+def _steps(values: Sequence[float]) -> list[float]:
+    return [float(b) - float(a) for a, b in itertools.pairwise(values)]
+
+
+def _spread(steps: Iterable[float]) -> float:
+    """Relative spread of a list of steps (0 when they are equal)."""
+    steps = list(steps)
+    if not steps:
+        return 0.0
+    mean = sum(steps) / len(steps)
+    return (max(steps) - min(steps)) / abs(mean) if mean else math.inf

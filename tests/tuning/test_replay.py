@@ -1,0 +1,344 @@
+"""The recording of a study and the replay of search strategies against it.
+
+A tiny recorded grid (made here, no training) checks the replay: a replayed grid returns exactly the
+recorded best, a replayed ASHA stops trials at the rungs the recorded curves imply, and the two kinds
+of feedback tell those stops to Optuna as PRUNED (this project) or as COMPLETE with the value at the
+stop (Ray's stock ``OptunaSearch``). A replay at one trial at a time is checked against Ray Tune's own
+controller driving the same searcher and scheduler, and a real study's export against its stores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import statistics
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from rblock_tune.errors import CheckpointError, ConfigError
+from rblock_tune.tuning import (
+    STRATEGIES,
+    RecordedPoint,
+    Recording,
+    Strategy,
+    load_recording,
+    replay,
+    replay_spec,
+)
+from rblock_tune.tuning._recording import recording_from_dict
+
+ALPHAS = (0.3, 1.0, 3.0)
+PS = (0.05, 0.15, 0.25, 0.35)
+BUDGET = 4
+
+SPEC: dict[str, Any] = {
+    "name": "tiny-grid",
+    "base": {
+        "data": {"name": "synthetic", "synthetic_size": 64, "image_size": 8},
+        "model": {"name": "resnet8"},
+        "reg": {"variant": "bdrop_dml", "rate_basis": "submodel"},
+        "train": {"epochs": BUDGET, "batch_size": 32},
+    },
+    "metric": "val_acc",
+    "space": {
+        "reg.alpha": {"type": "categorical", "values": list(ALPHAS)},
+        "reg.drop_prob": {"type": "categorical", "values": list(PS)},
+    },
+    "search": {"algorithm": "grid"},
+    "scheduler": {"type": "fifo"},
+}
+
+
+def tiny_recording(seed: int = 0) -> Recording:
+    """12 points whose curves cross: some start well and end badly, so ASHA's rungs matter."""
+    rng = random.Random(seed)
+    points = []
+    for number, (alpha, p) in enumerate(itertools.product(ALPHAS, PS)):
+        final = 0.5 + 0.1 * (1 - abs(math.log(alpha))) - (p - 0.15) ** 2 + rng.uniform(-0.03, 0.03)
+        start = rng.uniform(0.1, 0.4)
+        curve = [start + (final - start) * (e / BUDGET) ** rng.uniform(0.3, 3) for e in range(1, BUDGET + 1)]
+        points.append(
+            RecordedPoint(
+                params={"reg.alpha": alpha, "reg.drop_prob": p},
+                status="completed",
+                epochs=BUDGET,
+                curves={
+                    "val_acc": curve,
+                    "epoch_seconds": [rng.uniform(1, 3) for _ in range(BUDGET)],
+                    "test_acc": [None] * (BUDGET - 1) + [final - 0.01],
+                },
+                trial=number,
+            )
+        )
+    return Recording("tiny-grid", "val_acc", "max", BUDGET, SPEC, tuple(points))
+
+
+# ---------------------------------------------------------------------- the recording
+def test_snap_moves_each_value_to_its_nearest_recorded_one_on_the_right_scale() -> None:
+    rec = tiny_recording()
+    assert rec.log_keys() == {"reg.alpha"}  # 0.3, 1, 3: even on a log scale; p: even on a linear one
+    # 0.5 is nearer 0.3 than 1 on a linear scale, nearer 1 on a log one (sqrt(0.3) = 0.548 is the edge)
+    assert rec.snap({"reg.alpha": 0.5, "reg.drop_prob": 0.11}).params == {
+        "reg.alpha": 0.3,
+        "reg.drop_prob": 0.15,
+    }
+    assert rec.snap({"reg.alpha": 0.6, "reg.drop_prob": 0.09}).params == {
+        "reg.alpha": 1.0,
+        "reg.drop_prob": 0.05,
+    }
+    assert rec.snap({"reg.alpha": 100.0, "reg.drop_prob": -1.0}).params == {
+        "reg.alpha": 3.0,
+        "reg.drop_prob": 0.05,
+    }
+    space = rec.search_space()
+    # half a step beyond the end values, so each recorded value owns an equal share of the range
+    assert space["reg.drop_prob"] == {"type": "uniform", "low": 0.0, "high": 0.4}
+    assert space["reg.alpha"]["type"] == "loguniform"  # a log step of sqrt(10): half of it each side
+    assert math.isclose(space["reg.alpha"]["low"], 0.3 / 10**0.25, rel_tol=1e-9)
+    assert math.isclose(space["reg.alpha"]["high"], 3.0 * 10**0.25, rel_tol=1e-9)
+
+
+def test_a_recording_round_trips_through_its_file_and_refuses_what_is_not_one(tmp_path: Path) -> None:
+    rec = tiny_recording()
+    path = rec.save(tmp_path / "rec.json")
+    back = load_recording(path)
+    assert back == rec
+    with pytest.raises(ConfigError, match="no such recording"):
+        load_recording(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable recording"):
+        load_recording(tmp_path / "bad.json")
+    raw = json.loads(path.read_text())
+    with pytest.raises(ConfigError, match="format"):
+        recording_from_dict({**raw, "format": "rblock-recording/0"})
+    del raw["points"][0]["curves"]
+    with pytest.raises(ConfigError, match="missing or malformed"):
+        recording_from_dict(raw)
+
+
+# ---------------------------------------------------------------------- the replay
+def test_a_strategy_names_what_it_runs_or_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="scheduler='hyperband' is not allowed: must be fifo or asha"):
+        Strategy("tpe", "hyperband")
+    with pytest.raises(ConfigError, match="has no grid"):
+        Strategy("grid", feedback="stock")
+
+
+def test_a_replayed_grid_runs_every_point_once_and_returns_exactly_the_recorded_best() -> None:
+    rec = tiny_recording()
+    strategy = STRATEGIES["grid"]
+    result = replay(rec, replay_spec(rec, strategy), strategy)
+    assert [t.point for t in result.trials] == list(rec.points)  # the grid's order, each point once
+    assert result.epochs == rec.total_epochs() and all(t.epochs == BUDGET for t in result.trials)
+    assert result.pick is not None and result.pick.point is rec.best()
+    assert result.pick.value == rec.best().final("val_acc")
+    assert result.pick.test_acc == rec.best().final("test_acc")
+    assert math.isclose(result.seconds, rec.total_seconds())
+
+
+def _asha_stops(rec: Recording, rf: float, rungs: tuple[int, ...]) -> list[int]:
+    """Where asynchronous successive halving stops each trial of the grid, one trial at a time: at a
+    rung, a trial whose value is below the median (rf 2) of the values recorded there before it
+    stops; its value is recorded either way (Li et al. 2020, ASHA; Ray's AsyncHyperBandScheduler)."""
+    assert rf == 2
+    seen: dict[int, list[float]] = {r: [] for r in rungs}
+    stops = []
+    for point in rec.points:
+        stop = BUDGET
+        for rung in rungs:
+            value = point.value("val_acc", rung)
+            assert value is not None
+            below = bool(seen[rung]) and value < statistics.median(seen[rung])
+            seen[rung].append(value)
+            if below:
+                stop = rung
+                break
+        stops.append(stop)
+    return stops
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_replayed_asha_stops_trials_at_the_rungs_the_recorded_curves_imply(seed: int) -> None:
+    rec = tiny_recording(seed)
+    strategy = Strategy("grid", "asha")
+    result = replay(rec, replay_spec(rec, strategy, grace_period=1, reduction_factor=2), strategy)
+    expected = _asha_stops(rec, 2, rungs=(1, 2))
+    assert [t.epochs for t in result.trials] == expected
+    assert [t.stopped for t in result.trials] == [e < BUDGET for e in expected]
+    assert any(e == 1 for e in expected) and any(e == 2 for e in expected)  # both rungs prune here
+    assert result.epochs == sum(expected)
+
+
+def test_pruned_feedback_tells_asha_stops_as_pruned_and_stock_as_complete_with_the_partial_value() -> None:
+    rec = tiny_recording()
+    for name in ("tpe+asha", "tpe+asha-stock"):
+        strategy = STRATEGIES[name]
+        spec = replay_spec(rec, strategy, seed=3, max_concurrent=2, num_samples=30)
+        result = replay(rec, spec, strategy, label=name)
+        again = replay(rec, spec, strategy, label=name)
+        assert [t.point for t in again.trials] == [t.point for t in result.trials]  # deterministic
+        assert len(result.trials) == 30 and any(t.stopped for t in result.trials)
+        assert result.study is not None
+        trials = sorted(result.study.get_trials(deepcopy=False), key=lambda t: t.number)
+        for replayed, trial in zip(result.trials, trials, strict=True):
+            if name == "tpe+asha-stock":  # Ray's OptunaSearch: the value at the stop, as if complete
+                assert trial.state == optuna.trial.TrialState.COMPLETE
+                assert trial.value == replayed.point.value("val_acc", replayed.epochs)
+            elif replayed.stopped:
+                assert trial.state == optuna.trial.TrialState.PRUNED
+                assert sorted(trial.intermediate_values) == list(range(1, replayed.epochs + 1))
+            else:
+                assert trial.state == optuna.trial.TrialState.COMPLETE
+                assert trial.value == replayed.point.final("val_acc")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tpe", "tpe+asha", "tpe+asha-stock"])
+def test_a_replay_tells_optuna_what_ray_tune_tells_it_when_the_same_curves_are_reported(
+    ray_session: Any, tmp_path: Path, name: str
+) -> None:
+    """Ray Tune's controller drives the same searcher and scheduler over a trainable that reports the
+    recorded curves, one trial at a time: the Optuna study it leaves is the replay's, trial by trial
+    (values suggested, intermediate values, state, value)."""
+    from ray import tune
+
+    from rblock_tune.layout import CONFIG_NUMBER_KEY
+    from rblock_tune.tuning._phases import search_algorithm, search_scheduler
+    from rblock_tune.tuning._replay import _searcher
+
+    rec = tiny_recording(1)
+    strategy = STRATEGIES[name]
+    spec = replay_spec(rec, strategy, seed=5, max_concurrent=1, num_samples=14)
+    replayed = replay(rec, spec, strategy, label=name)
+    assert replayed.study is not None and any(t.stopped for t in replayed.trials) == (
+        strategy.scheduler == "asha"
+    )
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher, study = _searcher(spec, strategy, rec.budget, storage)
+
+    def trainable(config: dict[str, Any]) -> None:
+        overrides = {k: v for k, v in config.get("overrides", config).items() if k != CONFIG_NUMBER_KEY}
+        point = rec.snap(overrides)
+        for epoch in range(1, rec.budget + 1):
+            tune.report({"epoch": epoch, "val_acc": point.value("val_acc", epoch), "diverged": 0})
+
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=search_algorithm(spec, searcher),
+            scheduler=search_scheduler(spec, rec.budget),
+            num_samples=spec.search.num_samples,
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="replay-check", verbose=0),
+    )
+    tuner.fit()
+
+    def trials(study: optuna.study.Study) -> list[tuple[Any, ...]]:
+        return [
+            (t.params, t.intermediate_values, t.state, t.value)
+            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        ]
+
+    assert trials(study) == trials(replayed.study)
+
+
+# ---------------------------------------------------------------------- export of a real study
+@pytest.mark.slow
+def test_a_finished_study_exports_every_trial_with_its_curves_and_replays_to_its_best(
+    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 3-point grid measuring the test set after every epoch (``search.test_acc: every_epoch``):
+    ``study export`` writes each trial's values, status and per-epoch curves as MLflow holds them,
+    and a replayed grid over the file returns the study's own best."""
+    from mlflow.tracking import MlflowClient
+
+    from rblock_tune.cli import main
+    from rblock_tune.layout import MLFLOW_RUN_ATTR, RECORDING_FILE
+    from rblock_tune.tuning import export_study, run_study, spec_from_dict
+
+    spec = spec_from_dict(
+        {
+            "name": "exp",
+            "base": {
+                "data": {"name": "synthetic", "synthetic_size": 128, "val_size": 32},
+                "model": {"name": "resnet8"},
+                "reg": {"variant": "bdrop_dml", "drop_prob": 0.1},
+                "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu", "eval_batch_size": 64},
+            },
+            "metric": "val_acc",
+            "space": {"reg.alpha": {"type": "categorical", "values": [0.3, 1.0, 3.0]}},
+            "search": {"algorithm": "grid", "test_acc": "every_epoch"},
+            "scheduler": {"type": "fifo"},
+        }
+    )
+    result = run_study(spec, workdir=tmp_path)
+    with pytest.raises(CheckpointError, match="no study 'nope'"):
+        export_study("nope", tmp_path)
+    assert main(["-q", "study", "export", "exp", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    target = tmp_path / "exp" / RECORDING_FILE
+    assert "exported 3 trials of study exp (6 epochs, best val_acc" in out and str(target) in out
+    rec = load_recording(target)
+    assert (rec.study, rec.metric, rec.mode, rec.budget, len(rec.points)) == ("exp", "val_acc", "max", 2, 3)
+    assert rec.code["rblock_tune"] and rec.spec["search"]["test_acc"] == "every_epoch"
+
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    study = optuna.load_study(study_name="exp", storage=result.optuna_storage)
+    for point, trial in zip(rec.points, sorted(study.trials, key=lambda t: t.number), strict=True):
+        assert point.trial == trial.number and point.params == trial.params
+        assert point.run_id == trial.user_attrs[MLFLOW_RUN_ATTR] and point.status == "completed"
+        assert point.epochs == 2
+        for metric in ("val_acc", "train_loss", "epoch_seconds", "test_acc"):
+            history = sorted((m.step, m.value) for m in client.get_metric_history(point.run_id, metric))
+            assert [s for s, _ in history] == [1, 2], (metric, history)  # test_acc after every epoch
+            assert point.curves[metric] == [v for _, v in history]
+        assert point.final("test_acc") == client.get_run(point.run_id).data.metrics["test_acc"]
+
+    strategy = STRATEGIES["grid"]
+    replayed = replay(rec, replay_spec(rec, strategy), strategy)
+    assert replayed.pick is not None and replayed.pick.point.params == result.best[0]["overrides"]
+
+    def refused(*args: str) -> str:
+        code = main(["-q", "study", "export", *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("rblock-tune: error: "), (code, err)
+        return err[0]
+
+    assert "no study 'nope'" in refused("nope", "--workdir", str(tmp_path))
+    assert "cannot write the recording" in refused(
+        "exp", "--workdir", str(tmp_path), "--out", str(target / "x")
+    )
+    state_file = tmp_path / "exp" / "study.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "search_done": False}))
+    assert "its search has not finished" in refused("exp", "--workdir", str(tmp_path))
+
+
+# ---------------------------------------------------------------------- the shipped recording
+def test_the_shipped_grid_is_a_whole_grid_of_its_spec_and_small() -> None:
+    """``benchmarks/data/grid_cifar10_resnet8.json`` holds every point of the spec beside it once, each
+    with its 8 epochs of curves and a final test accuracy, the code that recorded it, and stays small."""
+    from rblock_tune.tuning import grid_points, load_study_spec
+
+    data = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+    path = data / "grid_cifar10_resnet8.json"
+    assert path.stat().st_size < 300 * 1024
+    rec = load_recording(path)
+    spec = load_study_spec(data / "grid_cifar10_resnet8.yaml")
+    assert rec.study == spec.name and rec.budget == spec.search_epochs == 8
+    points = grid_points(spec)
+    assert len(points) >= 48 and len(rec.points) == len(points)
+    assert sorted(map(repr, (p.params for p in rec.points))) == sorted(map(repr, points))
+    for point in rec.points:
+        assert point.status == "completed" and point.epochs == 8
+        for metric in ("val_acc", "train_loss", "epoch_seconds"):
+            assert all(v is not None and math.isfinite(v) for v in point.curves[metric]), metric
+        assert point.final("test_acc") is not None
+    assert rec.code.get("commit") and rec.meta.get("search_wall_seconds")
+    assert rec.complete() == list(rec.points)
