@@ -13,8 +13,9 @@ any finished study): nothing is trained, so hundreds of searches take minutes. S
 * ``tpe+asha-stock``: the same with Ray's stock ``OptunaSearch``, which tells a stopped trial as
   COMPLETE with its value at the stop.
 
-Each strategy but the grid runs ``--replays`` times with sampler seeds 0, 1, ...; every replay asks for
-trials until it has spent as many epochs as the grid (the trials running then finish), at
+Each strategy runs ``--replays`` times with sampler seeds 0, 1, ... (the grid's order does not depend on
+the seed: its replays are all the same); every replay asks for trials until it has spent as many epochs
+as the grid (the trials running then finish), at
 ``--concurrency`` trials at once on a clock of recorded epoch times. A strategy's *pick* at any moment
 is the configuration its Optuna study ranks first among COMPLETE trials (what the study would hand to
 its seed phase); its value is that configuration's recorded validation accuracy after the whole budget,
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from rblock_tune import __version__
+from rblock_tune.errors import RBlockError
 from rblock_tune.tuning import STRATEGIES, Recording, ReplayResult, load_recording, replay, replay_spec
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
@@ -52,11 +54,12 @@ DEFAULT_RECORDING = Path(__file__).parent / "data" / "grid_cifar10_resnet8.json"
 def run(
     rec: Recording, replays: int, concurrency: int, grace: int, rf: float
 ) -> dict[str, list[ReplayResult]]:
-    """Every strategy's replays; the grid's order does not depend on the seed, so it runs once."""
+    """Every strategy's replays (the grid's too: its order does not depend on the seed, so its replays
+    are one replay repeated, which the table shows as an interquartile range of 0)."""
     budget = rec.total_epochs()
     out: dict[str, list[ReplayResult]] = {}
     for name, strategy in STRATEGIES.items():
-        seeds = [0] if strategy.algorithm == "grid" else list(range(replays))
+        seeds = list(range(replays))
         out[name] = []
         for seed in seeds:
             spec = replay_spec(
@@ -125,15 +128,15 @@ def summarise(
     return rows
 
 
-def regret(rec: Recording, result: ReplayResult) -> float:
-    """Anytime regret of a replay, in points: the mean over the grid's epochs 1..E of (grid's best -
-    pick's value); before the first pick the pick counts as the worst complete point."""
+def regret(rec: Recording, result: ReplayResult, start: int = 1) -> float:
+    """Anytime regret of a replay, in points: the mean over the grid's epochs ``start``..E of (grid's
+    best - pick's value); before the first pick the pick counts as the worst complete point."""
     values = [p.final(rec.metric) for p in rec.complete()]
     best = float(rec.best().final(rec.metric))  # type: ignore[arg-type]
     worst = min(values) if rec.mode == "max" else max(values)  # type: ignore[type-var]
     sign = 1.0 if rec.mode == "max" else -1.0
     gaps = []
-    for x in range(1, rec.total_epochs() + 1):
+    for x in range(start, rec.total_epochs() + 1):
         value = result.value_at(x)
         gaps.append(sign * (best - (worst if math.isnan(value) else value)))  # type: ignore[operator]
     return 100 * float(np.mean(gaps))
@@ -147,6 +150,20 @@ def paired(rec: Recording, results: dict[str, list[ReplayResult]], a: str, b: st
     target = target_of(rec, tolerance)
     ra = [regret(rec, r) for r in results[a]]
     rb = [regret(rec, r) for r in results[b]]
+    # from the first epoch at which both replays of a seed have a pick: stock feedback has one from the
+    # first stopped trial on, pruned feedback only from the first trial that ran its whole budget
+    both = [
+        max(
+            x.picks[0].epochs if x.picks else rec.total_epochs(),
+            y.picks[0].epochs if y.picks else rec.total_epochs(),
+        )
+        for x, y in zip(results[a], results[b], strict=True)
+    ]
+    la = [regret(rec, r, s) for r, s in zip(results[a], both, strict=True)]
+    lb = [regret(rec, r, s) for r, s in zip(results[b], both, strict=True)]
+    late = np.array(la) - np.array(lb)
+    late_tied = np.isclose(late, 0)
+    late_lower, late_higher = int(((late < 0) & ~late_tied).sum()), int(((late > 0) & ~late_tied).sum())
     diff = np.array(ra) - np.array(rb)
     tied = np.isclose(diff, 0)
     ties, lower, higher = int(tied.sum()), int(((diff < 0) & ~tied).sum()), int(((diff > 0) & ~tied).sum())
@@ -159,7 +176,9 @@ def paired(rec: Recording, results: dict[str, list[ReplayResult]], a: str, b: st
         f"**{a} against {b}**, {len(diff)} replays paired by sampler seed: anytime regret (mean over the "
         f"grid's epochs of the grid's best minus the pick, points) median {np.median(ra):.3f} against "
         f"{np.median(rb):.3f}; {a} lower in {lower} replays, higher in {higher}, tied in {ties}; Wilcoxon "
-        f"signed-rank p = {p:.3g} (ties left out). Epochs to the target: "
+        f"signed-rank p = {p:.3g} (ties left out). From the first epoch at which both have a pick: median "
+        f"{np.median(la):.3f} against {np.median(lb):.3f}, {a} lower in {late_lower}, higher in "
+        f"{late_higher}, tied in {int(late_tied.sum())}. Epochs to the target: "
         f"{a} fewer in {fewer}, more in {more}, equal in {len(ea) - fewer - more}.\n"
     )
 
@@ -173,8 +192,8 @@ def table(rec: Recording, rows: list[dict[str, Any]], args: argparse.Namespace, 
         "",
         f"rblock-tune {__version__}, Python {platform.python_version()}; recording: {args.recording} "
         f"({len(rec.points)} points x {rec.budget} epochs = {grid_epochs} epochs, "
-        f"{rec.total_seconds() / 60:.0f} min of recorded training); {args.replays} replays per strategy "
-        f"(the grid: 1), {args.concurrency} trials at once, ASHA grace {args.grace} rf {args.rf:g}; "
+        f"{rec.total_seconds() / 60:.0f} min of recorded training); {args.replays} replays per strategy, "
+        f"{args.concurrency} trials at once, ASHA grace {args.grace} rf {args.rf:g}; "
         f"replayed in {seconds:.0f} s.",
         "",
         f"Grid's best: {rec.metric} {float(best.final(rec.metric) or math.nan) * 100:.2f} at {best.params} "
@@ -220,12 +239,13 @@ def plot(rec: Recording, results: dict[str, list[ReplayResult]], tolerance: floa
     grid_epochs = rec.total_epochs()
     xs = np.arange(1, grid_epochs + 1)
     best = float(rec.best().final(rec.metric))  # type: ignore[arg-type]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for name, replays in results.items():
         values = np.array([[r.value_at(x) for x in xs] for r in replays]) * 100
         values[np.isnan(values)] = -np.inf  # no pick yet: below every pick (not drawn)
         med, lo, hi = np.percentile(values, [50, 25, 75], axis=0, method="inverted_cdf")
-        (line,) = ax.step(xs, med, where="post", label=name)
+        style = "--" if name.endswith("stock") else "-"  # drawn over its pruned twin, which it can hide
+        (line,) = ax.step(xs, med, where="post", label=name, ls=style)
         if len(replays) > 1:
             ax.fill_between(xs, lo, hi, step="post", alpha=0.18, color=line.get_color())
     ax.axhline(best * 100, color="black", lw=0.8, ls="--", label="grid's best")
@@ -236,7 +256,7 @@ def plot(rec: Recording, results: dict[str, list[ReplayResult]], tolerance: floa
     ax.set_xlabel("epochs spent")
     ax.set_ylabel(f"pick's {rec.metric} after the full budget (%)")
     ax.set_title(f"Search strategies on {rec.study} (median and IQR over replays)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -252,7 +272,10 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.003, help="as a fraction (0.003 = 0.3 points)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench-search"))
     args = parser.parse_args()
-    rec = load_recording(args.recording)
+    try:
+        rec = load_recording(args.recording)
+    except RBlockError as exc:
+        raise SystemExit(f"bench_search: {exc}") from None
     start = time.perf_counter()
     results = run(rec, args.replays, args.concurrency, args.grace, args.rf)
     seconds = time.perf_counter() - start

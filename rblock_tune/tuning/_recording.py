@@ -261,8 +261,11 @@ class Recording:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(f'{head},\n "points": [\n{lines}\n ]\n}}\n')
-        tmp.replace(out)
+        try:
+            tmp.write_text(f'{head},\n "points": [\n{lines}\n ]\n}}\n')
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)  # gone after the move; left only by a failed write
         return out
 
 

@@ -116,6 +116,9 @@ def test_a_recording_round_trips_through_its_file_and_refuses_what_is_not_one(tm
     raw = json.loads(path.read_text())
     with pytest.raises(ConfigError, match="format"):
         recording_from_dict({**raw, "format": "rblock-recording/0"})
+    with pytest.raises(OSError):  # onto a folder: the partial file does not stay behind
+        rec.save(tmp_path)
+    assert not list(tmp_path.parent.glob(f"{tmp_path.name}.tmp"))
     del raw["points"][0]["curves"]
     with pytest.raises(ConfigError, match="missing or malformed"):
         recording_from_dict(raw)
@@ -320,24 +323,33 @@ def test_a_finished_study_exports_every_trial_with_its_curves_and_replays_to_its
     assert "its search has not finished" in refused("exp", "--workdir", str(tmp_path))
 
 
-# ---------------------------------------------------------------------- the shipped recording
-def test_the_shipped_grid_is_a_whole_grid_of_its_spec_and_small() -> None:
-    """``benchmarks/data/grid_cifar10_resnet8.json`` holds every point of the spec beside it once, each
-    with its 8 epochs of curves and a final test accuracy, the code that recorded it, and stays small."""
+# ---------------------------------------------------------------------- the shipped recordings
+DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+SHIPPED = sorted(DATA.glob("*.json"))
+
+
+def test_the_benchmark_grid_is_shipped() -> None:
+    assert DATA / "grid_cifar10_resnet8.json" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_a_shipped_recording_is_a_whole_grid_of_the_spec_beside_it_and_small(path: Path) -> None:
+    """Every recording in ``benchmarks/data`` holds every point of the spec of the same name once, each
+    with its whole budget of curves and its test accuracy (after every epoch where the spec asks), the
+    code that recorded it, and stays small."""
     from rblock_tune.tuning import grid_points, load_study_spec
 
-    data = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
-    path = data / "grid_cifar10_resnet8.json"
     assert path.stat().st_size < 300 * 1024
     rec = load_recording(path)
-    spec = load_study_spec(data / "grid_cifar10_resnet8.yaml")
+    spec = load_study_spec(path.with_suffix(".yaml"))
     assert rec.study == spec.name and rec.budget == spec.search_epochs == 8
     points = grid_points(spec)
-    assert len(points) >= 48 and len(rec.points) == len(points)
+    assert len(points) >= 24 and len(rec.points) == len(points)
     assert sorted(map(repr, (p.params for p in rec.points))) == sorted(map(repr, points))
+    every_epoch = spec.search.test_acc == "every_epoch"
     for point in rec.points:
-        assert point.status == "completed" and point.epochs == 8
-        for metric in ("val_acc", "train_loss", "epoch_seconds"):
+        assert point.status == "completed" and point.epochs == rec.budget
+        for metric in ("val_acc", "train_loss", "epoch_seconds", *(["test_acc"] if every_epoch else [])):
             assert all(v is not None and math.isfinite(v) for v in point.curves[metric]), metric
         assert point.final("test_acc") is not None
     assert rec.code.get("commit") and rec.meta.get("search_wall_seconds")
