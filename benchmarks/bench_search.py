@@ -37,6 +37,7 @@ import argparse
 import csv
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,8 @@ def main() -> None:
     try:
         rec = load_recording(args.recording)
     except RBlockError as exc:
-        raise SystemExit(f"bench_search: {exc}") from None
+        print(f"bench_search: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     start = time.perf_counter()
     results = run(rec, args.replays, args.concurrency, args.grace, args.rf)
     seconds = time.perf_counter() - start
