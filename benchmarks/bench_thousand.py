@@ -166,8 +166,12 @@ def rss_by_trials(samples: list[tuple[float, int, int | None]]) -> list[tuple[in
 
 def growth_per_trial(samples: list[tuple[float, int, int | None]], from_trial: int = FROM_TRIAL) -> float:
     """Least-squares slope (bytes per finished trial) of the driver's RSS over trials done, from
-    ``from_trial`` trials done on; nan with fewer than two distinct counts there."""
-    points = [(d, r) for d, r in rss_by_trials(samples) if d >= from_trial]
+    ``from_trial`` trials done on and before the last trial finished (after it, the driver ends the
+    study: its memory then is no per-trial cost, and how many samples fall there depends on how long
+    the ending takes); nan with fewer than two distinct counts there."""
+    counts = rss_by_trials(samples)
+    last = max((d for d, _ in counts), default=0)
+    points = [(d, r) for d, r in counts if from_trial <= d < last]
     if len({d for d, _ in points}) < 2:
         return float("nan")
     mean_d = statistics.fmean(d for d, _ in points)

@@ -110,8 +110,8 @@ def _train(runs: list[TrialRun], configs: list[TrialConfig], trial_id: str, cont
         raise
 
 
-def _member_result(record: dict[str, Any], run: TrialRun, seed: int, metric: str) -> dict[str, Any]:
-    result = _result(record, metric, run.run_id)
+def _member_result(record: dict[str, Any], run: TrialRun, seed: int, context: TrialContext) -> dict[str, Any]:
+    result = _result(record, context, run.run_id)
     result["seed"] = seed
     return result
 
@@ -173,7 +173,7 @@ def _train_epochs(
             trainer.save(Path(directory) / CHECKPOINT_FILE)
             _report_all(
                 [
-                    _member_result(trainer.records[i][-1], runs[i], configs[i].seed, context.metric)
+                    _member_result(trainer.records[i][-1], runs[i], configs[i].seed, context)
                     for i in live
                     if trainer.records[i]
                 ],
@@ -197,7 +197,7 @@ def _train_epochs(
                 member = records[i]
                 assert member is not None  # alive: it has this epoch's record
                 runs[i].log_epoch(member)
-                results.append(_member_result(member, runs[i], configs[i].seed, context.metric))
+                results.append(_member_result(member, runs[i], configs[i].seed, context))
             _report_all(results, directory if checkpoint else None)
         if not live:
             return

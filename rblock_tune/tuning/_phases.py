@@ -49,6 +49,7 @@ from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._best import top_trials
 from rblock_tune.tuning._display import StudyDisplay
 from rblock_tune.tuning._fused_trial import FUSED_SEEDS_KEY, run_fused_trial
+from rblock_tune.tuning._malloc import limit_arenas
 from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
 from rblock_tune.tuning._ray_output import route_ray_output, route_worker_output, tune_verbose
@@ -107,6 +108,7 @@ def init_ray(address: str | None, log_file: Path | None = None, verbosity: int =
 
 def _start_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    limit_arenas()  # this process becomes a study's driver: before Ray starts its threads
     if address and address != "local":
         # Ray retries joining for minutes: a few seconds here (an operator's own settings win)
         # (check_address has seen a gRPC server answer there; Ray's C++ timeouts are read at import)
@@ -257,6 +259,14 @@ def _refresh_run_config(tuner: Any, run_config: tune.RunConfig) -> None:
     restored_config.verbose = run_config.verbose
 
 
+def reported_metrics(spec: StudySpec, phase: str) -> tuple[str, ...]:
+    """The metrics a phase's trials report to Ray besides the study's own ``metric`` (which the
+    searcher, the scheduler and the display read): a racing seed phase's metric, which its searcher
+    reads from each final result."""
+    race = spec.race_design() if phase == PHASE_SEEDS else None
+    return () if race is None or race["metric"] == spec.metric else (str(race["metric"]),)
+
+
 def _trainable(
     spec: StudySpec,
     paths: StudyPaths,
@@ -287,6 +297,7 @@ def _trainable(
         test_every_epoch=phase == PHASE_SEARCH and spec.search.test_acc == EVERY_EPOCH,
         resources=spec.resources,
         max_concurrent=spec.search.max_concurrent,  # both phases: the search's limit, the seeds' too
+        reported=reported_metrics(spec, phase),
     )
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     return tune.with_resources(tune.with_parameters(function, context=context), resources), state_uri

@@ -84,6 +84,10 @@ class TrialContext:
         test_every_epoch: with ``measure_test``, after every epoch rather than after the last only.
         resources: the spec's ``resources`` (a trial's threads).
         max_concurrent: trials of this phase that run at once at most (``search.max_concurrent``).
+        reported: the epoch record's metrics each result carries to Ray besides ``epoch``: those the
+            driver reads from results (the searcher's and scheduler's ``metric``, a race's metric).
+            Every metric goes to MLflow; Ray keeps summaries of each key of every result of every
+            trial in the driver, so a result carries no more than is read.
     """
 
     study: str
@@ -101,6 +105,7 @@ class TrialContext:
     test_every_epoch: bool = False
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     max_concurrent: int = 1
+    reported: tuple[str, ...] = ()
 
 
 def trial_config(config: dict[str, Any], context: TrialContext) -> tuple[Any, str, list[str]]:
@@ -127,10 +132,16 @@ def _run_name(
     return seed_run_name(arm, cfg.seed)
 
 
-def _result(record: dict[str, Any], metric: str, run_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None
-    }
+def _result(record: dict[str, Any], context: TrialContext, run_id: str) -> dict[str, Any]:
+    """What a trial reports to Ray for one epoch record: its epoch, the study's metric (nan while not
+    measured), the other metrics the driver reads (``context.reported``, those the record has), the
+    MLflow run and ``diverged`` 0."""
+    metric = context.metric
+    result: dict[str, Any] = {"epoch": record["epoch"]}
+    for key in dict.fromkeys((metric, *context.reported)):
+        value = record.get(key)
+        if isinstance(value, (int, float)):
+            result[key] = value
     result[RESULT_RUN_ID] = run_id
     result["diverged"] = 0
     if result.get(metric) is None:
@@ -232,11 +243,11 @@ def _restore(trainer: Trainer | FusedTrainer, own: OwnCheckpoints) -> bool:
         return True
 
 
-def _report(trainer: Trainer, record: dict[str, Any], metric: str, run_id: str) -> None:
+def _report(trainer: Trainer, record: dict[str, Any], context: TrialContext, run_id: str) -> None:
     """Checkpoint the trainer and report one epoch's record to Ray with it."""
     with tempfile.TemporaryDirectory() as directory:
         trainer.save(Path(directory) / CHECKPOINT_FILE)
-        tune.report(_result(record, metric, run_id), checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(_result(record, context, run_id), checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def quiet_exit_in_teardown() -> None:
@@ -361,14 +372,14 @@ def _train_epochs(
         # last received (a crash in between): report that epoch again, or a trial restored after its
         # last epoch would end without its final result. A repeat is ignored by ASHA, the searcher
         # and MLflow.
-        _report(trainer, trainer.records[-1], context.metric, run.run_id)
+        _report(trainer, trainer.records[-1], context, run.run_id)
     try:
         records = trainer.epochs(test=context.measure_test, every_epoch=context.test_every_epoch)
         for record in profile.timed(records, "train"):
             epoch = int(record["epoch"])
             profile.add("epochs")
             profile.add("epoch_seconds", record["epoch_seconds"])
-            result = _result(record, context.metric, run.run_id)
+            result = _result(record, context, run.run_id)
             if not checkpoint_due(epoch, cfg):
                 with profile.phase("mlflow_epoch"):
                     run.log_epoch(record)

@@ -46,11 +46,14 @@ TRIALS = 60
 EPOCHS = 2  # ASHA (grace 1, reduction factor 2) may stop a trial after epoch 1
 
 GROWTH_BOUND = 512 * 1024
-"""Bytes per finished trial the driver's RSS may grow by, from trial 20 on (least-squares slope).
-What the driver legitimately keeps per trial is its records: Ray's ``Trial`` (config, last
-result, metric summaries), the searcher's id maps and the display's list; measured at 100 and
-1,000 trials in ``benchmarks/bench_thousand.py`` (docs/benchmarks.md). At the bound, 1,000 trials
-add 500 MiB to a driver of about 1 GiB."""
+"""Bytes per finished trial the driver's RSS may grow by, from trial 20 on until the last trial
+finished (least-squares slope). What the driver legitimately keeps per trial is its records: Ray's
+``Trial`` (config, last result, metric summaries), Optuna's cached trials, the searcher's id maps
+and the display's list, about 40 KiB per trial of C heap in use here, and what the allocator keeps
+besides; measured on this sweep at a median 128 KiB per trial of RSS (docs/benchmarks.md, 84-171
+over 5 runs; 185 before the driver held its malloc arenas to two, and 250 before trials reported
+to Ray only what the driver reads). At the bound, 1,000 trials add 500 MiB to a driver of about
+1 GiB."""
 
 LEAK = 4 * 1024 * 1024
 """What the deliberately leaking driver keeps per finished trial: 8x the bound."""

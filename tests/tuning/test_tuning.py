@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from rblock_tune.layout import (
     OPTUNA_TRIAL_TAG,
     PARENT_TAG,
     PHASE_TAG,
+    RESULT_RUN_ID,
     ROLE_PARENT,
     ROLE_TAG,
     ROLE_TRIAL,
@@ -47,6 +49,7 @@ from rblock_tune.tuning import (
     spec_from_dict,
     study_status,
 )
+from rblock_tune.tuning._workdir import RAY_DIR
 
 BASE = {
     "data": {"name": "synthetic", "synthetic_size": 256, "val_size": 64},
@@ -318,6 +321,17 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
     assert status["phases"] == {"search": {"completed": 3}, "seeds": {"completed": 4}}
     assert status["optuna"]["complete"] == 3
     assert status["best"]["overrides"] == result.best[0]["overrides"]
+    # Ray's results carry what the driver reads (tests/tuning/test_reported.py); MLflow has every metric
+    ray_results = [
+        json.loads(line)
+        for path in (tmp_path / RAY_DIR).glob("layout-*/*/result.json")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(ray_results) == 2 * (3 + 4)  # 2 epochs of every trial of both phases
+    for ray_result in ray_results:
+        assert {"epoch", "val_acc", RESULT_RUN_ID} <= set(ray_result) and "train_loss" not in ray_result
+    for run in runs["search"] + runs["seeds"]:
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
 
 
 @pytest.mark.slow
