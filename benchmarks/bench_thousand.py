@@ -22,11 +22,17 @@ memory can be read against trials done. Then it reports:
   (``Trainer`` on the same configs, ``tune.report`` each epoch, no MLflow or Optuna, same
   concurrency, ASHA, search space sampled by Ray), so the platform's own share is visible.
 
+``--heap`` also samples, inside the driver, glibc's count of its C heap (in use, and free but kept
+in its arenas) and Python's small-object blocks, per trial: what of the RSS growth the driver holds.
+``--malloc-arena-max N`` runs the driver with ``MALLOC_ARENA_MAX=N`` instead of its own limit of two
+arenas (16 is glibc's default on 2 cores), to compare.
+
 Prints a table and saves JSON under ``benchmarks/results/``. The machine may be shared: the
 figures are as noisy as its load (the load average is recorded with them).
 
     python benchmarks/bench_thousand.py --trials 100
     python benchmarks/bench_thousand.py                 # 1,000 trials, 2 at a time
+    python benchmarks/bench_thousand.py --trials 60 --epochs 2 --subset 192 --skip-bare --heap
 """
 
 from __future__ import annotations
@@ -370,6 +376,46 @@ atexit.register(_dump)
 """
 
 
+def heap_prelude(optuna_db: Path, out: Path) -> str:
+    """Driver code that samples, every :data:`RSS_INTERVAL_S`, the trials done and glibc's count of
+    the driver's C heap (``mallinfo2``: bytes in use, free bytes kept in its arenas) and of Python's
+    small-object allocator (blocks in use), and writes the samples to ``out`` (JSON) at exit: what
+    of the RSS growth is memory the driver holds, and what the allocator keeps after it was freed.
+    glibc only."""
+    return f"""
+import atexit, ctypes, json, sqlite3, sys, threading, time
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+_mallinfo2 = ctypes.CDLL(None).mallinfo2
+_mallinfo2.restype = _Mallinfo2
+_heap = []
+def _done():
+    try:
+        with sqlite3.connect("file:{optuna_db}?mode=ro", uri=True, timeout=0.2) as db:
+            sql = "SELECT count(*) FROM trials WHERE state NOT IN ('RUNNING', 'WAITING')"
+            return db.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return None
+def _sample():
+    while True:
+        m = _mallinfo2()
+        _heap.append((_done(), m.uordblks + m.hblkhd, m.fordblks, sys.getallocatedblocks()))
+        time.sleep({RSS_INTERVAL_S})
+threading.Thread(target=_sample, daemon=True).start()
+atexit.register(lambda: open({str(out)!r}, "w").write(json.dumps(_heap)))
+"""
+
+
+def heap_growth(heap: list[list[int | None]]) -> dict[str, float]:
+    """Per finished trial (least-squares slopes, the same trials as :func:`growth_per_trial`): bytes
+    of C heap in use, free bytes the arenas keep, and Python small-object blocks in use."""
+    out = {}
+    for i, key in ((1, "c_heap_in_use"), (2, "c_heap_free"), (3, "python_blocks")):
+        out[key] = growth_per_trial([(0.0, int(row[i] or 0), row[0]) for row in heap])
+    return out
+
+
 def run_study_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from rblock_tune.layout import EPOCHS_DONE_TAG, VARIANT_TAG
     from rblock_tune.tuning._workdir import ARTIFACTS_DIR, MLFLOW_DB, OPTUNA_DB, RAY_DIR
@@ -387,9 +433,16 @@ def run_study_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
     if args.tracemalloc:
         prelude += "\n" + tracemalloc_prelude(workdir / OPTUNA_DB, Path(args.tracemalloc).resolve())
+    heap_file = work / "heap.json"
+    if args.heap:
+        prelude += "\n" + heap_prelude(workdir / OPTUNA_DB, heap_file)
+    env = None
+    if args.malloc_arena_max is not None:  # glibc reads it at start; the driver then keeps it
+        env = {**os.environ, "MALLOC_ARENA_MAX": str(args.malloc_arena_max)}
     run = run_driver(
         driver_command(["-q", "study", "run", str(spec_file), "--workdir", str(workdir)], prelude),
         workdir / OPTUNA_DB,
+        env,
     )
     if run.returncode != 0:
         raise SystemExit(f"the study failed (exit {run.returncode}):\n{run.output[-4000:]}")
@@ -425,6 +478,7 @@ def run_study_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "rss_end": rss_at(run.samples, n),
         "rss_max": max(r for _, r, _ in run.samples),
         "growth_per_trial": growth_per_trial(run.samples),
+        "heap_growth_per_trial": heap_growth(json.loads(heap_file.read_text())) if args.heap else None,
         "rss_by_trials": rss_by_trials(run.samples)[:: max(len(run.samples) // 200, 1)],
         "mlflow_bytes": size_of(workdir / MLFLOW_DB) + size_of(workdir / ARTIFACTS_DIR),
         "mlflow_db_bytes": size_of(workdir / MLFLOW_DB),
@@ -507,6 +561,18 @@ def main() -> None:
         metavar="FILE",
         help="trace the driver's Python allocations: the sites that grew most after trial 20, to FILE",
     )
+    parser.add_argument(
+        "--heap",
+        action="store_true",
+        help="sample the driver's C heap (in use, free in its arenas) and Python blocks per trial (glibc)",
+    )
+    parser.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        metavar="N",
+        help="run the driver with MALLOC_ARENA_MAX=N (default: the driver's own limit of 2; 16 is "
+        "glibc's default on 2 cores)",
+    )
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_child:
@@ -553,6 +619,17 @@ def main() -> None:
             f"({_mib(study['rss_max'])})",
         ),
         ("driver RSS growth per trial (from trial 20)", f"{study['growth_per_trial'] / 1024:.1f} KiB"),
+    ]
+    heap = study["heap_growth_per_trial"]
+    if heap is not None:
+        rows.append(
+            (
+                "  of it: C heap in use / free in arenas / Python blocks",
+                f"{heap['c_heap_in_use'] / 1024:.1f} KiB / {heap['c_heap_free'] / 1024:.1f} KiB / "
+                f"{heap['python_blocks']:.0f} blocks",
+            )
+        )
+    rows += [
         (
             "MLflow store (db + artifacts)",
             f"{_mib(study['mlflow_bytes'])} (db {_mib(study['mlflow_db_bytes'])})",
