@@ -336,6 +336,19 @@ def _rate(samples: list[tuple[float, int, int | None]], lo: int, hi: int) -> flo
     return (hi - lo) / (t_hi - t_lo) * 60
 
 
+def _done_code(optuna_db: Path, missing: int | None) -> str:
+    """Driver code of ``_done()``: the trials the Optuna store holds as finished (``missing`` while it
+    cannot be read), for the preludes below."""
+    return f"""def _done():
+    try:
+        with sqlite3.connect("file:{optuna_db}?mode=ro", uri=True, timeout=0.2) as db:
+            sql = "SELECT count(*) FROM trials WHERE state NOT IN ('RUNNING', 'WAITING')"
+            return db.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return {missing}
+"""
+
+
 def tracemalloc_prelude(optuna_db: Path, out: Path, first: int = FROM_TRIAL) -> str:
     """Driver code that traces Python allocations (tracemalloc, 25 frames), snapshots them once
     ``first`` trials are done and again at exit, and writes to ``out`` the 40 allocation sites that grew
@@ -345,14 +358,7 @@ def tracemalloc_prelude(optuna_db: Path, out: Path, first: int = FROM_TRIAL) -> 
 import atexit, sqlite3, threading, time, tracemalloc
 tracemalloc.start(25)
 _marks = {{}}
-def _done():
-    try:
-        with sqlite3.connect("file:{optuna_db}?mode=ro", uri=True, timeout=0.2) as db:
-            sql = "SELECT count(*) FROM trials WHERE state NOT IN ('RUNNING', 'WAITING')"
-            return db.execute(sql).fetchone()[0]
-    except sqlite3.Error:
-        return 0
-def _watch():
+{_done_code(optuna_db, 0)}def _watch():
     while _done() < {first}:
         time.sleep(0.5)
     _marks["first"] = (_done(), tracemalloc.take_snapshot())
@@ -390,14 +396,7 @@ class _Mallinfo2(ctypes.Structure):
 _mallinfo2 = ctypes.CDLL(None).mallinfo2
 _mallinfo2.restype = _Mallinfo2
 _heap = []
-def _done():
-    try:
-        with sqlite3.connect("file:{optuna_db}?mode=ro", uri=True, timeout=0.2) as db:
-            sql = "SELECT count(*) FROM trials WHERE state NOT IN ('RUNNING', 'WAITING')"
-            return db.execute(sql).fetchone()[0]
-    except sqlite3.Error:
-        return None
-def _sample():
+{_done_code(optuna_db, None)}def _sample():
     while True:
         m = _mallinfo2()
         _heap.append((_done(), m.uordblks + m.hblkhd, m.fordblks, sys.getallocatedblocks()))
