@@ -9,6 +9,7 @@ chunks of files, overlapping file reads and decoding.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -16,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,16 +26,25 @@ from PIL import Image, UnidentifiedImageError
 
 from rblock_tune.errors import DataError
 
-try:
-    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
-
-    _TORCHVISION = True
-except ImportError:  # pragma: no cover - a torchvision without image decoders
-    _TORCHVISION = False
+if TYPE_CHECKING:
+    import types
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_images"]
 
 logger = logging.getLogger("rblock_tune.data")
+
+
+@functools.cache
+def _torchvision_io() -> types.ModuleType | None:
+    """``torchvision.io``, imported on the first decode: importing torchvision pulls in its models
+    and ops (and torch's compiler), about 2.5 s that a study's driver and every trial worker would
+    otherwise pay at start although they read the decoded cache. None where it has no decoders."""
+    try:
+        import torchvision.io
+    except ImportError:  # pragma: no cover - a torchvision without image decoders
+        return None
+    return torchvision.io
+
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -76,10 +87,11 @@ def _decode_pil(path: Path, data: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_one(path: Path, data: torch.Tensor) -> torch.Tensor:
-    if not _TORCHVISION:
+    tvio = _torchvision_io()
+    if tvio is None:
         return _decode_pil(path, data)
     try:
-        img: torch.Tensor = decode_image(data, mode=ImageReadMode.RGB)
+        img: torch.Tensor = tvio.decode_image(data, mode=tvio.ImageReadMode.RGB)
         return img
     except (RuntimeError, ValueError):
         return _decode_pil(path, data)
@@ -99,9 +111,10 @@ def _decode_chunk(paths: Sequence[Path]) -> list[torch.Tensor]:
     # one buffer for the chunk, split into views: much cheaper than a tensor per file
     flat = torch.frombuffer(bytearray(b"".join(raw)), dtype=torch.uint8)
     data = list(torch.split(flat, [len(r) for r in raw]))
-    if _TORCHVISION and all(r[:3] == _JPEG_MAGIC for r in raw):
+    tvio = _torchvision_io()
+    if tvio is not None and all(r[:3] == _JPEG_MAGIC for r in raw):
         try:
-            return list(decode_jpeg(data, mode=ImageReadMode.RGB))
+            return list(tvio.decode_jpeg(data, mode=tvio.ImageReadMode.RGB))
         except RuntimeError:
             pass  # find the bad file (or decode it with Pillow) one by one below
     return [_decode_one(p, d) for p, d in zip(paths, data, strict=True)]

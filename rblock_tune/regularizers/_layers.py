@@ -38,6 +38,7 @@ __all__ = [
     "SDropDML",
     "SpatialDropout",
     "build_drop_layer",
+    "compile_model",
     "drop_factory",
     "drop_layers",
     "dropblock_probe",
@@ -68,7 +69,6 @@ def _scaled_masks(dropped: torch.Tensor, units: int, dtype: torch.dtype) -> tupl
     return masks.view(n * dropped.shape[1], *dropped.shape[2:]), kept
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]
 def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
     """Sample, measure and apply ``layer``'s masks to ``x``.
 
@@ -76,8 +76,9 @@ def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
     same draws as :func:`sample_masks`); one count gives every half's kept units and one
     ``where`` the rescaled masks of the whole (paired) batch, which multiply ``x`` once.
 
-    Runs eagerly under ``torch.compile`` (one graph break per drop layer): explicit generators,
-    the boolean block growth and the layer's rate counters stay out of the compiled graph.
+    Runs eagerly under a model compiled by :func:`compile_model` (one graph break per drop
+    layer): explicit generators, the boolean block growth and the layer's rate counters stay out
+    of the compiled graph.
     """
     if layer.probe is not None:
         drop_prob, block_size, generator = layer.probe
@@ -163,7 +164,7 @@ class DropLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.probe is None and (not self.training or self._identity):
             return x
-        return _apply_masks(self, x)
+        return _masks_fn(self, x)
 
     def _record(self, dropped: torch.Tensor) -> None:
         """Add one call's dropped share per sub-model (a device tensor: no synchronisation)."""
@@ -282,3 +283,24 @@ def dropblock_probe(
     finally:
         for layer in layers:
             layer.probe = None
+
+
+_masks_fn: Callable[[DropLayer, torch.Tensor], torch.Tensor] = _apply_masks
+"""What a drop layer's forward calls: :func:`_apply_masks`, held out of compiled graphs once
+:func:`compile_model` has run in this process."""
+
+
+def compile_model(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)``, with every drop layer's masks sampled and applied eagerly.
+
+    The drop layers' mask step is wrapped in ``torch.compiler.disable`` here, on the first
+    compilation, rather than where it is defined: that wrapper imports torch's compiler (about
+    2 s), which every process building a model (a trial worker, ``rblock-tune train``) would
+    otherwise pay without compiling anything. Outside compiled code the wrapped step runs as
+    before.
+    """
+    global _masks_fn
+    if _masks_fn is _apply_masks:
+        _masks_fn = torch.compiler.disable(_apply_masks)  # type: ignore[no-untyped-call]
+    compiled: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model)
+    return compiled

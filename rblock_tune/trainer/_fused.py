@@ -26,6 +26,7 @@ from rblock_tune.layout import SCHEDULED_DROP_PROB
 from rblock_tune.models import fuse_models, load_member_state, member_state, member_tensor
 from rblock_tune.regularizers import (
     DropLayer,
+    compile_model,
     drop_layers,
     dropblock_probe,
     rblock_loss_terms,
@@ -117,7 +118,7 @@ class FusedTrainer:
         self.channels_last = self.on_cuda and cfg.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.forward = compile_model(self.model) if cfg.compile else self.model
         self.data_generators = [torch.Generator().manual_seed(c.seed) for c in self.configs]
         self.train_loader, self.val_loader, self.test_loader = build_loaders(
             config, self.data, self.device, self.channels_last

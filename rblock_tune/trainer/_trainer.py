@@ -22,6 +22,7 @@ from rblock_tune.data import Dataset, DeviceLoader, load_dataset
 from rblock_tune.errors import CheckpointError, DivergedError
 from rblock_tune.layout import SCHEDULED_DROP_PROB
 from rblock_tune.regularizers import (
+    compile_model,
     drop_layers,
     dropblock_probe,
     rblock_loss_terms,
@@ -80,7 +81,7 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.forward: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(self.model) if cfg.compile else self.model  # type: ignore[assignment]
+            compile_model(self.model) if cfg.compile else self.model
         )
         self.drop_layers = drop_layers(self.model)
         self.data_generator = torch.Generator().manual_seed(config.seed)

@@ -19,6 +19,7 @@ from rblock_tune import __version__
 from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, TrialConfig, load_config
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
+from rblock_tune.regularizers import _layers
 from rblock_tune.trainer import TIMING_KEYS, Trainer, checkpoint_due, run_training
 
 RECORD_KEYS = {
@@ -311,6 +312,9 @@ def test_torch_compile_trains() -> None:
     """``train.compile=true`` runs the compiled model (about a minute of compilation on CPU)."""
     trainer = Trainer(small_config("train.compile=true", "train.epochs=1", "data.synthetic_size=128"))
     assert trainer.forward is not trainer.model
+    # the drop layers' mask step is held out of the compiled graph (wrapped on the first compile)
+    assert _layers._masks_fn is not _layers._apply_masks
+    assert getattr(_layers._masks_fn, "__wrapped__", None) is _layers._apply_masks
     (record,) = list(trainer.epochs())
     assert all(math.isfinite(v) for v in record.values())
     assert record["train_kl"] > 0.0
