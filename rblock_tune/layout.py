@@ -187,6 +187,12 @@ OPTUNA_RUNS_URL_ATTR: Final = "mlflow_runs_url"
 password) and the work directory; :data:`OPTUNA_RUNS_URL_ATTR` too when the tracking URI is a server."""
 RESULT_RUN_ID: Final = "mlflow_run_id"
 """Key of a trial's Ray results carrying its MLflow run id (the searcher reads it)."""
+RESULT_MEMBERS_DIVERGED: Final = "members_diverged"
+"""Key of each result of a fused trial (several seeds' runs in one Ray trial): how many of its
+members have diverged so far, so that the driver's display counts runs, not trials."""
+RESULT_RUN_ENDED: Final = "run_ended"
+"""Key of a trial's last Ray result, 1 when the trial gave its MLflow run (each member's, for a fused
+trial) its final status before reporting it: the driver then writes nothing to MLflow for it."""
 CONFIG_NUMBER_KEY: Final = "number"
 """Key of a search trial's Ray config carrying its Optuna trial number (the searcher sets it)."""
 

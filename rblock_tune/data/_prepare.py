@@ -10,20 +10,12 @@ import torch
 from rblock_tune.config import DataConfig
 from rblock_tune.data._dataset import Dataset, RawSplits
 from rblock_tune.data._paths import resolve_cache_dir, resolve_data_root
-from rblock_tune.data._sources import (
-    fetch_cifar,
-    load_cifar,
-    load_imagefolder,
-    load_tinyimagenet,
-    locate_cifar,
-    locate_imagefolder,
-    locate_tinyimagenet,
-)
+from rblock_tune.data._sources import load_cifar, load_imagefolder, load_tinyimagenet
 from rblock_tune.data._split import channel_stats, stratified_pick
 from rblock_tune.data._synthetic import make_synthetic
 from rblock_tune.errors import DataError
 
-__all__ = ["DEFAULT_VAL_SIZE", "default_val_size", "ensure_source", "load_dataset", "load_raw"]
+__all__ = ["DEFAULT_VAL_SIZE", "default_val_size", "load_dataset", "load_raw"]
 
 logger = logging.getLogger("rblock_tune.data")
 
@@ -45,26 +37,6 @@ def default_val_size(name: str, n_train: int) -> int:
     if name in DEFAULT_VAL_SIZE:
         return DEFAULT_VAL_SIZE[name]
     return max(1, round(0.1 * n_train))
-
-
-def ensure_source(config: DataConfig, *, fetch: bool = True) -> None:
-    """Make sure ``config``'s dataset is there before any work needs it: found where
-    :func:`load_raw` looks (nothing is decoded), or, when it is missing and ``data.download`` allows
-    it, downloaded now (``fetch``; without it, only the lookup), so that a study's trials neither
-    each fail on it nor race to fetch it.
-
-    Raises:
-        DataError: the message :func:`load_raw` would give (not found, or the download failed).
-    """
-    name = config.name
-    root = resolve_data_root(config)
-    if name in ("cifar10", "cifar100"):
-        if locate_cifar(name, root, config.download)[0] == "download" and fetch:
-            fetch_cifar(name, root)
-    elif name == "tinyimagenet":
-        locate_tinyimagenet(root)
-    elif name == "imagefolder":
-        locate_imagefolder(root)
 
 
 def load_raw(config: DataConfig) -> RawSplits:

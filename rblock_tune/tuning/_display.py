@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
+from rblock_tune.layout import RESULT_MEMBERS_DIVERGED
 from rblock_tune.tuning._verbosity import NORMAL, QUIET, VERBOSE
 
 __all__ = [
@@ -36,9 +37,12 @@ __all__ = [
     "describe_config",
     "error_reason",
     "format_duration",
+    "members_diverged",
     "result_outcome",
+    "run_outcomes",
     "trial_label",
     "trial_outcome",
+    "trial_runs",
 ]
 
 _REDRAW_SECONDS = 0.5
@@ -138,6 +142,30 @@ def trial_outcome(trial: Any, budget: int) -> str:
     return result_outcome(trial.last_result, budget)
 
 
+def trial_runs(trial: Any) -> int:
+    """The runs a trial stands for: one, or one per member of a fused trial (its ``seeds``)."""
+    seeds = (getattr(trial, "config", None) or {}).get("seeds")
+    return len(seeds) if isinstance(seeds, (list, tuple)) and seeds else 1
+
+
+def members_diverged(trial: Any) -> int:
+    """How many members of a fused trial have diverged, from its last result (0 for a plain trial)."""
+    last = getattr(trial, "last_result", None) or {}
+    return min(int(last.get(RESULT_MEMBERS_DIVERGED, 0) or 0), trial_runs(trial))
+
+
+def run_outcomes(trial: Any, budget: int) -> dict[str, int]:
+    """How the runs of a trial ended (or stand), counted: a plain trial's one run has its trial's
+    outcome (:func:`trial_outcome`); of a fused trial that ended without an error, the members its
+    last result counts as diverged are ``diverged`` and the others have the trial's outcome."""
+    runs = trial_runs(trial)
+    outcome = trial_outcome(trial, budget)
+    diverged = members_diverged(trial)
+    if runs == 1 or outcome in ("failed", "running", "pending", "diverged") or not diverged:
+        return {outcome: runs}
+    return {outcome: runs - diverged, "diverged": diverged}
+
+
 def result_outcome(last: dict[str, Any] | None, budget: int) -> str:
     """How a trial that ended without an error ended, from its last result: ``diverged``,
     ``pruned`` (fewer than ``budget`` epochs) or ``completed``."""
@@ -154,13 +182,15 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
 
     Args:
         phase: ``search`` or ``seeds`` (which shows no best trial).
-        expected: how many trials the phase has in all.
+        expected: how many trials the phase has in all (runs, with ``unit`` ``runs``).
         metric: the metric to show (the study's).
         mode: ``max`` or ``min``: which value is best.
         budget: epochs of one trial of this phase (fewer: pruned).
         verbosity: :data:`QUIET`, :data:`NORMAL` or :data:`VERBOSE`.
         stream: where to write (default: ``sys.stderr`` when written). Not pickled: Ray saves its
             callbacks with the experiment.
+        unit: what it counts: ``trials``, or ``runs`` for a fused seed phase, whose trials train
+            several seeds' runs each (:func:`run_outcomes`).
     """
 
     def __init__(
@@ -172,8 +202,10 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
         budget: int,
         verbosity: int = NORMAL,
         stream: TextIO | None = None,
+        unit: str = "trials",
     ) -> None:
         self.phase = phase
+        self.unit = unit
         self.expected = expected
         self.metric = metric
         self.mode = mode
@@ -257,8 +289,8 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
     def _counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for trial in self._trials:
-            outcome = trial_outcome(trial, self.budget)
-            counts[outcome] = counts.get(outcome, 0) + 1
+            for outcome, n in run_outcomes(trial, self.budget).items():
+                counts[outcome] = counts.get(outcome, 0) + n
         return counts
 
     def progress(self) -> str:
@@ -280,18 +312,19 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
         return text
 
     def summary(self, unfinished: int = 0) -> str:
-        """The phase's one-line summary."""
+        """The phase's one-line summary; ``unfinished``: the Ray trials left (shown as the runs left
+        when the display counts runs)."""
         counts = self._counts()
         counts.pop("running", None)
         counts.pop("pending", None)
         done = sum(counts.values())
         parts = [f"{counts[k]} {k}" for k in ("completed", "pruned", "diverged", "failed") if counts.get(k)]
         elapsed = format_duration(time.monotonic() - self._start)
-        head = f"{self.phase}: {done} of {self.expected} trials in {elapsed}"
-        if unfinished:
+        head = f"{self.phase}: {done} of {self.expected} {self.unit} in {elapsed}"
+        if unfinished:  # Ray trials; in runs, the runs not done
+            left = max(self.expected - done, 1) if self.unit == "runs" else unfinished
             head = (
-                f"{self.phase}: interrupted after {elapsed}, "
-                f"{unfinished} of {self.expected} trials unfinished"
+                f"{self.phase}: interrupted after {elapsed}, {left} of {self.expected} {self.unit} unfinished"
             )
         text = head + (": " + ", ".join(parts) if parts else "")
         best = self._best() if self.ranked else None
@@ -334,7 +367,11 @@ class StudyDisplay(tune.Callback):  # type: ignore[misc]
         else:
             seconds = float(last.get("time_total_s", 0.0) or 0.0)
             epochs = f"{epoch} epoch{'s' if epoch != 1 else ''}"
-            self._event(f"{trial_label(trial)} completed: {shown} ({epochs}, {format_duration(seconds)})")
+            diverged = members_diverged(trial)
+            members = f"; {diverged} of {trial_runs(trial)} runs diverged" if diverged else ""
+            self._event(
+                f"{trial_label(trial)} completed: {shown} ({epochs}, {format_duration(seconds)}{members})"
+            )
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._seen(trials)

@@ -23,27 +23,33 @@ from ray import tune
 
 from rblock_tune.config import TrialConfig, describe_config
 from rblock_tune.errors import DivergedError
-from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, ERROR_TAG, RESULT_RUN_ID, seed_run_name
+from rblock_tune.layout import (
+    CHECKPOINT_FILE,
+    COMPLETED,
+    DIVERGED,
+    ERROR_TAG,
+    RESULT_MEMBERS_DIVERGED,
+    RESULT_RUN_ENDED,
+    RESULT_RUN_ID,
+    seed_run_name,
+)
 from rblock_tune.trainer import FusedTrainer, checkpoint_due
+from rblock_tune.tuning._entry import FUSED_SEEDS_KEY, TrialContext
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 from rblock_tune.tuning._trainable import (
     OwnCheckpoints,
-    TrialContext,
     _dataset,
     _restore,
-    _RestoreFallback,
     _result,
     _set_threads,
+    open_run,
     quiet_exit_in_teardown,
     trial_config,
 )
 
-__all__ = ["FUSED_SEEDS_KEY", "end_diverged", "fused_configs", "run_fused_trial"]
+__all__ = ["end_diverged", "fused_configs", "train_fused_trial"]
 
 log = logging.getLogger(__name__)
-
-FUSED_SEEDS_KEY = "seeds"
-"""Key of a fused trial's Ray config holding its members' seeds (a plain seed run has ``seed``)."""
 
 
 def fused_configs(config: dict[str, Any], context: TrialContext) -> tuple[list[TrialConfig], str, list[str]]:
@@ -58,26 +64,15 @@ def fused_configs(config: dict[str, Any], context: TrialContext) -> tuple[list[T
     return configs, arm, keys
 
 
-def run_fused_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Train one fused trial under Ray Tune (see the module docstring)."""
+def train_fused_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Train one fused trial under Ray Tune (see the module docstring); Ray calls it through
+    :func:`rblock_tune.tuning._entry.run_fused_trial`."""
     quiet_exit_in_teardown()
     _set_threads(context)
     configs, arm, keys = fused_configs(config, context)
     trial_id = tune.get_context().get_trial_id()
     runs = [  # first, so that a trial failing at start still has its runs
-        TrialRun(
-            context.tracking_uri,
-            context.experiment_id,
-            context.parent_run_id,
-            study=context.study,
-            phase=context.phase,
-            trial_id=trial_id,
-            config=cfg,
-            arm=arm,
-            run_name=seed_run_name(arm, cfg.seed),
-            shown_keys=keys,
-            member=True,
-        )
+        open_run(context, trial_id, cfg, arm, seed_run_name(arm, cfg.seed), keys, member=True)
         for cfg in configs
     ]
     handlers = [RunLogHandler(run) for run in runs]
@@ -110,9 +105,12 @@ def _train(runs: list[TrialRun], configs: list[TrialConfig], trial_id: str, cont
         raise
 
 
-def _member_result(record: dict[str, Any], run: TrialRun, seed: int, context: TrialContext) -> dict[str, Any]:
+def _member_result(
+    record: dict[str, Any], run: TrialRun, seed: int, context: TrialContext, diverged: int
+) -> dict[str, Any]:
     result = _result(record, context, run.run_id)
     result["seed"] = seed
+    result[RESULT_MEMBERS_DIVERGED] = diverged
     return result
 
 
@@ -127,7 +125,7 @@ def _report_all(results: list[dict[str, Any]], directory: str | None) -> None:
 
 
 def _diverged(
-    run: TrialRun, seed: int, exc: DivergedError, last: dict[str, Any], context: TrialContext
+    run: TrialRun, seed: int, exc: DivergedError, last: dict[str, Any], context: TrialContext, diverged: int
 ) -> dict[str, Any]:
     """End a member's run as diverged; the result that says so to Ray."""
     run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
@@ -139,6 +137,8 @@ def _diverged(
         "diverged": 1,
         context.metric: last.get(context.metric, worst),
         RESULT_RUN_ID: run.run_id,
+        RESULT_RUN_ENDED: 1,
+        RESULT_MEMBERS_DIVERGED: diverged,
         "seed": seed,
     }
 
@@ -169,16 +169,19 @@ def _train_epochs(
     live = [i for i in range(trainer.k) if trainer.diverged[i] is None]
     if from_own_copy and any(trainer.records):
         # as for a solo trial: the copy can be one epoch ahead of what Ray last received
+        again: list[dict[str, Any]] = []
+        diverged = trainer.k - len(live)
+        for i in live:
+            if trainer.records[i]:
+                again.append(
+                    _member_result(trainer.records[i][-1], runs[i], configs[i].seed, context, diverged)
+                )
+                if trainer.epoch >= context.epochs:  # restored after its last epoch: the runs end first
+                    runs[i].finish(COMPLETED)
+                    again[-1][RESULT_RUN_ENDED] = 1
         with tempfile.TemporaryDirectory() as directory:
             trainer.save(Path(directory) / CHECKPOINT_FILE)
-            _report_all(
-                [
-                    _member_result(trainer.records[i][-1], runs[i], configs[i].seed, context)
-                    for i in live
-                    if trainer.records[i]
-                ],
-                directory,
-            )
+            _report_all(again, directory)
     for records in trainer.epochs(test=context.measure_test):
         with tempfile.TemporaryDirectory() as directory:
             epoch = trainer.epoch
@@ -187,22 +190,25 @@ def _train_epochs(
                 trainer.save(Path(directory) / CHECKPOINT_FILE)
                 own.save(Path(directory) / CHECKPOINT_FILE, epoch)
             results: list[dict[str, Any]] = []
+            diverged = sum(exc is not None for exc in trainer.diverged)  # this epoch's included
             for i in list(live):
                 exc = trainer.diverged[i]
                 if exc is not None:  # diverged in this epoch: its run ends, the others go on
                     live.remove(i)
                     last = trainer.records[i][-1] if trainer.records[i] else {}
-                    results.insert(0, _diverged(runs[i], configs[i].seed, exc, last, context))
+                    results.insert(0, _diverged(runs[i], configs[i].seed, exc, last, context, diverged))
                     continue
                 member = records[i]
                 assert member is not None  # alive: it has this epoch's record
-                runs[i].log_epoch(member)
-                results.append(_member_result(member, runs[i], configs[i].seed, context))
+                results.append(_member_result(member, runs[i], configs[i].seed, context, diverged))
+                if epoch >= context.epochs:  # the last epoch ends each run before it is reported
+                    runs[i].finish(COMPLETED, member)
+                    results[-1][RESULT_RUN_ENDED] = 1
+                else:
+                    runs[i].log_epoch(member)
             _report_all(results, directory if checkpoint else None)
         if not live:
             return
     for i in live:
-        runs[i].finish(COMPLETED)
-
-
-run_fused_trial.__mixins__ = (_RestoreFallback,)  # type: ignore[attr-defined]  # read by Ray's wrap_function
+        if not runs[i].ended:  # restored after its last epoch with Ray's checkpoint
+            runs[i].finish(COMPLETED)

@@ -19,6 +19,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray._private import ray_constants
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
@@ -39,6 +40,7 @@ from rblock_tune.layout import (
     PHASE_SEEDS,
     RACE_LOOKS_ARTIFACT,
     RACE_STATE_FILE,
+    RESULT_RUN_ENDED,
     STATUS_TAG,
     TRIAL_TAG,
     mlflow_runs_url,
@@ -48,7 +50,14 @@ from rblock_tune.layout import (
 from rblock_tune.tuning._arms import build_arms
 from rblock_tune.tuning._best import top_trials
 from rblock_tune.tuning._display import StudyDisplay
-from rblock_tune.tuning._fused_trial import FUSED_SEEDS_KEY, run_fused_trial
+from rblock_tune.tuning._entry import (
+    FUSED_SEEDS_KEY,
+    STATE_DIR,
+    TrialContext,
+    delete_own_checkpoints,
+    run_fused_trial,
+    run_trial,
+)
 from rblock_tune.tuning._malloc import limit_arenas
 from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
@@ -65,7 +74,6 @@ from rblock_tune.tuning._tracking import (
     log_search_record,
     set_run_status,
 )
-from rblock_tune.tuning._trainable import STATE_DIR, TrialContext, delete_own_checkpoints, run_trial
 from rblock_tune.tuning._verbosity import NORMAL
 from rblock_tune.tuning._workdir import StudyPaths
 
@@ -89,6 +97,9 @@ class PhaseOutcome:
     def describe(self) -> str:
         return f"{self.name} stopped with {self.unfinished} of {self.expected} trials unfinished"
 
+
+_RAY_DEFAULT_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+"""Ray Tune's switch for its default loggers (CSV, JSON, TensorBoard): see :func:`_run_config`."""
 
 AUTOSCALING_ENV = "RBLOCK_CLUSTER_AUTOSCALES"
 """Set to 1 when the cluster adds nodes on demand: a trial may then ask for more than any node has now."""
@@ -165,7 +176,9 @@ def trial_resources(spec: StudySpec) -> dict[str, float]:
 
 class _StatusCallback(tune.Callback):  # type: ignore[misc]
     """Driver-side final ``rblock.status`` of each trial's MLflow run (a trial sets ``completed`` and
-    ``diverged`` itself; ASHA's stops and errors are only seen here)."""
+    ``diverged`` itself; ASHA's stops and errors are only seen here). A trial whose last result says
+    it ended its run itself (:data:`~rblock_tune.layout.RESULT_RUN_ENDED`) costs the driver no MLflow
+    call; an error overrides a ``completed`` the trial wrote before its last report failed."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, budget: int) -> None:
         self.tracking_uri = remember(tracking_uri)
@@ -188,7 +201,8 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
 
     def _set_run(self, client: MlflowClient, run_id: str, status: str, epoch: int) -> None:
         run = client.get_run(run_id)
-        if run.data.tags.get(STATUS_TAG) in FINAL_STATUSES:
+        final = run.data.tags.get(STATUS_TAG)
+        if final in FINAL_STATUSES and not (status == FAILED and final == COMPLETED):
             return
         line = f"finished: {status}"
         if status == EARLY_STOPPED:  # MLflow has no such status: the run's name says it
@@ -204,6 +218,8 @@ class _StatusCallback(tune.Callback):  # type: ignore[misc]
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
+        if last.get(RESULT_RUN_ENDED):
+            return
         if last.get("diverged"):
             self._set(trial, DIVERGED)
         elif int(last.get("epoch", 0)) < self.budget:
@@ -312,15 +328,31 @@ def _run_config(
     budget: int,
     expected: int,
     verbosity: int,
+    runs: int | None = None,
 ) -> tune.RunConfig:
+    """The run config of one phase of ``expected`` Ray trials; ``runs``: the runs they train, when a
+    trial trains several (a fused seed phase: the display counts runs).
+
+    Of Ray's own loggers only the JSON one writes (each trial's ``result.json``): nothing reads Ray's
+    CSV and TensorBoard files (MLflow has every metric), and the TensorBoard logger imported torch into
+    the driver and cost it a writer and its thread per trial (about 10 ms of a 1,000-trial study's
+    driver time per trial). An operator's ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0`` brings them back."""
+    os.environ.setdefault(_RAY_DEFAULT_LOGGERS_ENV, "1")  # read by Tuner.fit()
     phase = "search" if name.endswith("-search") else "seeds"
-    display = StudyDisplay(phase, expected, spec.metric, spec.mode, budget, verbosity)
+    unit = "trials" if runs is None else "runs"
+    display = StudyDisplay(
+        phase, expected if runs is None else runs, spec.metric, spec.mode, budget, verbosity, unit=unit
+    )
     return tune.RunConfig(
         name=name,
         storage_path=paths.storage,
         failure_config=tune.FailureConfig(max_failures=spec.failures.retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[_StatusCallback(paths.tracking_uri, experiment_id, parent, budget), display],
+        callbacks=[
+            JsonLoggerCallback(),  # type: ignore[no-untyped-call]
+            _StatusCallback(paths.tracking_uri, experiment_id, parent, budget),
+            display,
+        ],
         verbose=tune_verbose(verbosity),
     )
 
@@ -465,7 +497,17 @@ def seed_phase(
     groups = spec.seeds.seed_groups(seeds)
     describe_parent(client, parent, arms_description(spec, arms, seeds, epochs))
     expected = len(arms) * (len(groups) if fused else len(seeds))  # Ray trials
-    run_config = _run_config(name, spec, paths, experiment_id, parent, epochs, expected, verbosity)
+    run_config = _run_config(
+        name,
+        spec,
+        paths,
+        experiment_id,
+        parent,
+        epochs,
+        expected,
+        verbosity,
+        len(arms) * len(seeds) if fused else None,
+    )
 
     race = spec.race_design()
     searcher = None

@@ -154,7 +154,12 @@ def describe_parent(client: MlflowClient, run_id: str, text: str) -> None:
 def set_run_status(client: MlflowClient, run_id: str, status: str) -> None:
     """Set the run's status tag and end the run (MLflow's FAILED for diverged and failed)."""
     client.set_tag(run_id, STATUS_TAG, status)
-    client.set_terminated(run_id, "FAILED" if status in FAILED_STATUSES else "FINISHED")
+    client.set_terminated(run_id, _mlflow_status(status))
+
+
+def _mlflow_status(status: str) -> str:
+    """MLflow's end status of a run of ``status``: FAILED for diverged and failed, else FINISHED."""
+    return "FAILED" if status in FAILED_STATUSES else "FINISHED"
 
 
 def fail_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
@@ -278,6 +283,7 @@ class TrialRun:
     ) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.log_lines: list[str] = []
+        self.ended = False  # whether finish() gave the run its final status in this attempt
         tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id}
         if member:
             tags[SEED_TAG] = str(config.seed)
@@ -329,16 +335,23 @@ class TrialRun:
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         """Log one epoch record with step = epoch, unless this run already has that epoch."""
+        if self._log_epoch(record):
+            self.upload_log()
+
+    def _log_epoch(self, record: Mapping[str, Any], tags: Iterable[RunTag] = ()) -> bool:
+        """Log one epoch record (and ``tags``) in one batch and note it in the log (not uploaded);
+        False, and nothing written, when this run already has that epoch."""
         epoch = int(record["epoch"])
         if epoch in self.logged:
-            return
+            return False
         now = int(time.time() * 1000)
         metrics = [
             Metric(k, float(record[k]), now, epoch)
             for k in (*EPOCH_METRICS, FINAL_METRIC)
             if record.get(k) is not None
         ]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(EPOCHS_DONE_TAG, str(epoch))])
+        tags = [RunTag(EPOCHS_DONE_TAG, str(epoch)), *tags]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.logged.add(epoch)
         shown = " ".join(
             f"{k} {float(record[k]):.4g}"
@@ -346,13 +359,19 @@ class TrialRun:
             if record.get(k) is not None
         )
         self.note(f"epoch {epoch}: {shown}")
-        self.upload_log()
+        return True
 
-    def finish(self, status: str) -> None:
-        """Set the final status, write the log and end the run."""
+    def finish(self, status: str, record: Mapping[str, Any] | None = None) -> None:
+        """Set the final status, write the log and end the run; with ``record``, log that epoch
+        first, in the same batch as the status when the run lacks it (one write fewer)."""
+        batched = record is not None and self._log_epoch(record, tags=[RunTag(STATUS_TAG, status)])
         self.note(f"finished: {status}")
         self.upload_log()
-        set_run_status(self.client, self.run_id, status)
+        if batched:
+            self.client.set_terminated(self.run_id, _mlflow_status(status))
+        else:
+            set_run_status(self.client, self.run_id, status)
+        self.ended = True
 
 
 def read_run_log(client: MlflowClient, run_id: str) -> str:

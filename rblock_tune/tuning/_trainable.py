@@ -2,9 +2,12 @@
 
 Each epoch: train, log the record to the trial's MLflow run, ``tune.report``; every
 ``train.checkpoint_every`` epochs and after the last one, the report carries a checkpoint
-(``tune.Checkpoint``). A retried or resumed trial restores its last checkpoint and continues (it
-repeats at most ``train.checkpoint_every - 1`` epochs). A non-finite loss ends the trial with one
-result carrying ``diverged=1``.
+(``tune.Checkpoint``). The last epoch of the budget is logged together with the run's final status
+(``completed``) before it is reported, and its result says so (``run_ended``): Ray may end the trial
+inside that report (ASHA at its budget), and the driver then has nothing to write to MLflow for it.
+A retried or resumed trial restores its last checkpoint and continues (it repeats at most
+``train.checkpoint_every - 1`` epochs). A non-finite loss ends the trial with one result carrying
+``diverged=1``.
 
 A trial trains on ``resources.threads`` threads (``auto``: its share of its node's CPUs,
 :func:`~rblock_tune.tuning._spec.trial_threads`), not the ``floor(resources.cpus)`` Ray's
@@ -16,7 +19,9 @@ under ``<storage>/<phase>/rblock_state/<trial id>/``. With ``num_to_keep=1`` Ray
 trial's previous checkpoint as soon as it has the new one, but saves the experiment state that
 names the new one only later; a crash in between leaves a state naming a deleted checkpoint,
 and Ray's own restore would then fail the trial for good. Here the trial starts without Ray's
-checkpoint instead (:class:`_RestoreFallback`) and continues from its own copy.
+checkpoint instead (:class:`rblock_tune.tuning._entry._RestoreFallback`) and continues from its own
+copy. Ray calls :func:`train_trial` through :func:`rblock_tune.tuning._entry.run_trial`, so that a
+study's driver never imports this module (torch, the trainer).
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ import ray
 import torch
 from ray import tune
 
-from rblock_tune.config import DataConfig, config_from_dict, describe_config, with_overrides
+from rblock_tune.config import DataConfig, TrialConfig, config_from_dict, describe_config, with_overrides
 from rblock_tune.data import Dataset, load_dataset
 from rblock_tune.errors import DivergedError
 from rblock_tune.layout import (
@@ -46,66 +50,20 @@ from rblock_tune.layout import (
     DIVERGED,
     ERROR_TAG,
     PHASE_SEARCH,
+    RESULT_RUN_ENDED,
     RESULT_RUN_ID,
     SEARCH_ARM,
     seed_run_name,
     trial_run_name,
 )
 from rblock_tune.trainer import FusedTrainer, Trainer, checkpoint_due
+from rblock_tune.tuning._entry import TrialContext
 from rblock_tune.tuning._profile import TrialProfile
-from rblock_tune.tuning._spec import ResourceSpec
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 
-__all__ = ["STATE_DIR", "OwnCheckpoints", "TrialContext", "run_trial", "trial_config"]
+__all__ = ["OwnCheckpoints", "open_run", "train_trial", "trial_config"]
 
 log = logging.getLogger(__name__)
-
-STATE_DIR = "rblock_state"
-"""Folder, in a phase's Ray experiment folder, of the trials' own checkpoint copies."""
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything a trial needs besides its own config; picklable, shipped to workers.
-
-    Attributes:
-        study: study name.
-        phase: ``search`` or ``seeds``.
-        base: nested base trial config.
-        epochs: epochs of every trial of this phase.
-        metric: the metric the study optimises.
-        mode: ``max`` or ``min``.
-        tracking_uri: MLflow tracking URI.
-        experiment_id: MLflow experiment id.
-        parent_run_id: MLflow parent run of this phase.
-        state_uri: folder (path or URI on the Ray storage) of the trials' own checkpoint copies.
-        arms: seed phase: arm label -> dotted overrides of the base config.
-        measure_test: whether the trials measure and log ``test_acc``.
-        test_every_epoch: with ``measure_test``, after every epoch rather than after the last only.
-        resources: the spec's ``resources`` (a trial's threads).
-        max_concurrent: trials of this phase that run at once at most (``search.max_concurrent``).
-        reported: the epoch record's metrics each result carries to Ray besides ``epoch``: those the
-            driver reads from results (the searcher's and scheduler's ``metric``, a race's metric).
-            Every metric goes to MLflow; Ray keeps summaries of each key of every result of every
-            trial in the driver, so a result carries no more than is read.
-    """
-
-    study: str
-    phase: str
-    base: dict[str, Any]
-    epochs: int
-    metric: str
-    mode: str
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    state_uri: str
-    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
-    measure_test: bool = True
-    test_every_epoch: bool = False
-    resources: ResourceSpec = field(default_factory=ResourceSpec)
-    max_concurrent: int = 1
-    reported: tuple[str, ...] = ()
 
 
 def trial_config(config: dict[str, Any], context: TrialContext) -> tuple[Any, str, list[str]]:
@@ -190,41 +148,6 @@ class OwnCheckpoints:
         return epochs[-1]
 
 
-def delete_own_checkpoints(state_uri: str) -> None:
-    """Remove a finished phase's own checkpoint copies (no trial of it will restore again)."""
-    from pyarrow import fs as pafs
-
-    filesystem, root = pafs.FileSystem.from_uri(state_uri)
-    if filesystem.get_file_info(root).type != pafs.FileType.NotFound:
-        filesystem.delete_dir(root)
-
-
-class _RestoreFallback:
-    """Mixed into Ray's function trainable: when the checkpoint Ray restores a trial from no
-    longer exists, start the trial without it (instead of failing it for good); :func:`run_trial`
-    then continues from the trial's own copy. Ray's iteration counters still continue from the
-    result that checkpoint was reported with.
-
-    Ray has no public hook for this: the mixin rides on ``wrap_function``'s ``__mixins__`` and sets
-    the trainable's iteration counters, internals of the Ray minor version pinned in pyproject."""
-
-    def restore(self, checkpoint_path: Any) -> Any:
-        from pyarrow import fs as pafs
-
-        checkpoint = getattr(checkpoint_path, "checkpoint", None)
-        if checkpoint is not None:
-            info = checkpoint.filesystem.get_file_info(checkpoint.path)
-            if info.type == pafs.FileType.NotFound:
-                log.warning("checkpoint %s is gone; the trial continues from its own copy", checkpoint.path)
-                metrics = dict(getattr(checkpoint_path, "metrics", None) or {})
-                self._iteration = int(metrics.get("training_iteration", 0))
-                self._time_total = float(metrics.get("time_total_s", 0.0))
-                self._time_since_restore = 0.0
-                self._iterations_since_restore = 0
-                return None
-        return super().restore(checkpoint_path)  # type: ignore[misc]
-
-
 def _restore(trainer: Trainer | FusedTrainer, own: OwnCheckpoints) -> bool:
     """Restore Ray's checkpoint when it gave one, else the trial's own copy, if any; True when the
     trial continues from its own copy."""
@@ -243,11 +166,11 @@ def _restore(trainer: Trainer | FusedTrainer, own: OwnCheckpoints) -> bool:
         return True
 
 
-def _report(trainer: Trainer, record: dict[str, Any], context: TrialContext, run_id: str) -> None:
-    """Checkpoint the trainer and report one epoch's record to Ray with it."""
+def _report(trainer: Trainer, result: dict[str, Any]) -> None:
+    """Checkpoint the trainer and report one result to Ray with it."""
     with tempfile.TemporaryDirectory() as directory:
         trainer.save(Path(directory) / CHECKPOINT_FILE)
-        tune.report(_result(record, context, run_id), checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def quiet_exit_in_teardown() -> None:
@@ -308,8 +231,38 @@ def _dataset(config: DataConfig) -> tuple[Dataset, bool]:
     return dataset, False
 
 
-def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Train one trial under Ray Tune (see the module docstring)."""
+def open_run(
+    context: TrialContext,
+    trial_id: str,
+    config: TrialConfig,
+    arm: str,
+    run_name: str,
+    shown_keys: list[str],
+    *,
+    optuna_trial: int | None = None,
+    member: bool = False,
+) -> TrialRun:
+    """The MLflow run of one trial of this phase (or, with ``member``, of one member of a fused
+    trial), found again after a retry or resume (:class:`~rblock_tune.tuning._tracking.TrialRun`)."""
+    return TrialRun(
+        context.tracking_uri,
+        context.experiment_id,
+        context.parent_run_id,
+        study=context.study,
+        phase=context.phase,
+        trial_id=trial_id,
+        config=config,
+        arm=arm,
+        run_name=run_name,
+        shown_keys=shown_keys,
+        optuna_trial=optuna_trial,
+        member=member,
+    )
+
+
+def train_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Train one trial under Ray Tune (see the module docstring); Ray calls it through
+    :func:`rblock_tune.tuning._entry.run_trial`."""
     quiet_exit_in_teardown()
     profile = TrialProfile()
     try:
@@ -318,17 +271,13 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             cfg, arm, keys = trial_config(config, context)
             trial_id = tune.get_context().get_trial_id()
             number = config.get(CONFIG_NUMBER_KEY) if context.phase == PHASE_SEARCH else None
-            run = TrialRun(  # first, so that a trial failing at start still has its run
-                context.tracking_uri,
-                context.experiment_id,
-                context.parent_run_id,
-                study=context.study,
-                phase=context.phase,
-                trial_id=trial_id,
-                config=cfg,
-                arm=arm,
-                run_name=_run_name(config, context, cfg, arm, keys, trial_id),
-                shown_keys=keys,
+            run = open_run(  # first, so that a trial failing at start still has its run
+                context,
+                trial_id,
+                cfg,
+                arm,
+                _run_name(config, context, cfg, arm, keys, trial_id),
+                keys,
                 optuna_trial=None if number is None else int(number),
             )
         handler = RunLogHandler(run)
@@ -372,7 +321,10 @@ def _train_epochs(
         # last received (a crash in between): report that epoch again, or a trial restored after its
         # last epoch would end without its final result. A repeat is ignored by ASHA, the searcher
         # and MLflow.
-        _report(trainer, trainer.records[-1], context, run.run_id)
+        result = _result(trainer.records[-1], context, run.run_id)
+        if int(trainer.records[-1]["epoch"]) >= context.epochs:
+            _end_run(run, None, result, profile)
+        _report(trainer, result)
     try:
         records = trainer.epochs(test=context.measure_test, every_epoch=context.test_every_epoch)
         for record in profile.timed(records, "train"):
@@ -380,9 +332,9 @@ def _train_epochs(
             profile.add("epochs")
             profile.add("epoch_seconds", record["epoch_seconds"])
             result = _result(record, context, run.run_id)
+            last = epoch >= context.epochs
             if not checkpoint_due(epoch, cfg):
-                with profile.phase("mlflow_epoch"):
-                    run.log_epoch(record)
+                _log_epoch(run, record, last, result, profile)
                 with profile.phase("report"):
                     tune.report(result)
                 continue
@@ -391,29 +343,48 @@ def _train_epochs(
                 with profile.phase("checkpoint"):
                     trainer.save(Path(directory) / CHECKPOINT_FILE)
                     own.save(Path(directory) / CHECKPOINT_FILE, epoch)
-                with profile.phase("mlflow_epoch"):
-                    run.log_epoch(record)
+                _log_epoch(run, record, last, result, profile)
                 with profile.phase("report_checkpoint"):
                     tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
     except DivergedError as exc:
         run.client.set_tag(run.run_id, ERROR_TAG, str(exc))
         run.note(f"diverged: {exc}")
         run.finish(DIVERGED)
-        last = trainer.records[-1] if trainer.records else {}
+        last_record = trainer.records[-1] if trainer.records else {}
         worst = -math.inf if context.mode == "max" else math.inf
         tune.report(
             {
                 "epoch": exc.epoch,
                 "diverged": 1,
-                context.metric: last.get(context.metric, worst),
+                context.metric: last_record.get(context.metric, worst),
                 RESULT_RUN_ID: run.run_id,
+                RESULT_RUN_ENDED: 1,
             }
         )
         return
-    # Ray may end a trial inside its last report (ASHA at its budget); then the driver's status
-    # callback ends the run and its log
+    if not run.ended:  # a trial restored after its last epoch, or one that never reached it
+        with profile.phase("finish"):
+            run.finish(COMPLETED)
+
+
+def _log_epoch(
+    run: TrialRun, record: dict[str, Any], last: bool, result: dict[str, Any], profile: TrialProfile
+) -> None:
+    """Log one epoch to the trial's run; the last epoch of the budget ends the run (see :func:`_end_run`)."""
+    if last:
+        _end_run(run, record, result, profile)
+        return
+    with profile.phase("mlflow_epoch"):
+        run.log_epoch(record)
+
+
+def _end_run(
+    run: TrialRun, record: dict[str, Any] | None, result: dict[str, Any], profile: TrialProfile
+) -> None:
+    """End the trial's run as completed (logging ``record`` first) before its last result goes to Ray,
+    and mark that result (:data:`~rblock_tune.layout.RESULT_RUN_ENDED`): Ray may end the trial inside
+    that report (ASHA at its budget), and the driver then need not write to MLflow for it. Should the
+    report fail, Ray retries the trial, which reopens the run, or the driver marks it failed."""
     with profile.phase("finish"):
-        run.finish(COMPLETED)
-
-
-run_trial.__mixins__ = (_RestoreFallback,)  # type: ignore[attr-defined]  # read by Ray's wrap_function
+        run.finish(COMPLETED, record)
+    result[RESULT_RUN_ENDED] = 1

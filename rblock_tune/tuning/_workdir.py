@@ -172,14 +172,13 @@ def check_destinations(paths: StudyPaths) -> None:
 
 def check_optuna_storage(url: str) -> None:
     """Fail fast, with one line, when the Optuna storage cannot be opened (before Ray starts)."""
-    import optuna
     import sqlalchemy.exc
 
+    from rblock_tune.tuning._optuna_mirror import database_storage
+
     shown = redact_url(url)
-    # a database host that drops packets: seconds, not the driver's minutes of waiting
-    engine_kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgres") else None
     try:
-        optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        database_storage(url)
     except ImportError:  # optuna turns a missing driver (psycopg2, ...) into an ImportError
         raise ConfigError(
             f"optuna storage {shown} needs its database driver, which is not installed: "

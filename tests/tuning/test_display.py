@@ -240,3 +240,25 @@ def test_exit_raised_in_a_teardown_callback_is_not_reported(tmp_path: Path) -> N
     assert done.returncode == 0 and done.stdout == "went on\n", done.stderr
     assert "SystemExit" not in done.stderr and done.stderr.count("Traceback") == 1
     assert "RuntimeError: kept" in done.stderr
+
+
+def test_a_fused_seed_phase_is_counted_in_runs_diverged_members_included() -> None:
+    out = io.StringIO()
+    display = StudyDisplay("seeds", 6, "val_acc", "max", budget=3, stream=out, unit="runs")
+    first = FakeTrial("a", "0_arm=top1", {"arm": "top1", "seeds": [1, 2, 3]}, status="RUNNING")
+    second = FakeTrial("b", "1_arm=none", {"arm": "none", "seeds": [1, 2, 3]})
+    trials = [first, second]
+    display.on_trial_start(0, trials, first)
+    display.on_step_end(0, trials)
+    assert display.progress().startswith("seeds 0/6 done, 3 running, 3 pending")
+    first.last_result = {"epoch": 3, "val_acc": 0.5, "seed": 3, "members_diverged": 1}
+    display.on_trial_complete(1, trials, first)
+    first.status = "TERMINATED"
+    second.last_result = {"epoch": 2, "diverged": 1, "val_acc": 0.1, "seed": 3, "members_diverged": 3}
+    display.on_trial_complete(2, trials, second)
+    second.status = "TERMINATED"
+    assert (
+        "seeds top1 seeds 1,2,3 completed: val_acc 0.5 (3 epochs, 0s; 1 of 3 runs diverged)" in out.getvalue()
+    )
+    assert display.summary().endswith("6 of 6 runs in 0s: 2 completed, 4 diverged")
+    assert display.summary(unfinished=1).startswith("seeds: interrupted after 0s, 1 of 6 runs unfinished")

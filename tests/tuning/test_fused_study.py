@@ -47,9 +47,14 @@ def _seed_runs(result: Any, name: str) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_fused_seed_phase_leaves_the_runs_an_unfused_one_leaves(ray_session: Any, tmp_path: Path) -> None:
+def test_a_fused_seed_phase_leaves_the_runs_an_unfused_one_leaves(
+    ray_session: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     fused = run_study(_spec("fused", 2), workdir=tmp_path / "fused")
+    shown = capfd.readouterr().err
     solo = run_study(_spec("solo", 1), workdir=tmp_path / "solo")
+    # the display counts the fused phase's runs (its results say how many members diverged)
+    assert "seeds: 6 of 6 runs in " in shown and "6 completed" in shown
     assert fused.finished and solo.finished
     a, b = _seed_runs(fused, "fused"), _seed_runs(solo, "solo")
     assert list(zip(a["arm"], a["seed"], strict=True)) == [

@@ -11,8 +11,9 @@ from typing import Any
 
 from rblock_tune.layout import PHASE_SEARCH, PHASE_SEEDS, RESULT_RUN_ID
 from rblock_tune.tuning import spec_from_dict
+from rblock_tune.tuning._entry import TrialContext
 from rblock_tune.tuning._phases import reported_metrics
-from rblock_tune.tuning._trainable import TrialContext, _result
+from rblock_tune.tuning._trainable import _result
 
 RECORD = {
     "epoch": 3,

@@ -328,6 +328,10 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         for line in path.read_text().splitlines()
     ]
     assert len(ray_results) == 2 * (3 + 4)  # 2 epochs of every trial of both phases
+    # Ray's CSV and TensorBoard loggers are off (nothing reads them; the latter imported torch)
+    trial_files = {p.name for p in (tmp_path / RAY_DIR).glob("layout-*/*/*")}
+    assert "result.json" in trial_files and "progress.csv" not in trial_files
+    assert not any(name.startswith("events.out.tfevents") for name in trial_files)
     for ray_result in ray_results:
         assert {"epoch", "val_acc", RESULT_RUN_ID} <= set(ray_result) and "train_loss" not in ray_result
     for run in runs["search"] + runs["seeds"]:
