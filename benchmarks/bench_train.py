@@ -104,9 +104,11 @@ def worker(args: argparse.Namespace) -> None:
     # sample_masks before it) and the drop layers' whole forward
     sampler_name = "sample_dropped" if hasattr(layers_module, "sample_dropped") else "sample_masks"
     sampler = _Timed(getattr(layers_module, sampler_name), cuda)
-    layer = _Timed(layers_module._apply_masks, cuda)
+    # the forward calls the mask step through _masks_fn (since compile_model), _apply_masks before
+    step_name = "_masks_fn" if hasattr(layers_module, "_masks_fn") else "_apply_masks"
+    layer = _Timed(getattr(layers_module, step_name), cuda)
     setattr(layers_module, sampler_name, sampler)
-    layers_module._apply_masks = layer  # type: ignore[assignment]
+    setattr(layers_module, step_name, layer)
     position = dict.fromkeys(trainers, 0)
     _answer({"ready": True, "threads": torch.get_num_threads(), "sampler": sampler_name})
     for line in sys.stdin:

@@ -60,13 +60,17 @@ def _scaled_masks(dropped: torch.Tensor, units: int, dtype: torch.dtype) -> tupl
         ``(masks, kept)``: masks (n * B, C, H, W) (or (n * B, C, 1, 1)), 0 where dropped and
         ``units / kept`` of its own half elsewhere; kept (n,) float32, the kept units per half.
     """
-    n = dropped.shape[0]
+    n, rows = dropped.shape[0], dropped.shape[1]
     per_value = units // dropped[0].numel()  # units each map value stands for (H * W when broadcast)
-    kept = (units - per_value * torch.count_nonzero(dropped.view(n, -1), dim=1)).float()
+    keep = torch.sub(1, dropped.view(torch.uint8)).to(dtype)  # on the bytes: a boolean path is slower
+    # kept units per half, exactly (whatever ``dtype``): float32 sums of 0/1 per sample, exact below
+    # 2^24 units (else float64), then a float64 sum over the half's samples
+    exact = torch.float32 if keep[0, 0].numel() < 2**24 else torch.float64
+    per_sample = keep.view(n, rows, -1).sum(2, dtype=exact)
+    kept = (per_value * per_sample.sum(1, dtype=torch.float64)).float()
     scale = (units / kept.clamp(min=1.0)).to(dtype)  # same float32 arithmetic as mask * (numel / kept)
-    zero = torch.zeros((), dtype=dtype, device=dropped.device)
-    masks = torch.where(dropped, zero, scale.view(n, 1, 1, 1, 1))
-    return masks.view(n * dropped.shape[1], *dropped.shape[2:]), kept
+    masks = keep.mul_(scale.view(n, 1, 1, 1, 1))  # 0 where dropped, the half's scale elsewhere
+    return masks.view(n * rows, *dropped.shape[2:]), kept
 
 
 def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:

@@ -327,10 +327,14 @@ def _sample_random_dml(
 
 
 def _split(shared: torch.Tensor, to_a: torch.Tensor, full: Shape) -> torch.Tensor:
-    """The pair (shared & to_a, shared & ~to_a) of shape ``full`` (one operand may broadcast), stacked."""
+    """The pair (shared & to_a, shared & ~to_a) of shape ``full`` (one operand may broadcast), stacked.
+
+    Computed on the maps' bytes (``uint8`` views of the booleans: a product, then a difference):
+    broadcasting boolean ops take a slow path on CPU (1.7 ms against 0.07 ms for a 1M-unit map)."""
     pair = torch.empty((2, *full), dtype=torch.bool, device=shared.device)
-    torch.bitwise_and(shared, to_a, out=pair[0])
-    torch.gt(shared, to_a, out=pair[1])  # on booleans, a > b is a & ~b
+    mine, theirs = pair.view(torch.uint8)
+    torch.mul(shared.view(torch.uint8), to_a.view(torch.uint8), out=mine)
+    torch.sub(shared.view(torch.uint8), mine, out=theirs)  # shared - shared & to_a = shared & ~to_a
     return pair
 
 

@@ -61,3 +61,24 @@ def test_layer_output_is_exactly_x_times_the_rescaled_masks(variant: str) -> Non
     assert torch.equal(out, x * torch.cat(scaled))
     rates = layer.realised_rates()
     assert rates == tuple(1.0 - float(k) / masks[0].numel() for k in kept)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_rescaled_masks_count_every_unit_exactly_in_any_dtype(dtype: torch.dtype, broadcast: bool) -> None:
+    """The kept units of each half are exact counts (a bfloat16 sum of 60,000 ones would not be), and
+    each mask is 0 where dropped and its half's ``units / kept`` elsewhere."""
+    from rblock_tune.regularizers._layers import _scaled_masks
+
+    shape = (2, 30, 8, 1, 1) if broadcast else (2, 30, 8, 16, 16)
+    dropped = torch.rand(shape, generator=torch.Generator().manual_seed(9)) < torch.tensor([0.1, 0.3]).view(
+        2, 1, 1, 1, 1
+    )
+    units = 30 * 8 * 16 * 16
+    per_value = units // dropped[0].numel()
+    masks, kept = _scaled_masks(dropped, units, dtype)
+    exact = (units - per_value * torch.count_nonzero(dropped.view(2, -1), dim=1)).float()
+    assert torch.equal(kept, exact)
+    scale = (units / exact).to(dtype)
+    expected = torch.where(dropped, torch.zeros((), dtype=dtype), scale.view(2, 1, 1, 1, 1))
+    assert masks.dtype == dtype and torch.equal(masks, expected.view(60, *shape[2:]))
