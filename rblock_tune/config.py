@@ -43,6 +43,7 @@ __all__ = [
     "MODELS",
     "PAIRED_VARIANTS",
     "RATE_BASES",
+    "MASK_SAMPLERS",
     "SCHEDULES",
     "SHORTCUTS",
     "SPLIT_VARIANTS",
@@ -86,6 +87,11 @@ MODELS: tuple[str, ...] = (
 )
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "tinyimagenet", "imagefolder", "synthetic")
 SCHEDULES: tuple[str, ...] = ("linear", "constant")
+MASK_SAMPLERS: tuple[str, ...] = ("auto", "sparse", "dense")
+"""How DropBlock's seeds are drawn (``reg.mask_sampler``): ``sparse`` draws the gaps between seeds
+(about gamma * N random numbers for N seed positions), ``dense`` one uniform per position (the draws
+of rblock-tune before ``sparse`` existed); both are the same independent Bernoulli(gamma) seeds, but
+a seed gives other masks under each. ``auto``: ``sparse`` on CPU, ``dense`` on other devices."""
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
@@ -210,6 +216,9 @@ class RegConfig:
             unless ``ramp_epochs`` is set.
         ramp_epochs: linear ramp length in epochs (may be fractional), the same whatever
             ``train.epochs`` is, so a short search trial and a long seed run share one ramp.
+        mask_sampler: how DropBlock's seeds are drawn (:data:`MASK_SAMPLERS`; variants whose masks
+            grow DropBlock seeds only): ``auto`` (default) is ``sparse`` on CPU and ``dense`` on
+            other devices; ``dense`` reproduces runs of rblock-tune versions before ``sparse``.
     """
 
     variant: str = "bdrop_dml"
@@ -220,11 +229,13 @@ class RegConfig:
     schedule: str = "linear"
     ramp_fraction: float | None = None
     ramp_epochs: float | None = None
+    mask_sampler: str = "auto"
 
     def __post_init__(self) -> None:
         _check_choice("reg.variant", self.variant, VARIANTS)
         _check_choice("reg.rate_basis", self.rate_basis, RATE_BASES)
         _check_choice("reg.schedule", self.schedule, SCHEDULES)
+        _check_choice("reg.mask_sampler", self.mask_sampler, MASK_SAMPLERS)
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise _fail("reg.alpha", self.alpha, ">= 0")
         check_drop_prob(
@@ -414,8 +425,8 @@ def flatten_config(config: TrialConfig) -> dict[str, Any]:
 def not_applicable(reg: RegConfig) -> tuple[str, ...]:
     """The dotted ``reg.*`` keys whose values do not change what ``reg`` trains: ``none`` drops
     nothing, single-model variants have no KL term, only R-Block splits by ``rate_basis``, blocks
-    only where the variant uses them, ramp keys only with the linear schedule (and only the one
-    that sets its length)."""
+    only where the variant uses them, the mask sampler only where it draws DropBlock seeds, ramp
+    keys only with the linear schedule (and only the one that sets its length)."""
     variant = get_variant(reg.variant)
     unused: list[str] = []
     if not variant.paired:
@@ -431,6 +442,8 @@ def not_applicable(reg: RegConfig) -> tuple[str, ...]:
             unused += ["ramp_fraction", "ramp_epochs"]
         else:  # the ramp is ramp_epochs when set, else ramp_fraction (None: 1.0)
             unused.append("ramp_fraction" if reg.ramp_epochs is not None else "ramp_epochs")
+    if not variant.block_seeds:
+        unused.append("mask_sampler")
     return tuple(f"reg.{key}" for key in unused)
 
 

@@ -52,6 +52,7 @@ class Variant:
         paired: two sub-models on a paired batch [x; x], trained with the KL consistency term.
         split: the two sub-models split one shared mask (R-Block), so each drops about half of it;
             on the ``submodel`` basis the shared mask then runs at 2p and p must be below 0.5.
+        block_seeds: its masks grow DropBlock seeds D(p, b) (drawn as ``reg.mask_sampler`` says).
         baseline_rank: the report's default baseline is the arm whose variant has the lowest rank;
             None: never a default baseline.
     """
@@ -63,6 +64,7 @@ class Variant:
     uses_block_size: bool = True
     paired: bool = False
     split: bool = False
+    block_seeds: bool = False
     baseline_rank: int | None = None
 
     def __post_init__(self) -> None:
@@ -93,12 +95,13 @@ VARIANT_TABLE: Mapping[str, Variant] = _table(
     Variant(
         "spatial_dropout", "SpatialDropout", "whole-channel dropout", uses_block_size=False, baseline_rank=2
     ),
-    Variant("dropblock", "DropBlock", "DropBlock, Ghiasi et al. 2018", baseline_rank=0),
+    Variant("dropblock", "DropBlock", "DropBlock, Ghiasi et al. 2018", block_seeds=True, baseline_rank=0),
     Variant(
         "random_dml",
         "RandomDML",
         "two independent DropBlock sub-models on [x; x]",
         paired=True,
+        block_seeds=True,
         baseline_rank=4,
     ),
     Variant(
@@ -107,6 +110,7 @@ VARIANT_TABLE: Mapping[str, Variant] = _table(
         "R-Block BDropDML: a shared block mask split between two sub-models",
         paired=True,
         split=True,
+        block_seeds=True,
     ),
     Variant(
         "sdrop_dml",

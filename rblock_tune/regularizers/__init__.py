@@ -37,6 +37,7 @@ from rblock_tune.regularizers._masks import (
     mask_drop_prob,
     sample_dropped,
     sample_masks,
+    seed_sampler,
 )
 from rblock_tune.regularizers._schedule import DropSchedule
 from rblock_tune.variants import (
@@ -81,6 +82,7 @@ __all__ = [
     "reset_drop_rates",
     "sample_dropped",
     "sample_masks",
+    "seed_sampler",
     "set_drop_prob",
     "symmetric_kl",
 ]

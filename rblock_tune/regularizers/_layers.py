@@ -23,7 +23,7 @@ from torch import nn
 
 from rblock_tune.config import RegConfig
 from rblock_tune.errors import ConfigError
-from rblock_tune.regularizers._masks import mask_drop_prob, sample_dropped
+from rblock_tune.regularizers._masks import mask_drop_prob, sample_dropped, seed_sampler
 from rblock_tune.variants import VARIANT_TABLE, check_drop_prob, get_variant
 
 __all__ = [
@@ -88,7 +88,13 @@ def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
         drop_prob, block_size, generator = layer.probe
         shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         dropped = sample_dropped(
-            "dropblock", shape, drop_prob, block_size, generator=generator, device=x.device
+            "dropblock",
+            shape,
+            drop_prob,
+            block_size,
+            generator=generator,
+            device=x.device,
+            sampler=layer.mask_sampler,
         )
         return x * _scaled_masks(dropped, x[0].numel() * x.shape[0], x.dtype)[0]
     rows = x.shape[0]
@@ -105,7 +111,13 @@ def _apply_masks(layer: DropLayer, x: torch.Tensor) -> torch.Tensor:
     shape = (rows, x.shape[1], x.shape[2], x.shape[3])
     p = mask_drop_prob(layer.variant, layer.drop_prob, layer.rate_basis)
     dropped = sample_dropped(
-        layer.variant, shape, p, layer.block_size, generator=layer.generator, device=x.device
+        layer.variant,
+        shape,
+        p,
+        layer.block_size,
+        generator=layer.generator,
+        device=x.device,
+        sampler=layer.mask_sampler,
     )
     units = rows * x[0].numel()
     masks, kept = _scaled_masks(dropped, units, x.dtype)
@@ -124,6 +136,8 @@ class DropLayer(nn.Module):
         rate_basis: ``submodel`` (p is each sub-model's rate; ``bdrop_dml`` and ``sdrop_dml``
             run their shared mask at 2p, so p < 0.5) or ``shared`` (p is the shared mask's
             rate); see :func:`rblock_tune.regularizers.mask_drop_prob`.
+        mask_sampler: how DropBlock's seeds are drawn (``auto``, ``sparse``, ``dense``:
+            :func:`rblock_tune.regularizers.seed_sampler`), for its own masks and the probe's.
 
     Attributes:
         generator: optional ``torch.Generator`` for the masks (default: global RNG).
@@ -135,7 +149,12 @@ class DropLayer(nn.Module):
     """
 
     def __init__(
-        self, variant: str, drop_prob: float = 0.1, block_size: int = 3, rate_basis: str = "submodel"
+        self,
+        variant: str,
+        drop_prob: float = 0.1,
+        block_size: int = 3,
+        rate_basis: str = "submodel",
+        mask_sampler: str = "auto",
     ) -> None:
         super().__init__()
         info = get_variant(variant)
@@ -146,6 +165,8 @@ class DropLayer(nn.Module):
         self.drop_prob = float(drop_prob)
         self.block_size = int(block_size)
         self.rate_basis = rate_basis
+        seed_sampler(mask_sampler)  # refuses an unknown one here, not at the first step
+        self.mask_sampler = mask_sampler
         self.paired = info.paired
         self._identity = not info.drops
         self._layer_name = info.layer
@@ -162,7 +183,7 @@ class DropLayer(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"variant={self.variant}, drop_prob={self.drop_prob:g}, block_size={self.block_size}, "
-            f"rate_basis={self.rate_basis}"
+            f"rate_basis={self.rate_basis}, mask_sampler={self.mask_sampler}"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +217,11 @@ class LayerConstructor(Protocol):
     """A named drop-layer constructor: a :class:`DropLayer` of one variant."""
 
     def __call__(
-        self, drop_prob: float = ..., block_size: int = ..., rate_basis: str = "submodel"
+        self,
+        drop_prob: float = ...,
+        block_size: int = ...,
+        rate_basis: str = "submodel",
+        mask_sampler: str = "auto",
     ) -> DropLayer: ...
 
 
@@ -208,9 +233,12 @@ def _constructor(variant: str) -> LayerConstructor:
     default_b = 3 if info.uses_block_size else 1
 
     def make(
-        drop_prob: float = default_p, block_size: int = default_b, rate_basis: str = "submodel"
+        drop_prob: float = default_p,
+        block_size: int = default_b,
+        rate_basis: str = "submodel",
+        mask_sampler: str = "auto",
     ) -> DropLayer:
-        return DropLayer(variant, drop_prob, block_size, rate_basis)
+        return DropLayer(variant, drop_prob, block_size, rate_basis, mask_sampler)
 
     make.__name__ = make.__qualname__ = info.layer
     make.__doc__ = f"A :class:`DropLayer` of variant ``{variant}``: {info.summary}."
@@ -232,9 +260,11 @@ SDropDML = LAYER_CONSTRUCTORS["SDropDML"]
 
 
 def build_drop_layer(config: RegConfig) -> DropLayer:
-    """The drop layer of ``config.variant`` at ``config.drop_prob``, ``config.block_size`` and
-    ``config.rate_basis``."""
-    return DropLayer(config.variant, config.drop_prob, config.block_size, config.rate_basis)
+    """The drop layer of ``config.variant`` at ``config.drop_prob``, ``config.block_size``,
+    ``config.rate_basis`` and ``config.mask_sampler``."""
+    return DropLayer(
+        config.variant, config.drop_prob, config.block_size, config.rate_basis, config.mask_sampler
+    )
 
 
 def drop_factory(config: RegConfig) -> Callable[[], nn.Module]:

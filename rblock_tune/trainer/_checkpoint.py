@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rblock_tune import __version__
-from rblock_tune.config import TrialConfig, flatten_config
+from rblock_tune.config import TrialConfig, config_from_dict, flatten_config
 from rblock_tune.errors import CheckpointError
+from rblock_tune.regularizers import seed_sampler
+from rblock_tune.variants import get_variant
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "RESUMABLE_KEYS",
     "check_compatible",
+    "check_saved_config",
+    "saved_config",
     "checkpoint_due",
     "differing_keys",
     "read_checkpoint",
@@ -28,6 +34,8 @@ RESUMABLE_KEYS = frozenset(
     {"train.device", "train.compile", "train.checkpoint_every", "data.root", "data.cache_dir"}
 )
 """Keys that may differ between a checkpoint's config and the config of ``--resume``."""
+
+logger = logging.getLogger(__name__)
 
 
 def checkpoint_due(epoch: int, config: TrialConfig) -> bool:
@@ -79,4 +87,34 @@ def check_compatible(saved: TrialConfig, current: TrialConfig) -> None:
         raise CheckpointError(
             f"cannot resume: {shown}{more}, so this directory holds another run; resume with the run's "
             "own config (omit --config/--set) or start a new --out"
+        )
+
+
+def saved_config(saved: Mapping[str, Any], current: TrialConfig) -> TrialConfig:
+    """A checkpoint's config as stored, read as this version reads configs. A checkpoint written
+    before ``reg.mask_sampler`` existed takes the current config's value: any sampler may continue
+    such a run (``dense`` keeps its draws)."""
+    stored_reg = dict(saved.get("reg") or {})
+    if "mask_sampler" not in stored_reg:
+        saved = {**saved, "reg": {**stored_reg, "mask_sampler": current.reg.mask_sampler}}
+    return config_from_dict(saved)
+
+
+def check_saved_config(saved: Mapping[str, Any], current: TrialConfig, device: torch.device) -> None:
+    """:func:`check_compatible` on a checkpoint's config as stored (:func:`saved_config`); and a warning
+    when the checkpoint predates ``reg.mask_sampler`` (its masks were drawn ``dense``) while the run, on
+    ``device``, goes on drawing DropBlock seeds ``sparse``: the rest of the run then gets other masks than
+    an uninterrupted run of that version would have (the same distribution)."""
+    check_compatible(saved_config(saved, current), current)
+    reg = current.reg
+    predates = "mask_sampler" not in dict(saved.get("reg") or {})
+    if (
+        predates
+        and get_variant(reg.variant).block_seeds
+        and seed_sampler(reg.mask_sampler, device) == "sparse"
+    ):
+        logger.warning(
+            "this checkpoint was written before reg.mask_sampler existed (its masks were drawn dense); "
+            "the run goes on drawing them sparse, so its later masks differ from what that version "
+            "would have drawn (set reg.mask_sampler=dense to keep them)"
         )

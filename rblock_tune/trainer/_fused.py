@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rblock_tune import __version__
-from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict, flatten_config
+from rblock_tune.config import TrialConfig, config_to_dict, flatten_config
 from rblock_tune.data import Dataset, DeviceLoader, load_dataset
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.layout import SCHEDULED_DROP_PROB
@@ -34,7 +34,7 @@ from rblock_tune.regularizers import (
     set_drop_prob,
     symmetric_kl,
 )
-from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, check_compatible, read_checkpoint
+from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, check_saved_config, read_checkpoint
 from rblock_tune.trainer._setup import (
     CONSISTENCY_SEED,
     build_drop_schedule,
@@ -477,7 +477,7 @@ class FusedTrainer:
         if len(members) != self.k:
             raise CheckpointError(f"the checkpoint fuses {len(members)} runs, but this trainer {self.k}")
         for i, member in enumerate(members):
-            check_compatible(config_from_dict(member["config"]), self.configs[i])
+            check_saved_config(member["config"], self.configs[i], self.device)
         for i, member in enumerate(members):
             load_member_state(self.model, self.k, i, member["model"])
         first = members[0]

@@ -13,7 +13,13 @@ from rblock_tune import __version__
 from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
 from rblock_tune.errors import CheckpointError, DivergedError, RBlockError
 from rblock_tune.layout import CHECKPOINT_FILE, COMPLETED, DIVERGED, METRICS_FILE, RUNNING
-from rblock_tune.trainer._checkpoint import check_compatible, checkpoint_due, differing_keys, read_checkpoint
+from rblock_tune.trainer._checkpoint import (
+    check_compatible,
+    checkpoint_due,
+    differing_keys,
+    read_checkpoint,
+    saved_config,
+)
 from rblock_tune.trainer._trainer import Trainer
 
 __all__ = ["load_run_config", "run_training"]
@@ -56,7 +62,7 @@ def _check_metrics_belong(metrics: Path, saved: TrialConfig) -> None:
         return
     try:
         recorded = json.loads(metrics.read_text())
-        differ = differing_keys(saved, config_from_dict(recorded["config"]))
+        differ = differing_keys(saved, saved_config(recorded["config"], saved))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RBlockError):
         differ = ["(it cannot be read as a run's record)"]
     if differ:
@@ -109,7 +115,7 @@ def run_training(
         )
     state = read_checkpoint(ckpt) if resume else None
     if state is not None:
-        saved = config_from_dict(state["config"])
+        saved = saved_config(state["config"], config)
         check_compatible(saved, config)
         _check_metrics_belong(metrics, saved)
     trainer = Trainer(config)  # loads the data first: a data error leaves no directory behind

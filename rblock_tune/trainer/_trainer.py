@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rblock_tune import __version__
-from rblock_tune.config import TrialConfig, config_from_dict, config_to_dict
+from rblock_tune.config import TrialConfig, config_to_dict
 from rblock_tune.data import Dataset, DeviceLoader, load_dataset
 from rblock_tune.errors import CheckpointError, DivergedError
 from rblock_tune.layout import SCHEDULED_DROP_PROB
@@ -30,7 +30,7 @@ from rblock_tune.regularizers import (
     set_drop_prob,
     symmetric_kl,
 )
-from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, check_compatible, read_checkpoint
+from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, check_saved_config, read_checkpoint
 from rblock_tune.trainer._setup import (
     CONSISTENCY_SEED,
     build_drop_schedule,
@@ -369,7 +369,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (its config must be compatible)."""
-        check_compatible(config_from_dict(state["config"]), self.config)
+        check_saved_config(state["config"], self.config, self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -101,6 +101,10 @@ def test_with_overrides_revalidates() -> None:
         ("reg.schedule=cosine", "reg.schedule='cosine' is not allowed"),
         ("seed", "--set 'seed' is not key=value"),
         ("reg.rate_basis=layer", "reg.rate_basis='layer' is not allowed: must be one of submodel, shared"),
+        (
+            "reg.mask_sampler=fast",
+            "reg.mask_sampler='fast' is not allowed: must be one of auto, sparse, dense",
+        ),
         ("reg.drop_prob=0.5", "reg.drop_prob=0.5 is out of range: must be in [0, 0.5) for bdrop_dml"),
         ("reg.ramp_epochs=0", "reg.ramp_epochs=0.0 is out of range: must be > 0 (epochs)"),
         ("reg.ramp_fraction=0", "reg.ramp_fraction=0.0 is out of range: must be in (0, 1]"),
@@ -173,14 +177,22 @@ def test_rate_basis_ramp_and_shortcut_defaults() -> None:
 @pytest.mark.parametrize(
     ("reg", "description", "unused"),
     [
-        ({"variant": "none"}, "none", {"alpha", "drop_prob", "block_size", "rate_basis", "schedule"}),
-        ({"variant": "dropout", "drop_prob": 0.25}, "dropout p=0.25", {"alpha", "block_size", "rate_basis"}),
+        (
+            {"variant": "none"},
+            "none",
+            {"alpha", "drop_prob", "block_size", "rate_basis", "schedule", "mask_sampler"},
+        ),
+        (
+            {"variant": "dropout", "drop_prob": 0.25},
+            "dropout p=0.25",
+            {"alpha", "block_size", "rate_basis", "mask_sampler"},
+        ),
         ({"variant": "dropblock", "block_size": 5}, "dropblock p=0.1 b=5", {"alpha", "rate_basis"}),
         ({"variant": "random_dml", "alpha": 2.0}, "random_dml a=2 p=0.1 b=3", {"rate_basis"}),
         (
             {"variant": "sdrop_dml", "alpha": 3.6123, "drop_prob": 0.4412, "block_size": 1},
             "sdrop_dml a=3.6 p=0.44 b=1",
-            set(),
+            {"mask_sampler"},  # its blocks are grid cells, not DropBlock seeds
         ),
     ],
 )

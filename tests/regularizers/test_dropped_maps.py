@@ -45,17 +45,27 @@ def test_shifted_growth_at_the_borders(h: int, w: int, b: int) -> None:
     assert torch.equal(grow_blocks(seeds, b, "shifted"), grow_blocks(seeds, b, "maxpool"))
 
 
+@pytest.mark.parametrize("sampler", ["auto", "dense"])
 @pytest.mark.parametrize("variant", VARIANTS[1:])
-def test_layer_output_is_exactly_x_times_the_rescaled_masks(variant: str) -> None:
-    """``x * cat(m_i * units / kept_i)`` bit for bit, and the rates from the same counts."""
-    layer = build_drop_layer(RegConfig(variant=variant, drop_prob=0.2, block_size=3))
+def test_layer_output_is_exactly_x_times_the_rescaled_masks(variant: str, sampler: str) -> None:
+    """``x * cat(m_i * units / kept_i)`` bit for bit, with the seeds drawn as ``reg.mask_sampler``
+    says, and the rates from the same counts."""
+    layer = build_drop_layer(RegConfig(variant=variant, drop_prob=0.2, block_size=3, mask_sampler=sampler))
     layer.train()
     layer.generator = torch.Generator().manual_seed(4)
     x = torch.randn(12, 6, 10, 10, generator=torch.Generator().manual_seed(5))
     out = layer(x)
     half = 6 if layer.paired else 12
     p = mask_drop_prob(variant, 0.2, layer.rate_basis)
-    masks = sample_masks(variant, (half, 6, 10, 10), p, 3, generator=torch.Generator().manual_seed(4))
+    masks = sample_masks(
+        variant, (half, 6, 10, 10), p, 3, generator=torch.Generator().manual_seed(4), sampler=sampler
+    )
+    if variant in ("dropblock", "random_dml", "bdrop_dml"):  # the other sampler draws other masks
+        other = "dense" if sampler == "auto" else "sparse"
+        unlike = sample_masks(
+            variant, (half, 6, 10, 10), p, 3, generator=torch.Generator().manual_seed(4), sampler=other
+        )
+        assert any(not torch.equal(a, b) for a, b in zip(masks, unlike, strict=True))
     kept = [m.sum() for m in masks]
     scaled = [m * (m.numel() / k.clamp(min=1.0)) for m, k in zip(masks, kept, strict=True)]
     assert torch.equal(out, x * torch.cat(scaled))

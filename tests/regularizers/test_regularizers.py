@@ -196,18 +196,19 @@ def test_dropout_and_spatial_dropout_rates(p: float) -> None:
     assert bool(((planes.sum(1) == 0) | (planes.sum(1) == 256)).all())
 
 
+@pytest.mark.parametrize("sampler", ["sparse", "dense"])
 @pytest.mark.parametrize(("p", "b"), [(0.1, 3), (0.3, 5), (0.2, 7)])
-def test_dropblock_family_rates(p: float, b: int) -> None:
+def test_dropblock_family_rates(p: float, b: int, sampler: str) -> None:
     h = RATE_SHAPE[2]
     expected = expected_dropblock_rate(p, b, h, h)
     # overlapping blocks make the exact rate a little below p (Ghiasi et al.'s gamma)
     assert p * 0.75 < expected <= p
-    (m,) = sample_masks("dropblock", RATE_SHAPE, p, b, generator=gen(8))
+    (m,) = sample_masks("dropblock", RATE_SHAPE, p, b, generator=gen(8), sampler=sampler)
     assert 1 - float(m.mean()) == pytest.approx(expected, rel=0.03)
-    r_a, r_b = sample_masks("random_dml", RATE_SHAPE, p, b, generator=gen(9))
+    r_a, r_b = sample_masks("random_dml", RATE_SHAPE, p, b, generator=gen(9), sampler=sampler)
     assert 1 - float(r_a.mean()) == pytest.approx(expected, rel=0.03)
     assert 1 - float(r_b.mean()) == pytest.approx(expected, rel=0.03)
-    b_a, b_b = sample_masks("bdrop_dml", RATE_SHAPE, p, b, generator=gen(10))
+    b_a, b_b = sample_masks("bdrop_dml", RATE_SHAPE, p, b, generator=gen(10), sampler=sampler)
     assert 1 - float(b_a.mean()) == pytest.approx(expected / 2, rel=0.05)
     assert 1 - float(b_b.mean()) == pytest.approx(expected / 2, rel=0.05)
 

@@ -431,3 +431,52 @@ def test_checkpoint_of_an_older_format_is_refused_in_one_line(tmp_path: Path) ->
     with pytest.raises(CheckpointError, match="checkpoint format 1") as info:
         run_training(small_config("train.epochs=2"), tmp_path / "run", resume=True)
     assert "\n" not in str(info.value) and "start a new run" in str(info.value)
+
+
+@pytest.mark.parametrize(("sampler", "warned"), [("auto", True), ("sparse", True), ("dense", False)])
+def test_a_checkpoint_from_before_mask_sampler_resumes_and_says_when_its_draws_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sampler: str, warned: bool
+) -> None:
+    """A checkpoint whose config has no reg.mask_sampler was drawn dense (earlier versions): it resumes
+    (the key takes the current value), with a warning when the rest of the run will draw sparse."""
+    cfg = small_config("train.epochs=1", "reg.variant=bdrop_dml", f"reg.mask_sampler={sampler}")
+    trainer = Trainer(cfg)
+    state = trainer.state_dict()
+    del state["config"]["reg"]["mask_sampler"]  # as an earlier rblock-tune wrote it
+    torch.save(state, tmp_path / CHECKPOINT_FILE)
+    with caplog.at_level("WARNING", logger="rblock_tune"):
+        Trainer(cfg).restore(tmp_path / CHECKPOINT_FILE)
+    assert ("written before reg.mask_sampler existed" in caplog.text) == warned
+    caplog.clear()
+    Trainer(cfg).restore(_save(Trainer(cfg), tmp_path / "now.pt"))  # a checkpoint of this version
+    assert "mask_sampler" not in caplog.text
+
+
+def _save(trainer: Trainer, path: Path) -> Path:
+    trainer.save(path)
+    return path
+
+
+def test_a_run_dir_from_before_mask_sampler_resumes_dense_from_the_cli(tmp_path: Path) -> None:
+    """``rblock-tune train --resume`` of a run an earlier version wrote (no reg.mask_sampler in its
+    checkpoint or metrics.json) continues it with ``--set reg.mask_sampler=dense``."""
+    cfg = small_config("train.epochs=2", "reg.variant=bdrop_dml", "reg.mask_sampler=dense")
+
+    def stop_after_first(record: dict[str, Any]) -> None:
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, out, on_epoch=stop_after_first)
+    state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    del state["config"]["reg"]["mask_sampler"]
+    torch.save(state, out / CHECKPOINT_FILE)
+    metrics = json.loads((out / "metrics.json").read_text())
+    del metrics["config"]["reg"]["mask_sampler"]
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    resumed = run_training(cfg, out, resume=True)
+    whole = run_training(cfg, tmp_path / "whole")  # dense throughout: the resumed run's draws
+    assert [r["epoch"] for r in resumed["epochs"]] == [1, 2]
+    for key in ("train_loss", "val_acc"):
+        assert [r[key] for r in resumed["epochs"]] == [w[key] for w in whole["epochs"]]
