@@ -133,8 +133,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._done: set[str] = set()
         self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs told to Optuna
-        self._live: dict[str, optuna.Trial] = {}  # the trials this process asked for, or rebuilt
-        self._asked: set[str] = set()  # Ray trial ids this process asked Optuna for and has not told
+        self._live: dict[str, optuna.Trial] = {}  # the trials this process asked for
         self._study: optuna.Study | None = None
 
     # -------------------------------------------------------------- plumbing
@@ -185,14 +184,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a searcher pickled by an earlier rblock-tune (an interrupted study) lacks the newer fields
-        fresh: dict[str, Any] = {
-            "_live": {},
-            "_asked": set(),
-            "_reported": {},
-            "_links": {},
-            "_linked": set(),
-        }
-        self.__dict__.update({**fresh, **state})
+        self.__dict__.update({"_live": {}, "_reported": {}, "_links": {}, "_linked": set(), **state})
         if isinstance(self._storage, str):
             self._storage = unredact(self._storage)  # the password this driver was given, never pickled
 
@@ -201,7 +193,6 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         state = self.__dict__.copy()
         state["_study"] = None  # reconnected to the storage on first use
         state["_live"] = {}
-        state["_asked"] = set()
         state["_linked"] = set()
         if isinstance(self._storage, str):
             state["_storage"] = redact_url(self._storage)
@@ -233,7 +224,6 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         self._done = {str(t) for t in record["done"]}
         self._reported = {str(t): {int(e) for e in epochs} for t, epochs in record["reported"].items()}
         self._live = {}
-        self._asked = set()
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -250,7 +240,6 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self._trials[trial_id] = trial.number
         self._live[trial_id] = trial
-        self._asked.add(trial_id)
         self._reported[trial_id] = set()
         return {"overrides": overrides, CONFIG_NUMBER_KEY: trial.number}
 
@@ -286,7 +275,9 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             return
         self._done.add(trial_id)
         number = self._trials[trial_id]
-        if trial_id not in self._asked and not self._running(number):  # told before a restart
+        # only the running trials: ``study.trials`` would deep-copy every trial, at each completion
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if all(t.number != number for t in running):
             self._live.pop(trial_id, None)
             self._reported.pop(trial_id, None)
             return
@@ -314,17 +305,8 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         else:
             self.study.tell(number, state=state)
         self._live.pop(trial_id, None)
-        self._asked.discard(trial_id)
         self._reported.pop(trial_id, None)
         self._linked.discard(trial_id)
-
-    def _running(self, number: int) -> bool:
-        """Whether Optuna trial ``number`` is still running in the storage. A trial this process asked
-        for (``self._asked``) is, until this searcher tells it (only the driver tells trials), so
-        :meth:`on_trial_complete` reads the storage only for trials asked before a restart."""
-        # only the running trials: ``study.trials`` would deep-copy every trial
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return any(t.number == number for t in running)
 
     def fail_orphans(self) -> int:
         """Tell FAIL for Optuna trials still RUNNING that Ray does not know (a driver crash

@@ -362,7 +362,7 @@ def _train_epochs(
             }
         )
         return
-    if not run.ended:  # a trial restored after its last epoch, or one that never reached it
+    if not run.ended:  # restored from Ray's checkpoint after its last epoch: nothing left to train
         with profile.phase("finish"):
             run.finish(COMPLETED)
 
