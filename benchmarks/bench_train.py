@@ -83,6 +83,8 @@ def _make_trainer(args: argparse.Namespace, variant: str, batch_size: int) -> An
         f"train.compile={str(args.compile).lower()}",
         "train.epochs=1000",
     ]
+    if args.mask_sampler is not None:  # only then: a tree before reg.mask_sampler knows no such key
+        overrides.append(f"reg.mask_sampler={args.mask_sampler}")
     trainer = Trainer(load_config(None, overrides))
     trainer.model.train()
     return trainer
@@ -181,6 +183,7 @@ class Worker:
 def _worker_args(args: argparse.Namespace) -> list[str]:
     out = ["--model", args.model, "--batch-size", str(args.batch_size), "--device", args.device]
     out += ["--variants", *args.variants]
+    out += ["--mask-sampler", args.mask_sampler] if args.mask_sampler is not None else []
     return out + (["--compile"] if args.compile else [])
 
 
@@ -311,6 +314,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="interleaved repeats")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each arm first")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument(
+        "--mask-sampler",
+        choices=("auto", "sparse", "dense"),
+        help="reg.mask_sampler of every arm (default: the config's, auto; a --compare tree must know it)",
+    )
     parser.add_argument(
         "--compare", action="append", default=[], metavar="LABEL=PATH", help="another rblock-tune tree"
     )

@@ -2,7 +2,8 @@
 # GPU check, one prepared script (about 6-7 minutes on one H200): what one small CIFAR model makes of
 # a large GPU, and how much more several of them make of it.
 #   1. training step throughput and peak memory of resnet20 and resnet56, variants none and bdrop_dml,
-#      bf16 autocast + channels_last, without and with torch.compile (bench_train.py);
+#      bf16 autocast + channels_last, without and with torch.compile (bench_train.py), and resnet20 with
+#      DropBlock's seeds drawn sparse rather than dense (reg.mask_sampler);
 #   2. Ray fractional packing: 1, 2, 4, 8 concurrent resnet20/bdrop_dml trials on the one GPU, each
 #      holding 1/n of it, aggregate img/s against one trial and each trial's peak memory (bench_pack.py);
 #   3. fused seeds: k = 1, 2, 4, 8, 16 members of resnet20/bdrop_dml as one model (bench_fused.py);
@@ -38,6 +39,11 @@ for model in resnet20 resnet56; do
       --steps "$STEPS" --repeats "$REPEATS" --warmup 5 $compile --out "$OUT"
   done
 done
+
+# on a GPU, reg.mask_sampler auto draws DropBlock's seeds dense (one number per position, in parallel);
+# the same arms with the seeds drawn sparse (the gaps between them, CPU's choice) check that choice
+"$PY" benchmarks/bench_train.py --device "$DEVICE" --model resnet20 --variants none bdrop_dml \
+  --mask-sampler sparse --steps "$STEPS" --repeats "$REPEATS" --warmup 5 --out "$OUT"
 
 stamp "2. Ray fractional packing: ${PACK[*]} concurrent trials per device"
 "$PY" benchmarks/bench_pack.py --device "$DEVICE" --concurrency "${PACK[@]}" --seconds "$WINDOW" \
