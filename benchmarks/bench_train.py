@@ -110,7 +110,9 @@ def worker(args: argparse.Namespace) -> None:
     step_name = "_masks_fn" if hasattr(layers_module, "_masks_fn") else "_apply_masks"
     layer = _Timed(getattr(layers_module, step_name), cuda)
     setattr(layers_module, sampler_name, sampler)
-    setattr(layers_module, step_name, layer)
+    # under --compile the timer stays out of the graph, as the mask step it wraps does: traced, its
+    # clock calls would add graph breaks that the training itself does not have
+    setattr(layers_module, step_name, torch.compiler.disable(layer.__call__) if args.compile else layer)
     position = dict.fromkeys(trainers, 0)
     _answer({"ready": True, "threads": torch.get_num_threads(), "sampler": sampler_name})
     for line in sys.stdin:

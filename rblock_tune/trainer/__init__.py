@@ -13,7 +13,7 @@ from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
 from rblock_tune.trainer._checkpoint import CHECKPOINT_FORMAT, RESUMABLE_KEYS, checkpoint_due, read_checkpoint
 from rblock_tune.trainer._fused import FusedTrainer
 from rblock_tune.trainer._run_dir import load_run_config, run_training
-from rblock_tune.trainer._setup import resolve_device
+from rblock_tune.trainer._setup import describe_draws, resolve_device
 from rblock_tune.trainer._trainer import TIMING_KEYS, Trainer
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "TIMING_KEYS",
     "Trainer",
     "checkpoint_due",
+    "describe_draws",
     "load_run_config",
     "read_checkpoint",
     "resolve_device",

@@ -15,7 +15,8 @@ from rblock_tune.config import TrialConfig
 from rblock_tune.data import Dataset, DeviceLoader, probe_rows
 from rblock_tune.errors import ConfigError
 from rblock_tune.models import build_model
-from rblock_tune.regularizers import DropSchedule, drop_factory, realised_drop_rates
+from rblock_tune.regularizers import DropSchedule, drop_factory, realised_drop_rates, seed_sampler
+from rblock_tune.variants import get_variant
 
 __all__ = [
     "CONSISTENCY_SEED",
@@ -24,6 +25,7 @@ __all__ = [
     "build_optimizer",
     "build_probe_batch",
     "build_seeded_model",
+    "describe_draws",
     "drop_rate_record",
     "resolve_device",
 ]
@@ -39,6 +41,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device='cuda' but no CUDA device is available: use train.device=cpu or auto")
     return torch.device(name)
+
+
+def describe_draws(config: TrialConfig, device: torch.device) -> str:
+    """Where a run trains and, for a variant that grows DropBlock seeds, how they are drawn: what its
+    config does not say when ``train.device`` or ``reg.mask_sampler`` is ``auto`` (a run's log line)."""
+    text = f"device {device}"
+    if get_variant(config.reg.variant).block_seeds:
+        drawn = seed_sampler(config.reg.mask_sampler, device)
+        text += f", DropBlock seeds drawn {drawn} (reg.mask_sampler {config.reg.mask_sampler})"
+    return text
 
 
 def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:

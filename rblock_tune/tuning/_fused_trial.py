@@ -33,7 +33,7 @@ from rblock_tune.layout import (
     RESULT_RUN_ID,
     seed_run_name,
 )
-from rblock_tune.trainer import FusedTrainer, checkpoint_due
+from rblock_tune.trainer import FusedTrainer, checkpoint_due, describe_draws
 from rblock_tune.tuning._entry import FUSED_SEEDS_KEY, TrialContext
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
 from rblock_tune.tuning._trainable import (
@@ -160,6 +160,8 @@ def _train_epochs(
 ) -> None:
     dataset, _ = _dataset(configs[0].data)
     trainer = FusedTrainer(configs, dataset)
+    for run, cfg in zip(runs, configs, strict=True):
+        run.note(describe_draws(cfg, trainer.device))
     own = OwnCheckpoints(context.state_uri, trial_id)
     from_own_copy = _restore(trainer, own)
     for run, done in zip(runs, trainer.records, strict=True):

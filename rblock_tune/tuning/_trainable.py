@@ -56,7 +56,7 @@ from rblock_tune.layout import (
     seed_run_name,
     trial_run_name,
 )
-from rblock_tune.trainer import FusedTrainer, Trainer, checkpoint_due
+from rblock_tune.trainer import FusedTrainer, Trainer, checkpoint_due, describe_draws
 from rblock_tune.tuning._entry import TrialContext
 from rblock_tune.tuning._profile import TrialProfile
 from rblock_tune.tuning._tracking import RunLogHandler, TrialRun
@@ -311,6 +311,7 @@ def _train_epochs(
         dataset, profile.facts["data_reused"] = _dataset(cfg.data)
     with profile.phase("build"):
         trainer = Trainer(cfg, dataset)
+    run.note(describe_draws(cfg, trainer.device))
     own = OwnCheckpoints(context.state_uri, trial_id)
     with profile.phase("restore"):
         from_own_copy = _restore(trainer, own)

@@ -20,7 +20,7 @@ from rblock_tune.config import PAIRED_VARIANTS, VARIANTS, TrialConfig, load_conf
 from rblock_tune.errors import CheckpointError, ConfigError, DivergedError
 from rblock_tune.layout import CHECKPOINT_FILE, METRICS_FILE
 from rblock_tune.regularizers import _layers
-from rblock_tune.trainer import TIMING_KEYS, Trainer, checkpoint_due, run_training
+from rblock_tune.trainer import TIMING_KEYS, Trainer, checkpoint_due, describe_draws, run_training
 
 RECORD_KEYS = {
     "epoch",
@@ -455,6 +455,24 @@ def test_a_checkpoint_from_before_mask_sampler_resumes_and_says_when_its_draws_c
 def _save(trainer: Trainer, path: Path) -> Path:
     trainer.save(path)
     return path
+
+
+@pytest.mark.parametrize(
+    ("variant", "sampler", "device", "expected"),
+    [
+        ("none", "auto", "cpu", "device cpu"),
+        ("sdrop_dml", "dense", "cpu", "device cpu"),  # grid cells, no seeds: the sampler says nothing
+        ("dropblock", "auto", "cpu", "device cpu, DropBlock seeds drawn sparse (reg.mask_sampler auto)"),
+        ("bdrop_dml", "auto", "cuda:0", "device cuda:0, DropBlock seeds drawn dense (reg.mask_sampler auto)"),
+        ("random_dml", "dense", "cpu", "device cpu, DropBlock seeds drawn dense (reg.mask_sampler dense)"),
+    ],
+)
+def test_a_runs_log_line_says_where_it_trained_and_how_its_seeds_were_drawn(
+    variant: str, sampler: str, device: str, expected: str
+) -> None:
+    """``auto`` in the config does not say which draws a run had: the line its log gets does."""
+    cfg = load_config(None, [f"reg.variant={variant}", f"reg.mask_sampler={sampler}"])
+    assert describe_draws(cfg, torch.device(device)) == expected
 
 
 def test_a_run_dir_from_before_mask_sampler_resumes_dense_from_the_cli(tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ def test_a_fused_seed_phase_leaves_the_runs_an_unfused_one_leaves(
     for arm in ("plain", "rblock"):
         assert trial_of[(arm, 3)] == trial_of[(arm, 4)] != trial_of[(arm, 5)]
     log = client.download_artifacts(a["run_id"][0], RUN_LOG_ARTIFACT, str(tmp_path))
-    assert "fused member 1 of 2 (seeds 3, 4)" in Path(log).read_text()
+    text = Path(log).read_text()
+    assert "fused member 1 of 2 (seeds 3, 4)" in text and " device cpu" in text
 
 
 def test_fuse_is_refused_with_a_race() -> None:

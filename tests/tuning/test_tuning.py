@@ -267,6 +267,8 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         assert config["reg"]["variant"] == variant and config["train"]["epochs"] == 2
         log = _artifact_text(client, run.info.run_id, RUN_LOG_ARTIFACT, tmp_path)
         assert "epoch 1:" in log and "epoch 2:" in log and "finished: completed" in log
+        # and where it trained, with how DropBlock's seeds were drawn there (both variants grow seeds)
+        assert "device cpu, DropBlock seeds drawn sparse (reg.mask_sampler auto)" in log
     # the search parent carries the answer of the search
     best = result.best[0]
     parent = client.get_run(study_parent.info.run_id)
