@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from rblock_tune._stores import check_optuna_url, check_tracking_uri, redact_url, sqlite_path
 from rblock_tune.config import with_overrides
-from rblock_tune.errors import CheckpointError, RBlockError
+from rblock_tune.errors import CheckpointError, ConfigError, RBlockError
 from rblock_tune.layout import (
     ERROR_TAG,
     FAILED,
@@ -138,6 +138,11 @@ def run_study(
     (``rblock-tune`` writes it when the spec asks for one). ``verbosity``: what the study prints
     (:mod:`rblock_tune.tuning._display`); Ray's own output goes to ``<workdir>/<name>/study.log``,
     or with :data:`~rblock_tune.tuning._display.VERBOSE` to the terminal."""
+    if not spec.space and spec.seeds is None:  # else it would "finish" having trained nothing
+        raise ConfigError(
+            f"study {spec.name!r} has nothing to run: no space to search and no seeds section; "
+            "add a space (the search) or seeds (for example seeds: {top_k: 1, n_seeds: 3})"
+        )
     paths = resolve_paths(workdir, address, storage, tracking_uri, optuna_storage)
     check_destinations(paths)
     state_file = state_path(paths.workdir, spec.name)

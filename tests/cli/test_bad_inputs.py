@@ -392,6 +392,20 @@ def test_missing_from_study_is_found_before_anything(
     assert not ray_started()
 
 
+def test_a_study_with_nothing_to_run_is_refused_before_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No space and no seeds section: refused, rather than "finished" with nothing trained."""
+    spec = tmp_path / "spec.yaml"
+    text = TINY_SPEC.split("space:")[0]  # the name and the base only
+    spec.write_text(text)
+    workdir = tmp_path / "work"
+    line = refused(capsys, "study", "run", str(spec), "--workdir", str(workdir))
+    assert "study 'tiny' has nothing to run" in line and "add a space" in line
+    assert not workdir.exists()
+    assert not ray_started()
+
+
 @pytest.mark.parametrize("where", ["base", "arm"])
 def test_missing_dataset_is_found_before_ray(
     where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
