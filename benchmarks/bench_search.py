@@ -24,7 +24,8 @@ and its test accuracy the recorded one.
 Prints, per strategy: the pick's validation accuracy after 10, 20, 30, 50 and 100% of the grid's epochs
 (median and interquartile range over replays), the final pick's test accuracy, the epochs spent until
 the pick first came within ``--tolerance`` (0.3 points) of the grid's best (median, IQR, and the share of
-replays that got there; one that never did counts as infinite), and the trials run. Writes
+replays that got there; one that never did counts as infinite), the trials run, and how well a point's
+early epochs rank the grid (Spearman, per epoch; the test curves too where recorded). Writes
 ``search.md``, ``search.csv`` (one row per replay) and ``search.png`` (the pick against epochs spent,
 median and IQR) to ``--out``.
 
@@ -184,6 +185,38 @@ def paired(rec: Recording, results: dict[str, list[ReplayResult]], a: str, b: st
     )
 
 
+def ranks(rec: Recording) -> str:
+    """How well a point's early epochs rank the grid, which decides what ASHA's rungs can do: the
+    Spearman correlation, over the grid's points, of the metric after each epoch with the metric after
+    the whole budget; and of the final metric with the final test accuracy (how well picking on the
+    validation set picks on the test set), with the test curves where the recording has them."""
+    from scipy import stats
+
+    points = rec.complete()
+    final = [p.final(rec.metric) for p in points]
+    early = []
+    for epoch in range(1, rec.budget):
+        after = [p.curves[rec.metric][epoch - 1] for p in points]
+        early.append(f"{epoch}: {stats.spearmanr(after, final).statistic:.2f}")
+    lines = [
+        f"Spearman correlation over the grid's {len(points)} points of {rec.metric} after epoch k with "
+        f"{rec.metric} after {rec.budget}: " + ", ".join(early) + "."
+    ]
+    tests = [p.final("test_acc") for p in points]
+    if all(t is not None for t in tests):
+        lines.append(
+            f"Final {rec.metric} against final test_acc: {stats.spearmanr(final, tests).statistic:.2f}."
+        )
+    curves = [p.curves.get("test_acc") or [] for p in points]
+    if all(len(c) == rec.budget and all(v is not None for v in c) for c in curves):
+        by_epoch = [
+            f"{epoch}: {stats.spearmanr([c[epoch - 1] for c in curves], tests).statistic:.2f}"
+            for epoch in range(1, rec.budget)
+        ]
+        lines.append("test_acc after epoch k against the final test_acc: " + ", ".join(by_epoch) + ".")
+    return " ".join(lines) + "\n"
+
+
 def table(rec: Recording, rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
     best = rec.best()
     best_test = best.final("test_acc")
@@ -286,6 +319,8 @@ def main() -> None:
         table(rec, rows, args, seconds)
         + "\n"
         + paired(rec, results, "tpe+asha", "tpe+asha-stock", args.tolerance)
+        + "\n"
+        + ranks(rec)
     )
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

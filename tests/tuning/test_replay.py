@@ -323,6 +323,64 @@ def test_a_finished_study_exports_every_trial_with_its_curves_and_replays_to_its
     assert "its search has not finished" in refused("exp", "--workdir", str(tmp_path))
 
 
+# ---------------------------------------------------------------------- the benchmark script
+def _bench_search() -> Any:
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_search.py"
+    spec = importlib.util.spec_from_file_location("bench_search", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_search", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _with_curves(rec: Recording, early: Any, test: Any) -> Recording:
+    """``rec`` with each point's early epochs (and test curve) set by ``early(final)`` and ``test(final)``."""
+    points = []
+    for point in rec.points:
+        final = point.curves["val_acc"][-1]
+        curves = {**point.curves, "val_acc": [*([early(final)] * (rec.budget - 1)), final]}
+        curves["test_acc"] = [test(final)] * rec.budget if test else curves["test_acc"]
+        points.append(RecordedPoint(point.params, point.status, point.epochs, curves, point.trial))
+    return Recording(rec.study, rec.metric, rec.mode, rec.budget, rec.spec, tuple(points))
+
+
+def test_the_benchmark_says_how_well_early_epochs_rank_the_grid() -> None:
+    bench = _bench_search()
+    rec = tiny_recording()
+    agree = bench.ranks(_with_curves(rec, lambda f: f / 2, None))
+    assert "val_acc after epoch k with val_acc after 4: 1: 1.00, 2: 1.00, 3: 1.00." in agree
+    assert "Final val_acc against final test_acc: 1.00." in agree
+    assert "test_acc after epoch k" not in agree  # the tiny grid has test accuracy after its last epoch only
+    reverse = bench.ranks(_with_curves(rec, lambda f: 1 - f, lambda f: 1 - f))
+    assert (
+        "1: -1.00, 2: -1.00, 3: -1.00." in reverse
+        and "Final val_acc against final test_acc: -1.00." in reverse
+    )
+    assert "test_acc after epoch k against the final test_acc: 1: 1.00, 2: 1.00, 3: 1.00." in reverse
+
+
+def test_the_benchmark_replays_every_strategy_and_writes_its_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _bench_search()
+    recording = tiny_recording().save(tmp_path / "tiny.json")
+    out = tmp_path / "out"
+    argv = ["bench_search.py", "--recording", str(recording), "--replays", "2", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    bench.main()
+    printed = capsys.readouterr().out
+    for name in STRATEGIES:
+        assert f"| {name} |" in printed
+    assert "**tpe+asha against tpe+asha-stock**, 2 replays" in printed and "Spearman correlation" in printed
+    rows = (out / "search.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(STRATEGIES)
+    assert (out / "search.md").read_text() in printed and (out / "search.png").stat().st_size > 0
+
+
 # ---------------------------------------------------------------------- the shipped recordings
 DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 SHIPPED = sorted(DATA.glob("*.json"))
@@ -330,6 +388,20 @@ SHIPPED = sorted(DATA.glob("*.json"))
 
 def test_the_benchmark_grid_is_shipped() -> None:
     assert DATA / "grid_cifar10_resnet8.json" in SHIPPED
+
+
+def test_a_shipped_grid_of_48_points_has_test_accuracy_curves() -> None:
+    """The benchmark's data holds a grid of at least 48 points with the test accuracy measured after
+    every epoch (the per-epoch curves a user compares searches on), not only after the last."""
+    from rblock_tune.tuning import load_study_spec
+
+    with_curves = [
+        path
+        for path in SHIPPED
+        if load_study_spec(path.with_suffix(".yaml")).search.test_acc == "every_epoch"
+        and len(load_recording(path).points) >= 48
+    ]
+    assert with_curves, "no shipped recording of 48 points measures the test set after every epoch"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -344,7 +416,7 @@ def test_a_shipped_recording_is_a_whole_grid_of_the_spec_beside_it_and_small(pat
     spec = load_study_spec(path.with_suffix(".yaml"))
     assert rec.study == spec.name and rec.budget == spec.search_epochs == 8
     points = grid_points(spec)
-    assert len(points) >= 24 and len(rec.points) == len(points)
+    assert len(points) >= 48 and len(rec.points) == len(points)
     assert sorted(map(repr, (p.params for p in rec.points))) == sorted(map(repr, points))
     every_epoch = spec.search.test_acc == "every_epoch"
     for point in rec.points:
