@@ -9,13 +9,11 @@ assertion: the benchmark measures the times.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import benchmark_script
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -69,17 +67,7 @@ StudyDisplay.on_trial_complete = _leaking
 """
 
 
-def _bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_thousand.py"
-    spec = importlib.util.spec_from_file_location("bench_thousand", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_thousand", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = benchmark_script.load("bench_thousand")
 
 
 def _run(tmp: Path, name: str, trials: int, prelude: str = "") -> tuple[Any, Path]:

@@ -17,6 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import benchmark_script
 import optuna
 import pytest
 
@@ -324,19 +325,6 @@ def test_a_finished_study_exports_every_trial_with_its_curves_and_replays_to_its
 
 
 # ---------------------------------------------------------------------- the benchmark script
-def _bench_search() -> Any:
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_search.py"
-    spec = importlib.util.spec_from_file_location("bench_search", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_search", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _with_curves(rec: Recording, early: Any, test: Any) -> Recording:
     """``rec`` with each point's early epochs (and test curve) set by ``early(final)`` and ``test(final)``."""
     points = []
@@ -349,7 +337,7 @@ def _with_curves(rec: Recording, early: Any, test: Any) -> Recording:
 
 
 def test_the_benchmark_says_how_well_early_epochs_rank_the_grid() -> None:
-    bench = _bench_search()
+    bench = benchmark_script.load("bench_search")
     rec = tiny_recording()
     agree = bench.ranks(_with_curves(rec, lambda f: f / 2, None))
     assert "val_acc after epoch k with val_acc after 4: 1: 1.00, 2: 1.00, 3: 1.00." in agree
@@ -366,7 +354,7 @@ def test_the_benchmark_says_how_well_early_epochs_rank_the_grid() -> None:
 def test_the_benchmark_replays_every_strategy_and_writes_its_tables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = _bench_search()
+    bench = benchmark_script.load("bench_search")
     recording = tiny_recording().save(tmp_path / "tiny.json")
     out = tmp_path / "out"
     argv = ["bench_search.py", "--recording", str(recording), "--replays", "2", "--out", str(out)]
