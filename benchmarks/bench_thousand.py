@@ -12,6 +12,9 @@ memory can be read against trials done. Then it reports:
   the same config, one thread, a sample of ``--sample`` trainings per variant timed here before
   and after the study, weighted by the variants and epochs the study ran) divided by the
   concurrency; also the sum of the trial runs' MLflow durations / concurrency;
+- the CPU time the driver process used itself (``/proc/PID/stat``; not its children: Ray's processes,
+  the trials), in all and per trial: the platform's own work in the driver, measured without the noise
+  of the wall time;
 - trials per minute (whole study, first and last tenth of the trials);
 - the driver's RSS at the start (trial 1 done), at trial 20, at the end, and its growth per trial
   (least-squares slope of RSS over trials done, from trial 20 on);
@@ -107,6 +110,15 @@ def _rss_bytes(pid: int) -> int | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used itself, not its children (``/proc/PID/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: 14, 15 of proc(5)
+
+
 def _finished_trials(optuna_db: Path) -> int | None:
     """Trials the Optuna store holds as finished (complete, pruned or failed); None before it exists."""
     if not optuna_db.is_file():
@@ -123,18 +135,21 @@ def _finished_trials(optuna_db: Path) -> int | None:
 
 @dataclass
 class DriverRun:
-    """What :func:`run_driver` saw: wall time, exit code, and (seconds, RSS bytes, trials done) samples."""
+    """What :func:`run_driver` saw: wall time, exit code, (seconds, RSS bytes, trials done) samples, and
+    the CPU seconds the driver process had used itself at the last sample (its children not counted)."""
 
     seconds: float
     returncode: int
     samples: list[tuple[float, int, int | None]] = field(default_factory=list)
     output: str = ""
+    cpu_seconds: float | None = None
 
 
 def run_driver(cmd: list[str], optuna_db: Path | None, env: dict[str, str] | None = None) -> DriverRun:
     """Run ``cmd`` (a study's driver) as a child process and sample its RSS and, with ``optuna_db``,
     the trials done, every :data:`RSS_INTERVAL_S` until it exits."""
     samples: list[tuple[float, int, int | None]] = []
+    cpu: list[float] = []
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -143,6 +158,9 @@ def run_driver(cmd: list[str], optuna_db: Path | None, env: dict[str, str] | Non
         def sample() -> None:
             while not stop.is_set():
                 rss = _rss_bytes(proc.pid)
+                used = _cpu_seconds(proc.pid)
+                if used is not None:
+                    cpu.append(used)
                 done = _finished_trials(optuna_db) if optuna_db is not None else None
                 if rss is not None:
                     samples.append((time.perf_counter() - start, rss, done))
@@ -155,7 +173,7 @@ def run_driver(cmd: list[str], optuna_db: Path | None, env: dict[str, str] | Non
         stop.set()
         thread.join()
         out.seek(0)
-        return DriverRun(seconds, code, samples, out.read())
+        return DriverRun(seconds, code, samples, out.read(), max(cpu, default=None))
 
 
 def driver_command(args: list[str], prelude: str = "") -> list[str]:
@@ -466,6 +484,7 @@ def run_study_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     tenth = max(n // 10, 1)
     return {
         "seconds": run.seconds,
+        "driver_cpu_s": run.cpu_seconds,
         "trial_runs": len(runs),
         "runs": done,
         "mlflow_duration_sum_s": sum(durations),
@@ -516,6 +535,7 @@ def run_bare_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     points = [(0.0, r, d) for d, r in outcome["rss_by_trials"]]
     return {
         "seconds": run.seconds,
+        "driver_cpu_s": run.cpu_seconds,
         "runs": list(zip(outcome["variants"], outcome["epochs_done"], strict=True)),
         "trials_per_minute": args.trials / run.seconds * 60,
         "rss_first": rss[0] if rss else None,
@@ -531,6 +551,10 @@ def run_bare_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def _mib(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**20:.0f} MiB"
+
+
+def _cpu(seconds: float | None, trials: int) -> str:
+    return "-" if seconds is None else f"{seconds:.1f} s ({seconds / trials * 1000:.0f} ms)"
 
 
 def _spread(values: list[float]) -> str:
@@ -607,6 +631,7 @@ def main() -> None:
             f"{mlflow_ideal:.1f} s  (study / that: {study['seconds'] / mlflow_ideal:.2f}x)",
         ),
         ("platform time per trial", f"{(study['seconds'] - ideal) * args.concurrent / n:.2f} s"),
+        ("driver CPU time (its own; per trial)", _cpu(study["driver_cpu_s"], n)),
         (
             "trials per minute (all / first tenth / last tenth)",
             f"{study['trials_per_minute']:.1f} / {study['trials_per_minute_first_tenth']:.1f} / "
@@ -646,6 +671,7 @@ def main() -> None:
             ("bare / its ideal", f"{bare['seconds'] / bare_ideal:.2f}x"),
             ("study / bare", f"{study['seconds'] / bare['seconds']:.2f}x"),
             ("bare trials per minute", f"{bare['trials_per_minute']:.1f}"),
+            ("bare driver CPU time (its own; per trial)", _cpu(bare["driver_cpu_s"], n)),
             (
                 "bare driver RSS at trial 20 / end (max)",
                 f"{_mib(bare['rss_at_20'])} / {_mib(bare['rss_end_of_trials'])} ({_mib(bare['rss_max'])})",

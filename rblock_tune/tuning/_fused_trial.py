@@ -208,9 +208,10 @@ def _train_epochs(
                     results[-1][RESULT_RUN_ENDED] = 1
                 else:
                     runs[i].log_epoch(member)
-            _report_all(results, directory if checkpoint else None)
+            # the last epoch's report carries no checkpoint, as for a solo trial: the own copy has it
+            _report_all(results, directory if checkpoint and epoch < context.epochs else None)
         if not live:
             return
     for i in live:
-        if not runs[i].ended:  # restored after its last epoch with Ray's checkpoint
+        if not runs[i].ended:  # restored after its last epoch
             runs[i].finish(COMPLETED)

@@ -14,6 +14,14 @@ so it can read its own writes from memory.
 - Each write goes to the database first, as before, then the same change is made in memory. A change
   of a trial's state is read back from the database rather than copied, so memory holds the database's
   own timestamps.
+- A new trial is the exception: ``ask`` and the suggestions and attributes that follow it (the
+  parameters, TPE's shared relative parameters, the Ray trial id) are held in memory under a
+  provisional (negative) trial id until :meth:`MirroredStorage.flush`, which writes the trial with all
+  of them in one transaction (Optuna's ``create_new_trial`` with a template trial), instead of one
+  transaction each. The searcher flushes before it hands the trial to Ray, so the database holds every
+  trial Ray runs, as before; a trial is never in the database half-suggested. Any other write, and the
+  creation of the next trial, flushes first, and later calls with the provisional id reach the trial
+  the database created.
 
 Study-level reads and writes (names, directions, study attributes) go to the database as before. Built
 on Optuna's public ``BaseStorage`` interface; the tests check memory against the database trial by
@@ -23,11 +31,13 @@ trial, and a search through this storage against the same search through the dat
 from __future__ import annotations
 
 import copy
+import datetime
+import itertools
 import threading
 from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any
 
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -35,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy  # the type BaseStorage.get_all_studies names
 
-__all__ = ["MirroredStorage", "database_storage", "driver_storage"]
+__all__ = ["MirroredStorage", "database_storage", "driver_storage", "flush_writes"]
 
 
 def database_storage(url: str) -> RDBStorage:
@@ -48,6 +58,13 @@ def database_storage(url: str) -> RDBStorage:
 def driver_storage(url: str) -> MirroredStorage:
     """The storage a study's driver opens its Optuna study with: the database at ``url``, mirrored."""
     return MirroredStorage(database_storage(url))
+
+
+def flush_writes(storage: BaseStorage) -> None:
+    """Write what ``storage`` holds back (a :class:`MirroredStorage`'s new trial); any other storage
+    writes at once and has nothing held."""
+    if isinstance(storage, MirroredStorage):
+        storage.flush()
 
 
 class MirroredStorage(BaseStorage):
@@ -63,6 +80,10 @@ class MirroredStorage(BaseStorage):
         self._studies: dict[int, dict[int, FrozenTrial]] = {}  # study id -> trial number -> trial
         self._where: dict[int, tuple[int, int]] = {}  # trial id -> (study id, number)
         self._directions: dict[int, list[StudyDirection]] = {}
+        self._pending: dict[int, int] = {}  # provisional id of a trial not yet written -> its study id
+        self._written: dict[int, int] = {}  # provisional id -> the id the database gave the trial
+        self._provisional = itertools.count(-1, -1)
+        self._param_distributions: dict[int, dict[str, BaseDistribution]] = {}  # study -> first seen
 
     @property
     def backend(self) -> BaseStorage:
@@ -75,14 +96,41 @@ class MirroredStorage(BaseStorage):
         trials = self._studies.get(study_id)
         if trials is None:
             trials = {}
+            seen: dict[str, BaseDistribution] = {}
             for trial in self._backend.get_all_trials(study_id, deepcopy=False):
                 trials[trial.number] = trial
                 self._where[trial._trial_id] = (study_id, trial.number)
+                for name, distribution in trial.distributions.items():
+                    seen.setdefault(name, distribution)
             self._studies[study_id] = trials
+            self._param_distributions[study_id] = seen
         return trials
 
+    def _id(self, trial_id: int) -> int:
+        """The database's id for ``trial_id``: for a provisional id whose trial is written, the id the
+        database gave it; else ``trial_id`` itself."""
+        return self._written.get(trial_id, trial_id)
+
+    def flush(self) -> None:
+        """Write the new trials held in memory to the database, each in one transaction."""
+        with self._lock:
+            while self._pending:
+                provisional, study_id = next(iter(self._pending.items()))
+                del self._pending[provisional]
+                number = self._where[provisional][1]
+                trial = self._studies[study_id][number]
+                try:
+                    trial_id = self._backend.create_new_trial(study_id, template_trial=trial)
+                except BaseException:  # the database does not have the trial: nor will the mirror
+                    del self._studies[study_id][number]
+                    del self._where[provisional]
+                    raise
+                trial._trial_id = trial_id  # the rest as written: number, start time, params, attributes
+                self._written[provisional] = trial_id
+                self._where[trial_id] = (study_id, number)
+
     def _mirrored(self, trial_id: int) -> FrozenTrial | None:
-        where = self._where.get(trial_id)
+        where = self._where.get(self._id(trial_id))
         return None if where is None else self._studies[where[0]][where[1]]
 
     def _change(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> None:
@@ -93,7 +141,7 @@ class MirroredStorage(BaseStorage):
                 change(trial)
 
     def _reread(self, trial_id: int) -> None:
-        """Replace the mirror's copy of a trial by the database's."""
+        """Replace the mirror's copy of a trial by the database's (``trial_id``: the database's id)."""
         where = self._where.get(trial_id)
         if where is not None:
             self._studies[where[0]][where[1]] = self._backend.get_trial(trial_id)
@@ -105,9 +153,13 @@ class MirroredStorage(BaseStorage):
     def delete_study(self, study_id: int) -> None:
         self._backend.delete_study(study_id)
         with self._lock:
+            for provisional in [p for p, s in self._pending.items() if s == study_id]:
+                del self._pending[provisional]
+                self._where.pop(provisional, None)
             for trial in self._studies.pop(study_id, {}).values():
                 self._where.pop(trial._trial_id, None)
             self._directions.pop(study_id, None)
+            self._param_distributions.pop(study_id, None)
 
     def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
         self._backend.set_study_user_attr(study_id, key, value)
@@ -138,6 +190,29 @@ class MirroredStorage(BaseStorage):
 
     # ------------------------------------------------------------------ trials: written through
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        with self._lock:
+            self.flush()  # the trials before it are in the database first: numbers as the database counts
+            trials = self._trials(study_id)
+            if template_trial is None:  # ``ask``: held until :meth:`flush`
+                provisional = next(self._provisional)
+                number = len(trials)
+                trials[number] = FrozenTrial(
+                    number=number,
+                    state=TrialState.RUNNING,
+                    value=None,
+                    values=None,
+                    datetime_start=datetime.datetime.now(),
+                    datetime_complete=None,
+                    params={},
+                    distributions={},
+                    user_attrs={},
+                    system_attrs={},
+                    intermediate_values={},
+                    trial_id=provisional,
+                )
+                self._where[provisional] = (study_id, number)
+                self._pending[provisional] = study_id
+                return provisional
         trial_id = self._backend.create_new_trial(study_id, template_trial)
         with self._lock:
             trials = self._trials(study_id)  # read after the new trial: it may be in there already
@@ -145,11 +220,32 @@ class MirroredStorage(BaseStorage):
                 trial = self._backend.get_trial(trial_id)
                 trials[trial.number] = trial
                 self._where[trial_id] = (study_id, trial.number)
+                for name, distribution in trial.distributions.items():
+                    self._param_distributions[study_id].setdefault(name, distribution)
         return trial_id
+
+    def _held(self, trial_id: int) -> FrozenTrial | None:
+        """The trial of ``trial_id`` if it is held in memory, not yet written (under the lock)."""
+        if trial_id not in self._pending:
+            return None
+        where = self._where[trial_id]
+        return self._studies[where[0]][where[1]]
 
     def set_trial_param(
         self, trial_id: int, param_name: str, param_value_internal: float, distribution: BaseDistribution
     ) -> None:
+        with self._lock:
+            held = self._held(trial_id)
+            if held is not None:  # checked as the database checks it, when it is set
+                study_id = self._pending[trial_id]
+                known = self._param_distributions[study_id]
+                if param_name in known:
+                    check_distribution_compatibility(known[param_name], distribution)
+                held.params[param_name] = distribution.to_external_repr(param_value_internal)
+                held.distributions[param_name] = distribution
+                known.setdefault(param_name, distribution)
+                return
+        trial_id = self._id(trial_id)
         self._backend.set_trial_param(trial_id, param_name, param_value_internal, distribution)
 
         def change(trial: FrozenTrial) -> None:
@@ -157,10 +253,16 @@ class MirroredStorage(BaseStorage):
             trial.distributions[param_name] = distribution
 
         self._change(trial_id, change)
+        with self._lock:
+            where = self._where.get(trial_id)
+            if where is not None:
+                self._param_distributions[where[0]].setdefault(param_name, distribution)
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
+        self.flush()
+        trial_id = self._id(trial_id)
         try:
             return self._backend.set_trial_state_values(trial_id, state, values)
         finally:  # changed or not (another writer, a finished trial), the mirror has the database's
@@ -168,14 +270,28 @@ class MirroredStorage(BaseStorage):
                 self._reread(trial_id)
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self.flush()
+        trial_id = self._id(trial_id)
         self._backend.set_trial_intermediate_value(trial_id, step, intermediate_value)
         self._change(trial_id, lambda trial: trial.intermediate_values.__setitem__(step, intermediate_value))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        with self._lock:
+            held = self._held(trial_id)
+            if held is not None:
+                held.user_attrs[key] = copy.deepcopy(value)
+                return
+        trial_id = self._id(trial_id)
         self._backend.set_trial_user_attr(trial_id, key, value)
         self._change(trial_id, lambda trial: trial.user_attrs.__setitem__(key, value))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        with self._lock:
+            held = self._held(trial_id)
+            if held is not None:
+                held.system_attrs[key] = copy.deepcopy(value)
+                return
+        trial_id = self._id(trial_id)
         self._backend.set_trial_system_attr(trial_id, key, value)
         self._change(trial_id, lambda trial: trial.system_attrs.__setitem__(key, value))
 
@@ -193,7 +309,7 @@ class MirroredStorage(BaseStorage):
             if trial is not None:
                 # an unfinished trial's copy is the caller's: optuna.Trial updates the one it holds
                 return trial if trial.state.is_finished() else copy.deepcopy(trial)
-        return self._backend.get_trial(trial_id)
+        return self._backend.get_trial(self._id(trial_id))
 
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
@@ -204,4 +320,5 @@ class MirroredStorage(BaseStorage):
             return copy.deepcopy(found) if deepcopy else found
 
     def remove_session(self) -> None:
+        self.flush()
         self._backend.remove_session()

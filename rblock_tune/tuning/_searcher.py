@@ -42,7 +42,7 @@ from rblock_tune.layout import (
     RAY_TRIAL_ATTR,
     RESULT_RUN_ID,
 )
-from rblock_tune.tuning._optuna_mirror import driver_storage
+from rblock_tune.tuning._optuna_mirror import driver_storage, flush_writes
 from rblock_tune.tuning._space import grid, is_active
 from rblock_tune.tuning._spec import StudySpec
 
@@ -135,6 +135,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         self._reported: dict[str, set[int]] = {}  # Ray trial id -> epochs told to Optuna
         self._live: dict[str, optuna.Trial] = {}  # the trials this process asked for
         self._study: optuna.Study | None = None
+        self._opened: optuna.storages.BaseStorage | None = None  # the storage the study was opened on
 
     # -------------------------------------------------------------- plumbing
     @property
@@ -146,6 +147,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
                 "maximize" if self._spec.mode == "max" else "minimize"
             )
             storage = driver_storage(self._storage) if isinstance(self._storage, str) else self._storage
+            self._opened = storage
             self._study = optuna.create_study(
                 study_name=self._study_name,
                 storage=storage,
@@ -184,7 +186,9 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a searcher pickled by an earlier rblock-tune (an interrupted study) lacks the newer fields
-        self.__dict__.update({"_live": {}, "_reported": {}, "_links": {}, "_linked": set(), **state})
+        self.__dict__.update(
+            {"_live": {}, "_reported": {}, "_links": {}, "_linked": set(), "_opened": None, **state}
+        )
         if isinstance(self._storage, str):
             self._storage = unredact(self._storage)  # the password this driver was given, never pickled
 
@@ -192,6 +196,7 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         # Ray pickles the searcher into the phase's tuner.pkl: without the storage's password
         state = self.__dict__.copy()
         state["_study"] = None  # reconnected to the storage on first use
+        state["_opened"] = None
         state["_live"] = {}
         state["_linked"] = set()
         if isinstance(self._storage, str):
@@ -236,8 +241,12 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
             number = self._trials[trial_id]
             return {"overrides": dict(self.study.trials[number].params), CONFIG_NUMBER_KEY: number}
         trial = self.study.ask()
-        overrides = sample_space(trial, self._spec)
-        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        try:
+            overrides = sample_space(trial, self._spec)
+            trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        finally:  # the trial with its parameters and attributes, in one write, before Ray has it
+            assert self._opened is not None
+            flush_writes(self._opened)
         self._trials[trial_id] = trial.number
         self._live[trial_id] = trial
         self._reported[trial_id] = set()
@@ -246,7 +255,20 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id not in self._trials or trial_id in self._done:
             return
+        if trial_id not in self._live and self._told_already(trial_id):
+            return
         self._report(trial_id, result)
+
+    def _told_already(self, trial_id: str) -> bool:
+        """Whether the Optuna trial of a trial asked before the driver restarted is finished already:
+        the driver told it, then died before Ray saved the experiment state that has the trial done,
+        so Ray resumes the trial (which reports its last epoch again). Its outcome is on record."""
+        number = self._trials[trial_id]
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        if any(t.number == number for t in self.study.get_trials(deepcopy=False, states=finished)):
+            self._done.add(trial_id)
+            return True
+        return False
 
     def _link(self, trial_id: str, result: Mapping[str, Any]) -> None:
         """Record the trial's MLflow run id on its Optuna trial (once)."""

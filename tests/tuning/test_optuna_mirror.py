@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from rblock_tune.tuning._optuna_mirror import MirroredStorage, database_storage, driver_storage
+from rblock_tune.tuning._optuna_mirror import MirroredStorage, database_storage, driver_storage, flush_writes
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -44,6 +44,7 @@ def _drive(storage: Any, n: int = 24, check: Callable[[], None] = lambda: None) 
         trial = study.ask()
         _space(trial)
         trial.set_user_attr("ray_trial_id", f"t{i}")
+        flush_writes(study._storage)  # as the searcher does before it hands the trial to Ray
         check()
         asked.append(dict(trial.params))
         flying.append(trial)
@@ -165,3 +166,96 @@ def test_the_searcher_opens_its_url_mirrored(tmp_path: Path) -> None:
     )
     searcher = OptunaStudySearcher(spec, f"sqlite:///{tmp_path / 'optuna.db'}", "m", budget=1)
     assert isinstance(searcher.study._storage, MirroredStorage)
+
+
+def _commits(storage: MirroredStorage) -> list[int]:
+    """A counter of the database's committed transactions (SQLAlchemy's ``commit`` event)."""
+    import sqlalchemy
+
+    backend = storage.backend
+    assert isinstance(backend, optuna.storages.RDBStorage)
+    count = [0]
+    sqlalchemy.event.listen(backend.engine, "commit", lambda _conn: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+def test_a_new_trial_is_written_with_its_parameters_and_attributes_in_one_transaction(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    mirror = driver_storage(url)
+    study = optuna.create_study(
+        study_name="s",
+        storage=mirror,
+        sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True, n_startup_trials=2),
+        direction="maximize",
+    )
+    for value in (0.1, 0.2, 0.3):  # past the startup trials: TPE's relative parameters are written too
+        trial = study.ask()
+        _space(trial)
+        flush_writes(mirror)
+        study.tell(trial, value)
+    commits = _commits(mirror)
+    trial = study.ask()
+    _space(trial)
+    trial.set_user_attr("ray_trial_id", "t3")
+    fresh = database_storage(url)
+    study_id = fresh.get_study_id_from_name("s")
+    assert commits[0] == 0 and len(fresh.get_all_trials(study_id)) == 3  # held, not half-written
+    flush_writes(mirror)
+    assert commits[0] == 1
+    stored = fresh.get_all_trials(study_id)[-1]
+    assert stored.number == 3 and stored.state == TrialState.RUNNING
+    assert stored.params == trial.params and len(stored.params) >= 3
+    assert stored.user_attrs == {"ray_trial_id": "t3"}
+    assert any(key.startswith("tpe:relative_params") for key in stored.system_attrs)
+    assert _fields(mirror.get_trial(stored._trial_id)) == _fields(stored)
+    # the provisional id the optuna.Trial holds reaches the written trial
+    trial.report(0.5, 1)
+    study.tell(trial, 0.5)
+    assert fresh.get_trial(stored._trial_id).intermediate_values == {1: 0.5}
+    assert fresh.get_trial(stored._trial_id).state == TrialState.COMPLETE
+
+
+def test_a_driver_gone_before_the_flush_leaves_no_half_suggested_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=driver_storage(url))
+    trial = study.ask()
+    trial.suggest_float("reg.drop_prob", 0.05, 0.45)  # then the driver dies
+    again = optuna.load_study(study_name="s", storage=driver_storage(url))
+    assert again.trials == []
+    trial = again.ask()
+    assert trial.number == 0
+
+
+def test_the_next_trial_and_any_other_write_flush_the_held_one_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    mirror = driver_storage(url)
+    study = optuna.create_study(study_name="s", storage=mirror)
+    fresh = database_storage(url)
+    first = study.ask()
+    first.suggest_float("x", 0, 1)
+    second = study.ask()  # asking again writes the first one
+    assert [t.number for t in fresh.get_all_trials(study._study_id)] == [0]
+    second.suggest_float("x", 0, 1)
+    first.report(0.3, 1)  # a write to another trial: the second is written before it
+    assert [t.number for t in fresh.get_all_trials(study._study_id)] == [0, 1]
+    study.enqueue_trial({"x": 0.5})
+    third = study.ask()  # the enqueued trial, written at once as before
+    assert third.number == 2 and third.suggest_float("x", 0, 1) == 0.5
+    assert [(t.number, t.state) for t in fresh.get_all_trials(study._study_id)] == [
+        (0, TrialState.RUNNING),
+        (1, TrialState.RUNNING),
+        (2, TrialState.RUNNING),
+    ]
+    assert [_fields(t) for t in mirror.get_all_trials(study._study_id)] == [
+        _fields(t) for t in fresh.get_all_trials(study._study_id)
+    ]
+
+
+def test_a_held_trial_refuses_a_parameter_the_study_knows_otherwise_when_it_is_set(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    mirrored = optuna.load_study(study_name="s", storage=driver_storage(url))
+    trial = mirrored.ask()
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        trial.suggest_categorical("x", ["a", "b"])

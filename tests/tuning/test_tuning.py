@@ -131,6 +131,25 @@ def test_searcher_survives_pickling_and_reconnects(tmp_path: Path) -> None:
     assert restored.fail_orphans() == 1
 
 
+def test_a_trial_told_after_rays_last_save_reports_again_without_harm(tmp_path: Path) -> None:
+    """The driver told a trial, then died before Ray saved the experiment state that has it done: the
+    resumed driver's searcher (restored from that earlier save) sees the trial report its last epoch
+    again (Ray resumes it, from its own checkpoint copy). The outcome on record stays as it was."""
+    searcher = searcher_for(make_spec(), tmp_path, budget=2)
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"epoch": 1, "val_acc": 0.4, RESULT_RUN_ID: "r1"})
+    saved = tmp_path / "searcher-state.json"
+    searcher.save(str(saved))  # Ray's last save: trial a midway
+    searcher.on_trial_complete("a", {"epoch": 2, "val_acc": 0.5, RESULT_RUN_ID: "r1"})
+    restored = searcher_for(make_spec(), tmp_path, budget=2)
+    restored.restore(str(saved))
+    restored.on_trial_result("a", {"epoch": 2, "val_acc": 0.5, RESULT_RUN_ID: "r1"})
+    restored.on_trial_complete("a", {"epoch": 2, "val_acc": 0.5, RESULT_RUN_ID: "r1"})
+    (trial,) = restored.study.trials
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.5
+    assert trial.intermediate_values == {1: 0.4, 2: 0.5}
+
+
 def test_conditional_dimension_is_sampled_only_when_its_condition_holds(tmp_path: Path) -> None:
     spec = make_spec()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -338,6 +357,11 @@ def test_study_with_seed_phase_and_mlflow_layout(ray_session: Any, tmp_path: Pat
         assert {"epoch", "val_acc", RESULT_RUN_ID} <= set(ray_result) and "train_loss" not in ray_result
     for run in runs["search"] + runs["seeds"]:
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+    # Ray holds each trial's checkpoint of epoch 1; the last epoch's report carried none (own copy only)
+    trial_folders = {p.parent for p in (tmp_path / RAY_DIR).glob("layout-*/*/result.json")}
+    assert len(trial_folders) == 3 + 4
+    for folder in trial_folders:
+        assert sorted(p.name for p in folder.glob("checkpoint_*")) == ["checkpoint_000000"], folder
 
 
 @pytest.mark.slow
