@@ -19,9 +19,13 @@ so it can read its own writes from memory.
   provisional (negative) trial id until :meth:`MirroredStorage.flush`, which writes the trial with all
   of them in one transaction (Optuna's ``create_new_trial`` with a template trial), instead of one
   transaction each. The searcher flushes before it hands the trial to Ray, so the database holds every
-  trial Ray runs, as before; a trial is never in the database half-suggested. Any other write, and the
-  creation of the next trial, flushes first, and later calls with the provisional id reach the trial
-  the database created.
+  trial Ray runs, as before; a driver that dies before the flush leaves nothing of the trial in the
+  database (before, a trial could be left there with some of its parameters). A change of a trial's
+  state or an intermediate value, and the creation of the next trial, flush first, and later calls with
+  the provisional id reach the trial the database created. Its number is checked against the
+  database's; if they differ (the database has a trial the mirror does not), the study is read again.
+  An enqueued trial (a grid point, a starting point) is in the database already and is written to as
+  before, one transaction per write.
 
 Study-level reads and writes (names, directions, study attributes) go to the database as before. Built
 on Optuna's public ``BaseStorage`` interface; the tests check memory against the database trial by
@@ -125,9 +129,23 @@ class MirroredStorage(BaseStorage):
                     del self._studies[study_id][number]
                     del self._where[provisional]
                     raise
-                trial._trial_id = trial_id  # the rest as written: number, start time, params, attributes
                 self._written[provisional] = trial_id
+                del self._where[provisional]  # reached through the database's id from now on
+                if self._backend.get_trial_number_from_id(trial_id) != number:
+                    # the database holds a trial the mirror does not (a write it retried after a lost
+                    # connection had committed it, another writer): read the study again
+                    self._forget(study_id)
+                    self._trials(study_id)
+                    continue
+                trial._trial_id = trial_id  # the rest as written: number, start time, params, attributes
                 self._where[trial_id] = (study_id, number)
+
+    def _forget(self, study_id: int) -> None:
+        """Drop the mirror's copy of a study's trials (under the lock, none of them held: one trial at
+        most is held, and :meth:`flush` has written it); the next read loads them again."""
+        for trial in self._studies.pop(study_id, {}).values():
+            self._where.pop(trial._trial_id, None)
+        self._param_distributions.pop(study_id, None)
 
     def _mirrored(self, trial_id: int) -> FrozenTrial | None:
         where = self._where.get(self._id(trial_id))
@@ -215,7 +233,7 @@ class MirroredStorage(BaseStorage):
                 return provisional
         trial_id = self._backend.create_new_trial(study_id, template_trial)
         with self._lock:
-            trials = self._trials(study_id)  # read after the new trial: it may be in there already
+            trials = self._trials(study_id)  # loaded before the new trial (then not in it) or after
             if trial_id not in self._where:
                 trial = self._backend.get_trial(trial_id)
                 trials[trial.number] = trial

@@ -247,10 +247,12 @@ class OptunaStudySearcher(Searcher):  # type: ignore[misc]
         finally:  # the trial with its parameters and attributes, in one write, before Ray has it
             assert self._opened is not None
             flush_writes(self._opened)
-        self._trials[trial_id] = trial.number
+        # the database's number (the mirror checks its own against it when it writes the trial)
+        number = self._opened.get_trial_number_from_id(trial._trial_id)
+        self._trials[trial_id] = number
         self._live[trial_id] = trial
         self._reported[trial_id] = set()
-        return {"overrides": overrides, CONFIG_NUMBER_KEY: trial.number}
+        return {"overrides": overrides, CONFIG_NUMBER_KEY: number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id not in self._trials or trial_id in self._done:

@@ -169,13 +169,25 @@ def test_the_searcher_opens_its_url_mirrored(tmp_path: Path) -> None:
 
 
 def _commits(storage: MirroredStorage) -> list[int]:
-    """A counter of the database's committed transactions (SQLAlchemy's ``commit`` event)."""
+    """A counter of the database's committed transactions that wrote (an INSERT, UPDATE or DELETE
+    before SQLAlchemy's ``commit`` event; a read's session commits too, writing nothing)."""
     import sqlalchemy
 
     backend = storage.backend
     assert isinstance(backend, optuna.storages.RDBStorage)
-    count = [0]
-    sqlalchemy.event.listen(backend.engine, "commit", lambda _conn: count.__setitem__(0, count[0] + 1))
+    count, wrote = [0], [False]
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            wrote[0] = True
+
+    def committed(_conn: Any) -> None:
+        if wrote[0]:
+            count[0] += 1
+        wrote[0] = False
+
+    sqlalchemy.event.listen(backend.engine, "before_cursor_execute", executed)
+    sqlalchemy.event.listen(backend.engine, "commit", committed)
     return count
 
 
@@ -259,3 +271,23 @@ def test_a_held_trial_refuses_a_parameter_the_study_knows_otherwise_when_it_is_s
     trial = mirrored.ask()
     with pytest.raises(ValueError, match="Cannot set different distribution kind"):
         trial.suggest_categorical("x", ["a", "b"])
+
+
+def test_a_trial_the_database_numbers_otherwise_makes_the_mirror_read_the_study_again(tmp_path: Path) -> None:
+    """The database holds a trial the mirror does not (a write retried after a lost connection had
+    committed it, another writer): the held trial's number is the database's, and so is the rest."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    mirror = driver_storage(url)
+    study = optuna.create_study(study_name="s", storage=mirror)
+    trial = study.ask()  # the mirror expects number 0
+    trial.suggest_float("x", 0, 1)
+    fresh = database_storage(url)
+    fresh.create_new_trial(study._study_id)  # ... but the database gives 0 to this one
+    flush_writes(mirror)
+    assert mirror.get_trial_number_from_id(trial._trial_id) == 1
+    assert [_fields(t) for t in mirror.get_all_trials(study._study_id)] == [
+        _fields(t) for t in fresh.get_all_trials(study._study_id)
+    ]
+    study.tell(trial, 0.5)
+    states = [t.state for t in fresh.get_all_trials(study._study_id)]
+    assert states == [TrialState.RUNNING, TrialState.COMPLETE]
