@@ -436,6 +436,7 @@ def _export_study(study: str, workdir: str, out: str | None) -> int:
 
 def _cmd_study(args: argparse.Namespace) -> int:
     from rblock_tune.tuning import load_study_spec, resume_study, run_study, study_status
+    from rblock_tune.tuning._interrupt import catch_interrupts
 
     if not getattr(args, "verbose", False):  # its INFO lines (creating tables...) are not the study's
         logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -445,18 +446,21 @@ def _cmd_study(args: argparse.Namespace) -> int:
         overrides = list(args.overrides) + named
         spec = load_study_spec(args.spec, overrides)
         args.study_name = spec.name  # for the hint of an interruption
-        result = run_study(
-            spec,
-            workdir=args.workdir,
-            address=args.address,
-            storage=args.storage,
-            tracking_uri=args.tracking_uri,
-            optuna_storage=args.optuna_storage,
-            verbosity=_verbosity(args),
-        )
+        with catch_interrupts():
+            result = run_study(
+                spec,
+                workdir=args.workdir,
+                address=args.address,
+                storage=args.storage,
+                tracking_uri=args.tracking_uri,
+                optuna_storage=args.optuna_storage,
+                verbosity=_verbosity(args),
+            )
         return _finish_study(result)
     if args.action == "resume":
-        return _finish_study(resume_study(args.study, args.workdir, verbosity=_verbosity(args)))
+        with catch_interrupts():
+            result = resume_study(args.study, args.workdir, verbosity=_verbosity(args))
+        return _finish_study(result)
     if args.action == "list":
         return _print_study_list(args.workdir)
     if args.action == "export":

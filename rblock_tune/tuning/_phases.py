@@ -58,6 +58,7 @@ from rblock_tune.tuning._entry import (
     run_fused_trial,
     run_trial,
 )
+from rblock_tune.tuning._interrupt import raise_if_interrupted
 from rblock_tune.tuning._malloc import limit_arenas
 from rblock_tune.tuning._race import RaceSearcher, write_looks
 from rblock_tune.tuning._race_record import read_race_state
@@ -252,7 +253,9 @@ def _fit(
         _refresh_run_config(tuner, run_config)
     else:
         tuner = build()
+    raise_if_interrupted()  # a Ctrl-C a finalizer swallowed while the phase was set up
     tuner.fit()
+    raise_if_interrupted()
     saved = tune.ExperimentAnalysis(experiment).trials
     finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
     unfinished = len(saved) - finished if race else max(expected - finished, 0)

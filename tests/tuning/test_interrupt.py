@@ -1,0 +1,42 @@
+"""A Ctrl-C that a finalizer swallowed is raised again where it cannot be."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from rblock_tune.tuning._interrupt import catch_interrupts, raise_if_interrupted
+
+
+class _Finalized:
+    """Receives SIGINT while Python runs its finalizer (as a weakref callback in Ray's start-up did)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the handler runs here, inside the finalizer
+            time.sleep(0.01)
+
+
+def test_a_ctrl_c_a_finalizer_swallowed_is_raised_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    swallowed: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", swallowed.append)  # "Exception ignored in ...", kept
+    with catch_interrupts():
+        _Finalized()
+        gc.collect()
+        assert [u.exc_type for u in swallowed] == [KeyboardInterrupt]  # Python went on
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
+        raise_if_interrupted()  # once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_without_a_ctrl_c_nothing_is_raised() -> None:
+    with catch_interrupts():
+        raise_if_interrupted()
