@@ -27,14 +27,15 @@ class _Finalized:
 def test_a_ctrl_c_a_finalizer_swallowed_is_raised_again(monkeypatch: pytest.MonkeyPatch) -> None:
     swallowed: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", swallowed.append)  # "Exception ignored in ...", kept
+    before = signal.getsignal(signal.SIGINT)  # another test's (Ray's) handler may be the one in place
     with catch_interrupts():
         _Finalized()
         gc.collect()
-        assert [u.exc_type for u in swallowed] == [KeyboardInterrupt]  # Python went on
+        assert KeyboardInterrupt in [u.exc_type for u in swallowed]  # Python went on
         with pytest.raises(KeyboardInterrupt):
             raise_if_interrupted()
         raise_if_interrupted()  # once
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_without_a_ctrl_c_nothing_is_raised() -> None:
