@@ -3,7 +3,10 @@
 Every strategy runs the platform's own searcher, search algorithm and scheduler
 (``rblock_tune.tuning.replay``) against the recorded learning curves of a grid study
 (``benchmarks/data/grid_cifar10_resnet8.json`` by default; ``rblock-tune study export`` makes one from
-any finished study): nothing is trained, so hundreds of searches take minutes. Strategies:
+any finished study): nothing is trained, so hundreds of searches take minutes. Several ``--recording``
+files of one grid trained from different seeds are replayed as replicates
+(``rblock_tune.tuning.merge_recordings``): each trial sees one seed's curves, drawn per replay, and a
+configuration's value is its mean over the seeds. Strategies:
 
 * ``grid``: every recorded point once, in the grid's order (the same in every replay);
 * ``random``, ``tpe``: the searcher's sampler over a continuous space spanning the grid
@@ -19,7 +22,8 @@ as the grid (the trials running then finish), at
 ``--concurrency`` trials at once on a clock of recorded epoch times. A strategy's *pick* at any moment
 is the configuration its Optuna study ranks first among COMPLETE trials (what the study would hand to
 its seed phase); its value is that configuration's recorded validation accuracy after the whole budget,
-and its test accuracy the recorded one.
+and its test accuracy the recorded one (each the mean over the seeds, with replicates). The grid's
+epochs are one pass over its configurations (one seed), and its best is the best mean.
 
 Prints, per strategy: the pick's validation accuracy after 10, 20, 30, 50 and 100% of the grid's epochs
 (median and interquartile range over replays), the final pick's test accuracy, the epochs spent until
@@ -29,13 +33,15 @@ early epochs rank the grid (Spearman, per epoch; the test curves too where recor
 ``search.md``, ``search.csv`` (one row per replay) and ``search.png`` (the pick against epochs spent,
 median and IQR) to ``--out``.
 
-    python benchmarks/bench_search.py [--replays 20] [--concurrency 2] [--out benchmarks/results/bench-search]
+    python benchmarks/bench_search.py [--recording FILE.json [FILE.json ...]] [--replays 20] [--concurrency 2]
+        [--out benchmarks/results/bench-search]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import platform
 import sys
@@ -47,7 +53,15 @@ import numpy as np
 
 from rblock_tune import __version__
 from rblock_tune.errors import RBlockError
-from rblock_tune.tuning import STRATEGIES, Recording, ReplayResult, load_recording, replay, replay_spec
+from rblock_tune.tuning import (
+    STRATEGIES,
+    Recording,
+    ReplayResult,
+    load_recording,
+    merge_recordings,
+    replay,
+    replay_spec,
+)
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
 DEFAULT_RECORDING = Path(__file__).parent / "data" / "grid_cifar10_resnet8.json"
@@ -57,8 +71,9 @@ def run(
     rec: Recording, replays: int, concurrency: int, grace: int, rf: float
 ) -> dict[str, list[ReplayResult]]:
     """Every strategy's replays (the grid's too: its order does not depend on the seed, so its replays
-    are one replay repeated, which the table shows as an interquartile range of 0)."""
-    budget = rec.total_epochs()
+    are one replay repeated, which the table shows as an interquartile range of 0; with replicates, the
+    seed each point shows still differs between replays)."""
+    budget = rec.grid_epochs()
     out: dict[str, list[ReplayResult]] = {}
     for name, strategy in STRATEGIES.items():
         seeds = list(range(replays))
@@ -99,7 +114,7 @@ def fmt(q: tuple[float, float, float], scale: float = 1.0, digits: int = 1) -> s
 
 def target_of(rec: Recording, tolerance: float) -> float:
     """The value a pick must reach: within ``tolerance`` of the grid's best."""
-    best = float(rec.best().final(rec.metric))  # type: ignore[arg-type]
+    best = float(rec.truth(rec.best()))  # type: ignore[arg-type]
     return best - tolerance if rec.mode == "max" else best + tolerance
 
 
@@ -108,7 +123,7 @@ def summarise(
 ) -> list[dict[str, Any]]:
     target = target_of(rec, tolerance)
     worst = -math.inf if rec.mode == "max" else math.inf
-    grid_epochs = rec.total_epochs()
+    grid_epochs = rec.grid_epochs()
     rows = []
     for name, replays in results.items():
         reach = [r.epochs_to(target, rec.mode) for r in replays]
@@ -133,12 +148,12 @@ def summarise(
 def regret(rec: Recording, result: ReplayResult, start: int = 1) -> float:
     """Anytime regret of a replay, in points: the mean over the grid's epochs ``start``..E of (grid's
     best - pick's value); before the first pick the pick counts as the worst complete point."""
-    values = [p.final(rec.metric) for p in rec.complete()]
-    best = float(rec.best().final(rec.metric))  # type: ignore[arg-type]
+    values = [rec.truth(p) for p in rec.complete()]
+    best = float(rec.truth(rec.best()))  # type: ignore[arg-type]
     worst = min(values) if rec.mode == "max" else max(values)  # type: ignore[type-var]
     sign = 1.0 if rec.mode == "max" else -1.0
     gaps = []
-    for x in range(start, rec.total_epochs() + 1):
+    for x in range(start, rec.grid_epochs() + 1):
         value = result.value_at(x)
         gaps.append(sign * (best - (worst if math.isnan(value) else value)))  # type: ignore[operator]
     return 100 * float(np.mean(gaps))
@@ -156,8 +171,8 @@ def paired(rec: Recording, results: dict[str, list[ReplayResult]], a: str, b: st
     # first stopped trial on, pruned feedback only from the first trial that ran its whole budget
     both = [
         max(
-            x.picks[0].epochs if x.picks else rec.total_epochs(),
-            y.picks[0].epochs if y.picks else rec.total_epochs(),
+            x.picks[0].epochs if x.picks else rec.grid_epochs(),
+            y.picks[0].epochs if y.picks else rec.grid_epochs(),
         )
         for x, y in zip(results[a], results[b], strict=True)
     ]
@@ -214,26 +229,60 @@ def ranks(rec: Recording) -> str:
             for epoch in range(1, rec.budget)
         ]
         lines.append("test_acc after epoch k against the final test_acc: " + ", ".join(by_epoch) + ".")
+    lines += replicate_agreement(rec)
     return " ".join(lines) + "\n"
+
+
+def replicate_agreement(rec: Recording) -> list[str]:
+    """With replicates: how well one seed ranks the grid against another (Spearman over the
+    configurations, per pair of seeds), and how far one configuration's final metric moves between
+    seeds (the standard deviation over configurations of the difference between two seeds, / sqrt 2:
+    the noise of one seed's value, in points)."""
+    from scipy import stats
+
+    seeds = rec.seeds()
+    if len(seeds) < 2:
+        return []
+    by_seed = {
+        s: {tuple(sorted(p.params.items())): p.final(rec.metric) for p in rec.complete() if p.seed == s}
+        for s in seeds
+    }
+    out = []
+    for a, b in itertools.combinations(seeds, 2):
+        shared = [k for k in by_seed[a] if k in by_seed[b]]
+        xa = np.array([by_seed[a][k] for k in shared], dtype=float)
+        xb = np.array([by_seed[b][k] for k in shared], dtype=float)
+        rho = stats.spearmanr(xa, xb).statistic
+        noise = 100 * float(np.std(xa - xb, ddof=1)) / math.sqrt(2)
+        out.append(
+            f"Seeds {a} and {b} over {len(shared)} configurations: Spearman {rho:.2f} of final {rec.metric}; "
+            f"one seed's noise {noise:.2f} points."
+        )
+    return out
 
 
 def table(rec: Recording, rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
     best = rec.best()
-    best_test = best.final("test_acc")
-    grid_epochs = rec.total_epochs()
+    best_value = float(rec.truth(best) or math.nan)
+    best_test = rec.truth(best, "test_acc")
+    grid_epochs = rec.grid_epochs()
+    seeds = rec.seeds()
     lines = [
         f"# Search strategies replayed against {rec.study}",
         "",
-        f"rblock-tune {__version__}, Python {platform.python_version()}; recording: {args.recording} "
-        f"({len(rec.points)} points x {rec.budget} epochs = {grid_epochs} epochs, "
-        f"{rec.total_seconds() / 60:.0f} min of recorded training); {args.replays} replays per strategy, "
+        f"rblock-tune {__version__}, Python {platform.python_version()}; recording: "
+        f"{' '.join(str(r) for r in args.recording)} ({len(rec.points) // len(seeds)} points x {rec.budget} "
+        f"epochs = {grid_epochs} epochs"
+        + (f", x {len(seeds)} seeds {list(seeds)}" if len(seeds) > 1 else "")
+        + f", {rec.total_seconds() / 60:.0f} min of recorded training); {args.replays} replays per strategy, "
         f"{args.concurrency} trials at once, ASHA grace {args.grace} rf {args.rf:g}; "
         f"replayed in {seconds:.0f} s.",
         "",
-        f"Grid's best: {rec.metric} {float(best.final(rec.metric) or math.nan) * 100:.2f} at {best.params} "
-        f"(test_acc {math.nan if best_test is None else best_test * 100:.2f}); "
-        f"target: within {args.tolerance * 100:.1f} points, {rec.metric} >= "
-        f"{(best.final(rec.metric) - args.tolerance) * 100:.2f}.",
+        f"Grid's best: {rec.metric} {best_value * 100:.2f} at {best.params} "
+        f"(test_acc {math.nan if best_test is None else best_test * 100:.2f})"
+        + (f", each the mean over {len(seeds)} seeds" if len(seeds) > 1 else "")
+        + f"; target: within {args.tolerance * 100:.1f} points, {rec.metric} >= "
+        f"{(best_value - args.tolerance) * 100:.2f}.",
         "",
         "Pick's validation accuracy (%) after a share of the grid's epochs, median [25th, 75th percentile]:",
         "",
@@ -270,9 +319,9 @@ def plot(rec: Recording, results: dict[str, list[ReplayResult]], tolerance: floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid_epochs = rec.total_epochs()
+    grid_epochs = rec.grid_epochs()
     xs = np.arange(1, grid_epochs + 1)
-    best = float(rec.best().final(rec.metric))  # type: ignore[arg-type]
+    best = float(rec.truth(rec.best()))  # type: ignore[arg-type]
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for name, replays in results.items():
         values = np.array([[r.value_at(x) for x in xs] for r in replays]) * 100
@@ -285,7 +334,7 @@ def plot(rec: Recording, results: dict[str, list[ReplayResult]], tolerance: floa
     ax.axhline(best * 100, color="black", lw=0.8, ls="--", label="grid's best")
     ax.axhline((best - tolerance) * 100, color="grey", lw=0.8, ls=":", label=f"best - {tolerance * 100:.1f}")
     ax.axvline(0.3 * grid_epochs, color="grey", lw=0.6, ls="-.", label="30% of the grid's epochs")
-    finals = np.array([p.final(rec.metric) for p in rec.complete()], dtype=float)
+    finals = np.array([rec.truth(p) for p in rec.complete()], dtype=float)
     ax.set_ylim(np.percentile(finals * 100, 25), best * 100 + 0.6)
     ax.set_xlabel("epochs spent")
     ax.set_ylabel(f"pick's {rec.metric} after the full budget (%)")
@@ -298,7 +347,13 @@ def plot(rec: Recording, results: dict[str, list[ReplayResult]], tolerance: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
+    parser.add_argument(
+        "--recording",
+        type=Path,
+        nargs="+",
+        default=[DEFAULT_RECORDING],
+        help="one recorded grid, or several of one grid from different seeds (replicates)",
+    )
     parser.add_argument("--replays", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--grace", type=int, default=1)
@@ -307,7 +362,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench-search"))
     args = parser.parse_args()
     try:
-        rec = load_recording(args.recording)
+        rec = merge_recordings([load_recording(path) for path in args.recording])
     except RBlockError as exc:
         print(f"bench_search: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -15,7 +15,13 @@ from typing import Any
 from rblock_tune.tuning._arms import build_arms, plan_seeds, resolve_arms
 from rblock_tune.tuning._export import export_study
 from rblock_tune.tuning._race_record import race_summary, read_race_state
-from rblock_tune.tuning._recording import CURVE_METRICS, RecordedPoint, Recording, load_recording
+from rblock_tune.tuning._recording import (
+    CURVE_METRICS,
+    RecordedPoint,
+    Recording,
+    load_recording,
+    merge_recordings,
+)
 from rblock_tune.tuning._spec import (
     DIMENSION_TYPES,
     REPORTED_METRICS,
@@ -75,6 +81,7 @@ __all__ = [
     "grid_points",
     "list_studies",
     "load_recording",
+    "merge_recordings",
     "load_study_spec",
     "locate_study",
     "log_arms_record",

@@ -102,6 +102,7 @@ def export_study(
                 curves=curves,
                 trial=trial.number,
                 run_id=run_id,
+                seed=spec.base.seed,  # a search trains every trial from base.seed
             )
         )
         starts.append(run.info.start_time or 0)

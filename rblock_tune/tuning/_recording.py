@@ -8,6 +8,12 @@ replay of search strategies against it is :mod:`rblock_tune.tuning._replay`.
 A point's ``curves`` hold one value per epoch it ran (``None`` where an epoch lacks that metric, e.g.
 ``test_acc`` when it was measured after the last epoch only); ``epochs`` is how many epochs it ran, the
 study's budget for a trial that ran to the end.
+
+Replicates: the same grid recorded from several trial seeds (one study per ``base.seed``; a search never
+searches the seed) is merged into one recording by :func:`merge_recordings`, each point keeping its
+``seed``. A configuration's value is then its mean over its replicates (:meth:`Recording.truth`), which
+ranks the grid (:meth:`Recording.best`), while :meth:`Recording.snap` hands a replayed trial one
+replicate's curves, as a real search trains one seed of each configuration it tries.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ __all__ = [
     "RecordedPoint",
     "Recording",
     "load_recording",
+    "merge_recordings",
 ]
 
 RECORDING_FORMAT = "rblock-recording/1"
@@ -57,6 +64,8 @@ class RecordedPoint:
         curves: metric -> one value per epoch (index 0 is epoch 1); ``None`` where not measured.
         trial: its Optuna trial number in the recorded study.
         run_id: its MLflow run.
+        seed: the trial's seed (``base.seed`` of its study); None in recordings made before seeds were
+            kept, which :func:`merge_recordings` reads as their spec's ``base.seed``.
     """
 
     params: dict[str, Any]
@@ -65,6 +74,7 @@ class RecordedPoint:
     curves: dict[str, list[float | None]]
     trial: int | None = None
     run_id: str | None = None
+    seed: int | None = None
 
     def value(self, metric: str, epoch: int) -> float | None:
         """``metric`` after ``epoch`` (1-based), or None when it was not measured."""
@@ -125,8 +135,26 @@ class Recording:
                 seen.append(value)
         return sorted(seen, key=lambda v: (not _is_number(v), v if _is_number(v) else str(v)))
 
+    def replicates(self, point: RecordedPoint) -> list[RecordedPoint]:
+        """The complete points of ``point``'s configuration (its replicates over seeds; itself alone in a
+        recording of one seed), in recorded order."""
+        return [p for p in self.complete() if self._same_config(p.params, point.params)]
+
+    def seeds(self) -> tuple[int | None, ...]:
+        """The distinct seeds the points were trained from, in recorded order (``(None,)`` for a
+        recording that did not keep them)."""
+        return tuple(dict.fromkeys(p.seed for p in self.points))
+
+    def truth(self, point: RecordedPoint, metric: str | None = None) -> float | None:
+        """``metric`` (default: the study's) of ``point``'s configuration after the whole budget: the
+        mean over its replicates that measured it (None when none did)."""
+        values = [p.final(metric or self.metric) for p in self.replicates(point)]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else None
+
     def best(self) -> RecordedPoint:
-        """The complete point with the best final metric (the first recorded among equals)."""
+        """A complete point of the configuration with the best :meth:`truth` (the first recorded among
+        equals; with one seed, the point with the best final metric)."""
         complete = self.complete()
         if not complete:
             raise ConfigError(
@@ -134,7 +162,19 @@ class Recording:
                 "record a study whose trials run to the end (a grid with scheduler.type: fifo)"
             )
         sign = 1.0 if self.mode == "max" else -1.0
-        return max(complete, key=lambda p: sign * float(p.final(self.metric)))  # type: ignore[arg-type]
+        return max(complete, key=lambda p: sign * float(self.truth(p)))  # type: ignore[arg-type]
+
+    def grid_epochs(self) -> int:
+        """Epochs one pass over the recorded configurations spent (a replicated grid's one seed): the
+        sum over configurations of their replicates' mean epochs; :meth:`total_epochs` with one seed."""
+        groups: list[list[RecordedPoint]] = []
+        for point in self.points:
+            group = next((g for g in groups if self._same_config(g[0].params, point.params)), None)
+            if group is None:
+                groups.append([point])
+            else:
+                group.append(point)
+        return round(sum(sum(p.epochs for p in g) / len(g) for g in groups))
 
     def total_epochs(self) -> int:
         """Epochs the recorded study spent."""
@@ -144,22 +184,27 @@ class Recording:
         """Recorded seconds of training the study spent (the sum of its epoch times)."""
         return sum(p.seconds(e) for p in self.points for e in range(1, p.epochs + 1))
 
-    def snap(self, config: Mapping[str, Any]) -> RecordedPoint:
+    def snap(self, config: Mapping[str, Any], replicate: int = 0) -> RecordedPoint:
         """The recorded point a suggested configuration lands on.
 
         Each searched key is moved to its nearest recorded value (a categorical one must match; a
         number moves on a log scale for :meth:`log_keys`, else linearly), then the complete point
         with exactly those values is returned; a recording that is not a full grid gives the nearest
-        complete point instead (distance: the sum over keys of the distance in grid steps).
+        complete point instead (distance: the sum over keys of the distance in grid steps). Of a
+        configuration's replicates, the ``replicate``-th (modulo their number) is returned.
         """
         complete = self.complete()
-        target = {key: self._nearest(key, config.get(key)) for key in self.keys}
-        for point in complete:
-            if all(_same(point.params.get(k), v) for k, v in target.items()):
-                return point
         if not complete:
             return self.best()  # raises the one-line error
-        return min(complete, key=lambda p: self._distance(p.params, target))
+        target = {key: self._nearest(key, config.get(key)) for key in self.keys}
+        found = next((p for p in complete if self._same_config(p.params, target)), None)
+        if found is None:
+            found = min(complete, key=lambda p: self._distance(p.params, target))
+        replicates = self.replicates(found)
+        return replicates[replicate % len(replicates)]
+
+    def _same_config(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        return all(_same(a.get(k), b.get(k)) for k in self.keys)
 
     # ------------------------------------------------------------------ snapping
     def log_keys(self) -> set[str]:
@@ -247,6 +292,7 @@ class Recording:
                     "status": p.status,
                     "epochs": p.epochs,
                     "curves": p.curves,
+                    **({} if p.seed is None else {"seed": p.seed}),
                 }
                 for p in self.points
             ],
@@ -305,6 +351,76 @@ def recording_from_dict(raw: Any, where: str = "recording") -> Recording:
     return recording
 
 
+def merge_recordings(recordings: Sequence[Recording]) -> Recording:
+    """Replicates of one grid (the same spec but for its name and ``base.seed``) as one recording whose
+    points keep their seeds; one recording is returned as it is.
+
+    Raises:
+        ConfigError: the recordings are not of one grid, or two were trained from the same seed.
+    """
+    if not recordings:
+        raise ConfigError("no recording to merge: pass at least one")
+    if len(recordings) == 1:
+        return recordings[0]
+    first = recordings[0]
+    points: list[RecordedPoint] = []
+    seen: dict[int, int] = {}  # seed -> the recording that trained from it
+    for index, rec in enumerate(recordings):
+        for field_name in ("metric", "mode", "budget"):
+            if getattr(rec, field_name) != getattr(first, field_name):
+                raise ConfigError(
+                    f"recordings {first.study!r} and {rec.study!r} are not replicates of one grid: their "
+                    f"{field_name} differs ({getattr(first, field_name)!r}, {getattr(rec, field_name)!r})"
+                )
+        differ = _spec_difference(first.spec, rec.spec)
+        if differ:
+            raise ConfigError(
+                f"recordings {first.study!r} and {rec.study!r} are not replicates of one grid: their specs "
+                f"differ in {differ} (replicates differ only in name and base.seed)"
+            )
+        default = _base_seed(rec.spec)
+        for point in rec.points:
+            seed = default if point.seed is None else point.seed
+            if seen.setdefault(seed, index) != index:
+                raise ConfigError(
+                    f"recordings {recordings[seen[seed]].study!r} and {rec.study!r} were both trained from "
+                    f"seed {seed}: replicates need different base.seed values"
+                )
+            points.append(replace(point, seed=seed))
+    meta = {
+        "replicates": [
+            {"study": r.study, "seed": _base_seed(r.spec), "code": r.code, "meta": r.meta} for r in recordings
+        ]
+    }
+    return replace(first, points=tuple(points), meta=meta)
+
+
+def _base_seed(spec: Mapping[str, Any]) -> int:
+    """The trial seed a recorded spec trained from (rblock-tune's default 0 when it sets none)."""
+    base = spec.get("base") or {}
+    return int(base.get("seed", 0)) if isinstance(base, Mapping) else 0
+
+
+def _spec_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """The first dotted key (other than ``name`` and ``base.seed``) in which two specs differ, or ''."""
+
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+            return out
+        return {prefix: value}
+
+    fa, fb = flat(a, ""), flat(b, "")
+    for key in sorted(set(fa) | set(fb)):
+        if key in ("name", "base.seed"):
+            continue
+        if key not in fa or key not in fb or fa[key] != fb[key]:
+            return key
+    return ""
+
+
 def _point(raw: Mapping[str, Any]) -> RecordedPoint:
     curves = {str(k): [None if v is None else float(v) for v in vs] for k, vs in raw["curves"].items()}
     return RecordedPoint(
@@ -314,6 +430,7 @@ def _point(raw: Mapping[str, Any]) -> RecordedPoint:
         curves=curves,
         trial=None if raw.get("trial") is None else int(raw["trial"]),
         run_id=raw.get("run_id"),
+        seed=None if raw.get("seed") is None else int(raw["seed"]),
     )
 
 

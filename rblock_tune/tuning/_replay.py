@@ -15,6 +15,11 @@ ASHA on the epochs, or FIFO), called in the order Ray Tune's controller calls th
 * a FIFO trial's last result goes to the searcher as a result, then both are told it completed
   (Ray's ``stop_trial`` of a trainable that returned).
 
+A recording of several seeds (:func:`~rblock_tune.tuning._recording.merge_recordings`) hands each
+trial one replicate of its configuration, drawn from a generator seeded by the sampler's seed, so a
+search sees one seed's noise as a real one does; a pick is judged by its configuration's mean over the
+replicates (:meth:`~rblock_tune.tuning._recording.Recording.truth`).
+
 Time runs on a clock of recorded seconds: ``search.max_concurrent`` trials train at once, each epoch
 taking its recorded ``epoch_seconds``; the next event is always the earliest epoch end (ties: the
 trial started first), so a replay is deterministic for a given sampler seed. Spend is counted in
@@ -26,6 +31,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,8 +102,9 @@ class ReplayTrial:
 class Pick:
     """The configuration a strategy would pick at one moment, and what it cost to get there.
 
-    ``value`` and ``test_acc`` are the picked point's recorded values after the whole budget (the
-    configuration, trained in full), whatever the trial that found it ran."""
+    ``value`` and ``test_acc`` are the picked configuration's recorded values after the whole budget
+    (trained in full; the mean over its replicates when the recording has several seeds), whatever the
+    trial that found it ran and whichever replicate it saw."""
 
     epochs: int
     seconds: float
@@ -253,6 +260,7 @@ def replay(
     num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
     base = flatten_config(spec.base)
     out = ReplayResult(strategy=label or spec.search.algorithm, seed=spec.search.seed, study=study)
+    replicates = random.Random(spec.search.seed)  # which seed's curves each trial sees
     events: list[tuple[float, int, int]] = []  # (clock at the end of its next epoch, start order, index)
     clock = 0.0
     order = itertools.count()
@@ -267,7 +275,9 @@ def replay(
                 return
             overrides = dict(config.get("overrides", config))
             overrides.pop(CONFIG_NUMBER_KEY, None)
-            point = recording.snap({**{k: base.get(k) for k in recording.keys}, **overrides})
+            point = recording.snap(
+                {**{k: base.get(k) for k in recording.keys}, **overrides}, replicates.randrange(1 << 30)
+            )
             trial = ReplayTrial(trial_id, overrides, point, started_at=clock)
             out.trials.append(trial)
             scheduler.on_trial_add(None, _Trial(trial_id))
@@ -297,11 +307,11 @@ def replay(
         top = top_trials(study, 1)
         if top:
             point = recording.snap({**{k: base.get(k) for k in recording.keys}, **top[0].params})
-            value = point.final(recording.metric)
+            value = recording.truth(point)
             assert value is not None
             if not out.picks or out.picks[-1].point is not point:
                 out.picks.append(
-                    Pick(out.epochs, out.seconds, clock, point, float(value), point.final(FINAL_METRIC))
+                    Pick(out.epochs, out.seconds, clock, point, value, recording.truth(point, FINAL_METRIC))
                 )
 
     launch()

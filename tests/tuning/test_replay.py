@@ -28,6 +28,7 @@ from rblock_tune.tuning import (
     Recording,
     Strategy,
     load_recording,
+    merge_recordings,
     replay,
     replay_spec,
 )
@@ -143,6 +144,102 @@ def test_a_replayed_grid_runs_every_point_once_and_returns_exactly_the_recorded_
     assert result.pick.value == rec.best().final("val_acc")
     assert result.pick.test_acc == rec.best().final("test_acc")
     assert math.isclose(result.seconds, rec.total_seconds())
+
+
+# ---------------------------------------------------------------------- replicates over seeds
+def tiny_replicate(seed: int) -> Recording:
+    """The tiny grid trained (here: drawn) from ``base.seed`` ``seed``: the same points, other curves."""
+    rec = tiny_recording(seed)
+    spec = {**SPEC, "name": f"tiny-grid-seed{seed}", "base": {**SPEC["base"], "seed": seed}}
+    return Recording(spec["name"], rec.metric, rec.mode, rec.budget, spec, rec.points)
+
+
+def _mean_finals(recs: list[Recording], metric: str = "val_acc") -> dict[str, float]:
+    """Each configuration's final ``metric`` averaged over ``recs``, computed here from the files."""
+    out: dict[str, list[float]] = {}
+    for rec in recs:
+        for point in rec.points:
+            out.setdefault(repr(sorted(point.params.items())), []).append(point.curves[metric][-1])
+    return {k: statistics.mean(v) for k, v in out.items()}
+
+
+def test_replicates_merge_with_their_seeds_and_a_configuration_is_worth_its_mean() -> None:
+    parts = [tiny_recording(), tiny_replicate(1), tiny_replicate(2)]  # the first sets no base.seed: 0
+    rec = merge_recordings(parts)
+    assert rec.seeds() == (0, 1, 2) and len(rec.points) == 36
+    assert rec.grid_epochs() == 12 * BUDGET and rec.total_epochs() == 36 * BUDGET  # one pass is one seed
+    means = _mean_finals(parts)
+    for point in rec.points:
+        assert [p.seed for p in rec.replicates(point)] == [0, 1, 2]
+        assert math.isclose(rec.truth(point), means[repr(sorted(point.params.items()))])  # type: ignore[arg-type]
+    best = max(means, key=means.__getitem__)
+    assert repr(sorted(rec.best().params.items())) == best
+    single = max(rec.points, key=lambda p: p.final("val_acc"))  # type: ignore[arg-type,return-value]
+    assert rec.best().params != single.params  # here the luckiest single draw is not the best mean
+    config = {"reg.alpha": 0.9, "reg.drop_prob": 0.16}  # lands on alpha 1, p 0.15
+    assert [rec.snap(config, r).seed for r in range(5)] == [0, 1, 2, 0, 1]
+    assert {repr(rec.snap(config, r).params) for r in range(3)} == {
+        repr({"reg.alpha": 1.0, "reg.drop_prob": 0.15})
+    }
+    assert merge_recordings([parts[0]]) is parts[0]
+    assert tiny_recording().seeds() == (None,) and tiny_recording().grid_epochs() == 12 * BUDGET
+
+
+def test_recordings_that_are_not_replicates_of_one_grid_are_refused_in_one_line() -> None:
+    rec = tiny_recording()
+    other = tiny_replicate(1)
+    longer = Recording(
+        other.study,
+        other.metric,
+        other.mode,
+        other.budget,
+        {**other.spec, "base": {**other.spec["base"], "train": {**SPEC["base"]["train"], "lr": 0.2}}},
+        other.points,
+    )
+    with pytest.raises(
+        ConfigError, match=r"not replicates of one grid: their specs differ in base\.train\.lr"
+    ):
+        merge_recordings([rec, longer])
+    with pytest.raises(ConfigError, match="were both trained from seed 0: replicates need different"):
+        merge_recordings([rec, tiny_recording(5)])  # another draw, but the same (default) base.seed
+    with pytest.raises(ConfigError, match="their metric differs"):
+        merge_recordings([rec, Recording(other.study, "val_loss", "min", BUDGET, other.spec, other.points)])
+    with pytest.raises(ConfigError, match="no recording to merge"):
+        merge_recordings([])
+
+
+def test_a_replicated_recording_keeps_its_seeds_through_its_file(tmp_path: Path) -> None:
+    rec = merge_recordings([tiny_recording(), tiny_replicate(1)])
+    back = load_recording(rec.save(tmp_path / "rec.json"))
+    assert back == rec and back.seeds() == (0, 1)
+
+
+def test_a_replayed_grid_over_replicates_sees_one_seed_per_trial_and_is_judged_by_the_mean() -> None:
+    """Each trial reports one replicate's curves (both seeds are drawn, by the sampler's seed), Optuna
+    ranks what the trials saw, and the pick is worth its configuration's mean over the seeds."""
+    parts = [tiny_recording(), tiny_replicate(1)]
+    rec = merge_recordings(parts)
+    means = _mean_finals(parts)
+    strategy = STRATEGIES["grid"]
+    seen = []
+    for seed in range(4):
+        result = replay(rec, replay_spec(rec, strategy, seed=seed), strategy)
+        assert len(result.trials) == 12 and result.epochs == rec.grid_epochs()
+        assert {repr(t.point.params) for t in result.trials} == {repr(p.params) for p in parts[0].points}
+        seen.append(tuple(t.point.seed for t in result.trials))
+        assert result.study is not None
+        told = {t.number: t.value for t in result.study.trials}
+        assert [told[n] for n in range(12)] == [t.point.final("val_acc") for t in result.trials]
+        luckiest = max(result.trials, key=lambda t: t.point.final("val_acc"))  # type: ignore[arg-type,return-value]
+        assert result.pick is not None and result.pick.point.params == luckiest.point.params
+        assert math.isclose(result.pick.value, means[repr(sorted(luckiest.point.params.items()))])
+        assert math.isclose(
+            result.pick.test_acc,  # type: ignore[arg-type]
+            _mean_finals(parts, "test_acc")[repr(sorted(luckiest.point.params.items()))],
+        )
+    assert all(set(draws) == {0, 1} for draws in seen) and len(set(seen)) > 1  # each replay draws its own
+    again = replay(rec, replay_spec(rec, strategy, seed=0), strategy)
+    assert tuple(t.point.seed for t in again.trials) == seen[0]  # and the same again for the same seed
 
 
 def _asha_stops(rec: Recording, rf: float, rungs: tuple[int, ...]) -> list[int]:
@@ -297,7 +394,7 @@ def test_a_finished_study_exports_every_trial_with_its_curves_and_replays_to_its
     for point, trial in zip(rec.points, sorted(study.trials, key=lambda t: t.number), strict=True):
         assert point.trial == trial.number and point.params == trial.params
         assert point.run_id == trial.user_attrs[MLFLOW_RUN_ATTR] and point.status == "completed"
-        assert point.epochs == 2
+        assert point.epochs == 2 and point.seed == 0  # the search trains from base.seed
         for metric in ("val_acc", "train_loss", "epoch_seconds", "test_acc"):
             history = sorted((m.step, m.value) for m in client.get_metric_history(point.run_id, metric))
             assert [s for s, _ in history] == [1, 2], (metric, history)  # test_acc after every epoch
@@ -367,6 +464,29 @@ def test_the_benchmark_replays_every_strategy_and_writes_its_tables(
     rows = (out / "search.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * len(STRATEGIES)
     assert (out / "search.md").read_text() in printed and (out / "search.png").stat().st_size > 0
+
+
+def test_the_benchmark_replays_replicates_as_one_grid_of_means(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = benchmark_script.load("bench_search")
+    parts = [tiny_recording(), tiny_replicate(1)]
+    files = [part.save(tmp_path / f"{part.study}.json") for part in parts]
+    out = tmp_path / "out"
+    argv = ["bench_search.py", "--recording", *map(str, files), "--replays", "2", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    bench.main()
+    printed = capsys.readouterr().out
+    means = _mean_finals(parts)
+    best = max(means.values())
+    assert f"(12 points x {BUDGET} epochs = {12 * BUDGET} epochs, x 2 seeds [0, 1]" in printed
+    assert f"Grid's best: val_acc {best * 100:.2f} at " in printed and "each the mean over 2 seeds" in printed
+    assert "Seeds 0 and 1 over 12 configurations: Spearman" in printed
+    monkeypatch.setattr("sys.argv", [*argv[:2], str(files[0]), str(files[0]), "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    assert "were both trained from seed 0" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- the shipped recordings
