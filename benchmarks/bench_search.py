@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import math
 import platform
 import sys
@@ -135,6 +136,9 @@ def summarise(
             "test": quartiles(
                 [r.pick.test_acc if r.pick and r.pick.test_acc is not None else math.nan for r in replays]
             ),
+            "unseen": quartiles(
+                [r.pick.unseen if r.pick and r.pick.unseen is not None else math.nan for r in replays]
+            ),
             "reach": quartiles([math.inf if e is None else float(e) for e in reach]),
             "reached": sum(e is not None for e in reach) / len(reach),
             "reached_30": sum(e is not None and e <= 0.3 * grid_epochs for e in reach) / len(reach),
@@ -148,7 +152,7 @@ def summarise(
 def regret(rec: Recording, result: ReplayResult, start: int = 1) -> float:
     """Anytime regret of a replay, in points: the mean over the grid's epochs ``start``..E of (grid's
     best - pick's value); before the first pick the pick counts as the worst complete point."""
-    values = [rec.truth(p) for p in rec.complete()]
+    values = [v for v in (rec.truth(p) for p in rec.configurations()) if v is not None]
     best = float(rec.truth(rec.best()))  # type: ignore[arg-type]
     worst = min(values) if rec.mode == "max" else max(values)  # type: ignore[type-var]
     sign = 1.0 if rec.mode == "max" else -1.0
@@ -214,7 +218,9 @@ def ranks(rec: Recording) -> str:
         after = [p.curves[rec.metric][epoch - 1] for p in points]
         early.append(f"{epoch}: {stats.spearmanr(after, final).statistic:.2f}")
     lines = [
-        f"Spearman correlation over the grid's {len(points)} points of {rec.metric} after epoch k with "
+        f"Spearman correlation over the grid's {len(points)} trials"
+        + (f" ({len(rec.seeds())} seeds)" if len(rec.seeds()) > 1 else "")
+        + f" of {rec.metric} after epoch k with "
         f"{rec.metric} after {rec.budget}: " + ", ".join(early) + "."
     ]
     tests = [p.final("test_acc") for p in points]
@@ -244,7 +250,11 @@ def replicate_agreement(rec: Recording) -> list[str]:
     if len(seeds) < 2:
         return []
     by_seed = {
-        s: {tuple(sorted(p.params.items())): p.final(rec.metric) for p in rec.complete() if p.seed == s}
+        s: {
+            json.dumps(p.params, sort_keys=True): p.final(rec.metric)
+            for p in rec.complete()
+            if rec.seed_of(p) == s
+        }
         for s in seeds
     }
     out = []
@@ -271,7 +281,7 @@ def table(rec: Recording, rows: list[dict[str, Any]], args: argparse.Namespace, 
         f"# Search strategies replayed against {rec.study}",
         "",
         f"rblock-tune {__version__}, Python {platform.python_version()}; recording: "
-        f"{' '.join(str(r) for r in args.recording)} ({len(rec.points) // len(seeds)} points x {rec.budget} "
+        f"{' '.join(str(r) for r in args.recording)} ({len(rec.configurations())} points x {rec.budget} "
         f"epochs = {grid_epochs} epochs"
         + (f", x {len(seeds)} seeds {list(seeds)}" if len(seeds) > 1 else "")
         + f", {rec.total_seconds() / 60:.0f} min of recorded training); {args.replays} replays per strategy, "
@@ -295,20 +305,30 @@ def table(rec: Recording, rows: list[dict[str, Any]], args: argparse.Namespace, 
         lines.append(
             f"| {row['strategy']} | " + " | ".join(fmt(row["at"][f], 100, 2) for f in FRACTIONS) + " |"
         )
+    replicated = len(seeds) > 1
+    unseen_head = f"final pick {rec.metric} on unseen seeds | " if replicated else ""
     lines += [
         "",
         f"Epochs until the pick is within {args.tolerance * 100:.1f} points of the grid's best; the final "
-        "pick's test accuracy (%); trials and epochs run:",
+        "pick's test accuracy (%)"
+        + (
+            f", and its {rec.metric} (%) over the seeds its replay did not see (free of the luck it was "
+            "picked for)"
+            if replicated
+            else ""
+        )
+        + "; trials and epochs run:",
         "",
         "| strategy | epochs to target | reached | within 30% of the grid's epochs | final pick test acc "
-        "| trials | epochs |",
-        "|---|---|---|---|---|---|---|",
+        f"| {unseen_head}trials | epochs |",
+        "|---|---|---|---|---|---|---|" + ("---|" if replicated else ""),
     ]
     for row in rows:
+        unseen = f"{fmt(row['unseen'], 100, 2)} | " if replicated else ""
         lines.append(
             f"| {row['strategy']} | {fmt(row['reach'], 1, 0)} | {row['reached'] * 100:.0f}% | "
-            f"{row['reached_30'] * 100:.0f}% | {fmt(row['test'], 100, 2)} | {fmt(row['trials'], 1, 0)} | "
-            f"{fmt(row['epochs'], 1, 0)} |"
+            f"{row['reached_30'] * 100:.0f}% | {fmt(row['test'], 100, 2)} | {unseen}"
+            f"{fmt(row['trials'], 1, 0)} | {fmt(row['epochs'], 1, 0)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -334,7 +354,7 @@ def plot(rec: Recording, results: dict[str, list[ReplayResult]], tolerance: floa
     ax.axhline(best * 100, color="black", lw=0.8, ls="--", label="grid's best")
     ax.axhline((best - tolerance) * 100, color="grey", lw=0.8, ls=":", label=f"best - {tolerance * 100:.1f}")
     ax.axvline(0.3 * grid_epochs, color="grey", lw=0.6, ls="-.", label="30% of the grid's epochs")
-    finals = np.array([rec.truth(p) for p in rec.complete()], dtype=float)
+    finals = np.array([v for v in (rec.truth(p) for p in rec.configurations()) if v is not None], dtype=float)
     ax.set_ylim(np.percentile(finals * 100, 25), best * 100 + 0.6)
     ax.set_xlabel("epochs spent")
     ax.set_ylabel(f"pick's {rec.metric} after the full budget (%)")
@@ -363,6 +383,9 @@ def main() -> None:
     args = parser.parse_args()
     try:
         rec = merge_recordings([load_recording(path) for path in args.recording])
+        rec.best()  # one line now, not a traceback later, for a recording with nothing whole
+        if args.replays < 1 or args.concurrency < 1 or args.grace < 1 or args.rf <= 1 or args.tolerance < 0:
+            raise RBlockError("--replays, --concurrency and --grace must be >= 1, --rf > 1, --tolerance >= 0")
     except RBlockError as exc:
         print(f"bench_search: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -393,6 +416,8 @@ def main() -> None:
                 "pick_params",
                 "pick_val",
                 "pick_test",
+                "recorded_seed",
+                "pick_unseen",
                 "epochs_to_target",
             ]
         )
@@ -409,6 +434,8 @@ def main() -> None:
                         pick.point.params if pick else "",
                         pick.value if pick else "",
                         pick.test_acc if pick else "",
+                        r.recorded_seed,
+                        "" if pick is None or pick.unseen is None else pick.unseen,
                         r.epochs_to(target, rec.mode),
                     ]
                 )

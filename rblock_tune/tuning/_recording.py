@@ -135,46 +135,59 @@ class Recording:
                 seen.append(value)
         return sorted(seen, key=lambda v: (not _is_number(v), v if _is_number(v) else str(v)))
 
+    def seed_of(self, point: RecordedPoint) -> int:
+        """The seed ``point`` was trained from: its own, else its spec's ``base.seed`` (a recording made
+        before points kept their seed)."""
+        return _base_seed(self.spec) if point.seed is None else point.seed
+
+    def seeds(self) -> tuple[int, ...]:
+        """The distinct seeds the points were trained from, in recorded order (one for a recording of
+        one study)."""
+        return tuple(dict.fromkeys(self.seed_of(p) for p in self.points))
+
+    def configurations(self) -> list[RecordedPoint]:
+        """One point of each distinct configuration, the first recorded, in recorded order."""
+        out: list[RecordedPoint] = []
+        for point in self.points:
+            if not any(self._same_config(q.params, point.params) for q in out):
+                out.append(point)
+        return out
+
     def replicates(self, point: RecordedPoint) -> list[RecordedPoint]:
         """The complete points of ``point``'s configuration (its replicates over seeds; itself alone in a
         recording of one seed), in recorded order."""
         return [p for p in self.complete() if self._same_config(p.params, point.params)]
 
-    def seeds(self) -> tuple[int | None, ...]:
-        """The distinct seeds the points were trained from, in recorded order (``(None,)`` for a
-        recording that did not keep them)."""
-        return tuple(dict.fromkeys(p.seed for p in self.points))
-
-    def truth(self, point: RecordedPoint, metric: str | None = None) -> float | None:
+    def truth(
+        self, point: RecordedPoint, metric: str | None = None, seeds: Iterable[int] | None = None
+    ) -> float | None:
         """``metric`` (default: the study's) of ``point``'s configuration after the whole budget: the
-        mean over its replicates that measured it (None when none did)."""
-        values = [p.final(metric or self.metric) for p in self.replicates(point)]
-        finite = [v for v in values if v is not None and math.isfinite(v)]
-        return sum(finite) / len(finite) if finite else None
+        mean over its replicates of ``seeds`` (default: every seed of the recording). None unless every
+        one of those seeds ran it to the end and measured it: a configuration that failed on a seed is
+        not worth its lucky seeds."""
+        wanted = self.seeds() if seeds is None else tuple(seeds)
+        by_seed = {self.seed_of(p): p.final(metric or self.metric) for p in self.replicates(point)}
+        values = [by_seed.get(seed) for seed in wanted]
+        if not values or any(v is None or not math.isfinite(v) for v in values):
+            return None
+        return sum(values) / len(values)  # type: ignore[arg-type]
 
     def best(self) -> RecordedPoint:
         """A complete point of the configuration with the best :meth:`truth` (the first recorded among
         equals; with one seed, the point with the best final metric)."""
-        complete = self.complete()
-        if not complete:
+        scored = [(p, self.truth(p)) for p in self.complete()]
+        scored = [(p, v) for p, v in scored if v is not None]
+        if not scored:
             raise ConfigError(
-                f"recording of study {self.study!r} has no trial that ran all {self.budget} epochs: "
-                "record a study whose trials run to the end (a grid with scheduler.type: fifo)"
+                f"recording of study {self.study!r} has no configuration that ran all {self.budget} epochs "
+                "on every seed: record a study whose trials run to the end (a grid with scheduler.type: fifo)"
             )
         sign = 1.0 if self.mode == "max" else -1.0
-        return max(complete, key=lambda p: sign * float(self.truth(p)))  # type: ignore[arg-type]
+        return max(scored, key=lambda pv: sign * pv[1])[0]  # type: ignore[operator]
 
     def grid_epochs(self) -> int:
-        """Epochs one pass over the recorded configurations spent (a replicated grid's one seed): the
-        sum over configurations of their replicates' mean epochs; :meth:`total_epochs` with one seed."""
-        groups: list[list[RecordedPoint]] = []
-        for point in self.points:
-            group = next((g for g in groups if self._same_config(g[0].params, point.params)), None)
-            if group is None:
-                groups.append([point])
-            else:
-                group.append(point)
-        return round(sum(sum(p.epochs for p in g) / len(g) for g in groups))
+        """Epochs one pass over the recording spent: one seed's (:meth:`total_epochs` over the seeds)."""
+        return round(self.total_epochs() / len(self.seeds()))
 
     def total_epochs(self) -> int:
         """Epochs the recorded study spent."""
@@ -184,24 +197,27 @@ class Recording:
         """Recorded seconds of training the study spent (the sum of its epoch times)."""
         return sum(p.seconds(e) for p in self.points for e in range(1, p.epochs + 1))
 
-    def snap(self, config: Mapping[str, Any], replicate: int = 0) -> RecordedPoint:
-        """The recorded point a suggested configuration lands on.
+    def snap(self, config: Mapping[str, Any], seed: int | None = None) -> RecordedPoint:
+        """The recorded point a suggested configuration lands on (trained from ``seed``, default: the
+        recording's first).
 
         Each searched key is moved to its nearest recorded value (a categorical one must match; a
-        number moves on a log scale for :meth:`log_keys`, else linearly), then the complete point
-        with exactly those values is returned; a recording that is not a full grid gives the nearest
-        complete point instead (distance: the sum over keys of the distance in grid steps). Of a
-        configuration's replicates, the ``replicate``-th (modulo their number) is returned.
+        number moves on a log scale for :meth:`log_keys`, else linearly), then the complete point of
+        that seed with exactly those values is returned; a recording that is not a full grid gives the
+        nearest complete point of that seed instead (distance: the sum over keys of the distance in
+        grid steps).
         """
-        complete = self.complete()
+        seed = self.seeds()[0] if seed is None else seed
+        complete = [p for p in self.complete() if self.seed_of(p) == seed]
         if not complete:
-            return self.best()  # raises the one-line error
+            if seed not in self.seeds():
+                raise ConfigError(
+                    f"recording of study {self.study!r} has no seed {seed}: it has {self.seeds()}"
+                )
+            return self.best()  # raises the one-line error when nothing is complete
         target = {key: self._nearest(key, config.get(key)) for key in self.keys}
         found = next((p for p in complete if self._same_config(p.params, target)), None)
-        if found is None:
-            found = min(complete, key=lambda p: self._distance(p.params, target))
-        replicates = self.replicates(found)
-        return replicates[replicate % len(replicates)]
+        return found or min(complete, key=lambda p: self._distance(p.params, target))
 
     def _same_config(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         return all(_same(a.get(k), b.get(k)) for k in self.keys)
@@ -344,8 +360,9 @@ def recording_from_dict(raw: Any, where: str = "recording") -> Recording:
             code=dict(raw.get("code") or {}),
             meta=dict(raw.get("meta") or {}),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{where}: a recording field is missing or malformed ({exc!r})") from None
+    _check_base_seed(recording.spec, where)
     if recording.mode not in ("max", "min") or recording.budget < 1 or not points:
         raise ConfigError(f"{where}: needs mode max or min, a budget >= 1 and at least one point")
     return recording
@@ -379,8 +396,19 @@ def merge_recordings(recordings: Sequence[Recording]) -> Recording:
                 f"differ in {differ} (replicates differ only in name and base.seed)"
             )
         default = _base_seed(rec.spec)
+        if index and _config_list(rec) != _config_list(first):
+            missing = sorted(set(_config_list(first)) ^ set(_config_list(rec)))
+            raise ConfigError(
+                f"recordings {first.study!r} and {rec.study!r} are not replicates of one grid: they hold "
+                f"other configurations ({missing[0]} is in one only); replicates hold the same points"
+            )
         for point in rec.points:
-            seed = default if point.seed is None else point.seed
+            if point.seed is not None and point.seed != default:
+                raise ConfigError(
+                    f"recording {rec.study!r}: trial {point.trial} says seed {point.seed} but its spec's "
+                    f"base.seed is {default}; a search trains every trial from base.seed"
+                )
+            seed = default
             if seen.setdefault(seed, index) != index:
                 raise ConfigError(
                     f"recordings {recordings[seen[seed]].study!r} and {rec.study!r} were both trained from "
@@ -396,13 +424,31 @@ def merge_recordings(recordings: Sequence[Recording]) -> Recording:
 
 
 def _base_seed(spec: Mapping[str, Any]) -> int:
-    """The trial seed a recorded spec trained from (rblock-tune's default 0 when it sets none)."""
+    """The trial seed a recorded spec trained from (rblock-tune's default 0 when it sets none;
+    :func:`recording_from_dict` has checked it)."""
     base = spec.get("base") or {}
     return int(base.get("seed", 0)) if isinstance(base, Mapping) else 0
 
 
+def _check_base_seed(spec: Mapping[str, Any], where: str) -> None:
+    base = spec.get("base")
+    seed = base.get("seed", 0) if isinstance(base, Mapping) else 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: spec.base.seed is {seed!r}; a trial seed is an integer >= 0")
+
+
+def _config_list(rec: Recording) -> list[str]:
+    """Every point's configuration, as sorted text (a multiset: a grid's points, each once)."""
+    return sorted(json.dumps(p.params, sort_keys=True) for p in rec.points)
+
+
+_REPLICATE_FREE = ("name", "base.seed", "resources.", "failures.", "seeds.", "report.")
+"""Spec keys replicates may differ in: the name and trial seed, and what does not shape a search
+trial's curves (where it ran, retries, the seed phase and report a replay drops)."""
+
+
 def _spec_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-    """The first dotted key (other than ``name`` and ``base.seed``) in which two specs differ, or ''."""
+    """The first dotted key (other than :data:`_REPLICATE_FREE`) in which two specs differ, or ''."""
 
     def flat(value: Any, prefix: str) -> dict[str, Any]:
         if isinstance(value, Mapping):
@@ -414,11 +460,17 @@ def _spec_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
 
     fa, fb = flat(a, ""), flat(b, "")
     for key in sorted(set(fa) | set(fb)):
-        if key in ("name", "base.seed"):
+        if key in _REPLICATE_FREE or key.startswith(tuple(k for k in _REPLICATE_FREE if k.endswith("."))):
             continue
         if key not in fa or key not in fb or fa[key] != fb[key]:
             return key
     return ""
+
+
+def _seed_field(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"a point's seed is {value!r}, not an integer >= 0")
+    return value
 
 
 def _point(raw: Mapping[str, Any]) -> RecordedPoint:
@@ -430,7 +482,7 @@ def _point(raw: Mapping[str, Any]) -> RecordedPoint:
         curves=curves,
         trial=None if raw.get("trial") is None else int(raw["trial"]),
         run_id=raw.get("run_id"),
-        seed=None if raw.get("seed") is None else int(raw["seed"]),
+        seed=_seed_field(raw.get("seed")),
     )
 
 

@@ -15,10 +15,12 @@ ASHA on the epochs, or FIFO), called in the order Ray Tune's controller calls th
 * a FIFO trial's last result goes to the searcher as a result, then both are told it completed
   (Ray's ``stop_trial`` of a trainable that returned).
 
-A recording of several seeds (:func:`~rblock_tune.tuning._recording.merge_recordings`) hands each
-trial one replicate of its configuration, drawn from a generator seeded by the sampler's seed, so a
-search sees one seed's noise as a real one does; a pick is judged by its configuration's mean over the
-replicates (:meth:`~rblock_tune.tuning._recording.Recording.truth`).
+A recording of several seeds (:func:`~rblock_tune.tuning._recording.merge_recordings`) is replayed
+one seed per replay, as a real search trains every trial from its ``base.seed``: replay ``k`` (the
+sampler's seed) sees the ``k``-th seed modulo their number, so the strategies replayed with one sampler
+seed see the same world. A pick is judged by its configuration's mean over every seed
+(:meth:`~rblock_tune.tuning._recording.Recording.truth`, the same mean that ranks the grid), and also
+over the seeds the replay did not see (``Pick.unseen``: free of the luck it was picked for).
 
 Time runs on a clock of recorded seconds: ``search.max_concurrent`` trials train at once, each epoch
 taking its recorded ``epoch_seconds``; the next event is always the earliest epoch end (ties: the
@@ -31,7 +33,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +104,9 @@ class Pick:
     """The configuration a strategy would pick at one moment, and what it cost to get there.
 
     ``value`` and ``test_acc`` are the picked configuration's recorded values after the whole budget
-    (trained in full; the mean over its replicates when the recording has several seeds), whatever the
-    trial that found it ran and whichever replicate it saw."""
+    (trained in full; the mean over every seed when the recording has several), whatever the trial that
+    found it ran; ``unseen`` is its value averaged over the seeds the replay did not see (None with one
+    seed)."""
 
     epochs: int
     seconds: float
@@ -112,6 +114,7 @@ class Pick:
     point: RecordedPoint
     value: float
     test_acc: float | None
+    unseen: float | None = None
 
 
 @dataclass
@@ -120,6 +123,7 @@ class ReplayResult:
 
     strategy: str
     seed: int
+    recorded_seed: int = 0  # the recording's seed whose curves the trials saw
     trials: list[ReplayTrial] = field(default_factory=list)
     picks: list[Pick] = field(default_factory=list)
     epochs: int = 0
@@ -259,8 +263,14 @@ def replay(
     scheduler = search_scheduler(spec, budget)
     num_samples = len(grid_points(spec)) if spec.search.algorithm == "grid" else spec.search.num_samples
     base = flatten_config(spec.base)
-    out = ReplayResult(strategy=label or spec.search.algorithm, seed=spec.search.seed, study=study)
-    replicates = random.Random(spec.search.seed)  # which seed's curves each trial sees
+    seeds = recording.seeds()
+    world = seeds[spec.search.seed % len(seeds)]  # every trial trains from one seed, as in a study
+    others = [s for s in seeds if s != world]
+    truths = [v for v in (recording.truth(p) for p in recording.configurations()) if v is not None]
+    worst = (min if recording.mode == "max" else max)(truths, default=math.nan)
+    out = ReplayResult(
+        strategy=label or spec.search.algorithm, seed=spec.search.seed, recorded_seed=world, study=study
+    )
     events: list[tuple[float, int, int]] = []  # (clock at the end of its next epoch, start order, index)
     clock = 0.0
     order = itertools.count()
@@ -275,9 +285,7 @@ def replay(
                 return
             overrides = dict(config.get("overrides", config))
             overrides.pop(CONFIG_NUMBER_KEY, None)
-            point = recording.snap(
-                {**{k: base.get(k) for k in recording.keys}, **overrides}, replicates.randrange(1 << 30)
-            )
+            point = recording.snap({**{k: base.get(k) for k in recording.keys}, **overrides}, world)
             trial = ReplayTrial(trial_id, overrides, point, started_at=clock)
             out.trials.append(trial)
             scheduler.on_trial_add(None, _Trial(trial_id))
@@ -306,13 +314,14 @@ def replay(
         algorithm.on_trial_complete(trial.trial_id, result=last)
         top = top_trials(study, 1)
         if top:
-            point = recording.snap({**{k: base.get(k) for k in recording.keys}, **top[0].params})
+            point = recording.snap({**{k: base.get(k) for k in recording.keys}, **top[0].params}, world)
             value = recording.truth(point)
-            assert value is not None
+            if value is None:  # it failed on a seed this replay did not see: worth the grid's worst
+                value = worst
             if not out.picks or out.picks[-1].point is not point:
-                out.picks.append(
-                    Pick(out.epochs, out.seconds, clock, point, value, recording.truth(point, FINAL_METRIC))
-                )
+                unseen = recording.truth(point, seeds=others) if others else None
+                test = recording.truth(point, FINAL_METRIC)
+                out.picks.append(Pick(out.epochs, out.seconds, clock, point, value, test, unseen))
 
     launch()
     while events:

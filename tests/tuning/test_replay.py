@@ -9,11 +9,14 @@ controller driving the same searcher and scheduler, and a real study's export ag
 
 from __future__ import annotations
 
+import ast
+import csv
 import itertools
 import json
 import math
 import random
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +157,14 @@ def tiny_replicate(seed: int) -> Recording:
     return Recording(spec["name"], rec.metric, rec.mode, rec.budget, spec, rec.points)
 
 
+def _key(point: RecordedPoint) -> str:
+    return repr(sorted(point.params.items()))
+
+
+def _fields(rec: Recording) -> tuple[Any, ...]:
+    return (rec.study, rec.metric, rec.mode, rec.budget, rec.spec, rec.points)
+
+
 def _mean_finals(recs: list[Recording], metric: str = "val_acc") -> dict[str, float]:
     """Each configuration's final ``metric`` averaged over ``recs``, computed here from the files."""
     out: dict[str, list[float]] = {}
@@ -166,80 +177,132 @@ def _mean_finals(recs: list[Recording], metric: str = "val_acc") -> dict[str, fl
 def test_replicates_merge_with_their_seeds_and_a_configuration_is_worth_its_mean() -> None:
     parts = [tiny_recording(), tiny_replicate(1), tiny_replicate(2)]  # the first sets no base.seed: 0
     rec = merge_recordings(parts)
-    assert rec.seeds() == (0, 1, 2) and len(rec.points) == 36
+    assert rec.seeds() == (0, 1, 2) and len(rec.points) == 36 and len(rec.configurations()) == 12
     assert rec.grid_epochs() == 12 * BUDGET and rec.total_epochs() == 36 * BUDGET  # one pass is one seed
     means = _mean_finals(parts)
     for point in rec.points:
         assert [p.seed for p in rec.replicates(point)] == [0, 1, 2]
-        assert math.isclose(rec.truth(point), means[repr(sorted(point.params.items()))])  # type: ignore[arg-type]
+        assert math.isclose(rec.truth(point), means[_key(point)])  # type: ignore[arg-type]
+        assert (
+            rec.truth(point, seeds=[1, 2])
+            == statistics.mean(  # the seeds a replay did not see
+                part.snap(point.params).final("val_acc")
+                for part in parts[1:]  # type: ignore[misc]
+            )
+        )
     best = max(means, key=means.__getitem__)
-    assert repr(sorted(rec.best().params.items())) == best
+    assert _key(rec.best()) == best
     single = max(rec.points, key=lambda p: p.final("val_acc"))  # type: ignore[arg-type,return-value]
-    assert rec.best().params != single.params  # here the luckiest single draw is not the best mean
-    config = {"reg.alpha": 0.9, "reg.drop_prob": 0.16}  # lands on alpha 1, p 0.15
-    assert [rec.snap(config, r).seed for r in range(5)] == [0, 1, 2, 0, 1]
-    assert {repr(rec.snap(config, r).params) for r in range(3)} == {
+    assert _key(rec.best()) != _key(single)  # here the luckiest single draw is not the best mean
+    config = {"reg.alpha": 0.9, "reg.drop_prob": 0.16}  # lands on alpha 1, p 0.15, on the seed asked
+    assert [rec.snap(config, seed).seed for seed in (2, 0, 1)] == [2, 0, 1]
+    assert {repr(rec.snap(config, seed).params) for seed in (0, 1, 2)} == {
         repr({"reg.alpha": 1.0, "reg.drop_prob": 0.15})
     }
+    with pytest.raises(ConfigError, match=r"has no seed 7: it has \(0, 1, 2\)"):
+        rec.snap(config, 7)
     assert merge_recordings([parts[0]]) is parts[0]
-    assert tiny_recording().seeds() == (None,) and tiny_recording().grid_epochs() == 12 * BUDGET
+    assert tiny_recording().seeds() == (0,) and tiny_recording().grid_epochs() == 12 * BUDGET
+
+
+def test_a_configuration_that_failed_on_one_seed_is_not_worth_its_lucky_seeds() -> None:
+    parts = [tiny_recording(), tiny_replicate(1)]
+    lucky = max(parts[0].points, key=lambda p: p.final("val_acc"))  # type: ignore[arg-type,return-value]
+    failed = [
+        RecordedPoint(p.params, "diverged", 2, {k: v[:2] for k, v in p.curves.items()}, p.trial)
+        if _key(p) == _key(lucky)
+        else p
+        for p in parts[1].points
+    ]
+    rec = merge_recordings([parts[0], Recording(*_fields(parts[1])[:5], tuple(failed))])
+    assert rec.truth(lucky) is None and rec.truth(lucky, seeds=[0]) == lucky.final("val_acc")
+    assert _key(rec.best()) != _key(lucky)
+    assert all(rec.truth(p) is not None for p in rec.configurations() if _key(p) != _key(lucky))
 
 
 def test_recordings_that_are_not_replicates_of_one_grid_are_refused_in_one_line() -> None:
     rec = tiny_recording()
     other = tiny_replicate(1)
-    longer = Recording(
-        other.study,
-        other.metric,
-        other.mode,
-        other.budget,
-        {**other.spec, "base": {**other.spec["base"], "train": {**SPEC["base"]["train"], "lr": 0.2}}},
-        other.points,
+    study, metric, mode, budget, spec = _fields(other)[:5]
+
+    def refused(*recs: Recording) -> str:
+        with pytest.raises(ConfigError) as info:
+            merge_recordings(list(recs))
+        assert "\n" not in str(info.value)
+        return str(info.value)
+
+    lr = {**spec, "base": {**spec["base"], "train": {**SPEC["base"]["train"], "lr": 0.2}}}
+    assert "their specs differ in base.train.lr" in refused(
+        rec, Recording(study, metric, mode, budget, lr, other.points)
     )
-    with pytest.raises(
-        ConfigError, match=r"not replicates of one grid: their specs differ in base\.train\.lr"
-    ):
-        merge_recordings([rec, longer])
-    with pytest.raises(ConfigError, match="were both trained from seed 0: replicates need different"):
-        merge_recordings([rec, tiny_recording(5)])  # another draw, but the same (default) base.seed
-    with pytest.raises(ConfigError, match="their metric differs"):
-        merge_recordings([rec, Recording(other.study, "val_loss", "min", BUDGET, other.spec, other.points)])
-    with pytest.raises(ConfigError, match="no recording to merge"):
-        merge_recordings([])
+    moved = {**spec, "resources": {"cpus": 1}, "failures": {"retries": 1}}  # where it ran: no difference
+    assert merge_recordings([rec, Recording(study, metric, mode, budget, moved, other.points)]).seeds() == (
+        0,
+        1,
+    )
+    assert "were both trained from seed 0: replicates need different" in refused(rec, tiny_recording(5))
+    assert "their metric differs" in refused(
+        rec, Recording(study, "val_loss", mode, budget, spec, other.points)
+    )
+    assert "their mode differs" in refused(rec, Recording(study, metric, "min", budget, spec, other.points))
+    assert "their budget differs" in refused(rec, Recording(study, metric, mode, 3, spec, other.points))
+    fewer = Recording(study, metric, mode, budget, spec, other.points[:-1])
+    assert "they hold other configurations" in refused(rec, fewer)
+    liar = Recording(study, metric, mode, budget, spec, tuple(replace(p, seed=7) for p in other.points))
+    assert "says seed 7 but its spec's base.seed is 1" in refused(rec, liar)
+    assert "no recording to merge" in refused()
 
 
-def test_a_replicated_recording_keeps_its_seeds_through_its_file(tmp_path: Path) -> None:
+def test_a_replicated_recording_keeps_its_seeds_through_its_file_and_refuses_bad_ones(tmp_path: Path) -> None:
     rec = merge_recordings([tiny_recording(), tiny_replicate(1)])
-    back = load_recording(rec.save(tmp_path / "rec.json"))
+    path = rec.save(tmp_path / "rec.json")
+    back = load_recording(path)
     assert back == rec and back.seeds() == (0, 1)
+    raw = json.loads(path.read_text())
+    for seed in (None, "one", 1.5, True, -1):
+        with pytest.raises(ConfigError, match=r"spec\.base\.seed is .*; a trial seed is an integer >= 0"):
+            recording_from_dict(
+                {**raw, "spec": {**raw["spec"], "base": {**raw["spec"]["base"], "seed": seed}}}
+            )
+    with pytest.raises(ConfigError, match="a point's seed is 'x'"):
+        recording_from_dict({**raw, "points": [{**raw["points"][0], "seed": "x"}]})
+    with pytest.raises(ConfigError, match="missing or malformed"):
+        recording_from_dict({**raw, "points": [{**raw["points"][0], "curves": [1, 2]}]})
 
 
-def test_a_replayed_grid_over_replicates_sees_one_seed_per_trial_and_is_judged_by_the_mean() -> None:
-    """Each trial reports one replicate's curves (both seeds are drawn, by the sampler's seed), Optuna
-    ranks what the trials saw, and the pick is worth its configuration's mean over the seeds."""
+def test_a_replay_over_replicates_trains_every_trial_from_one_seed_and_is_judged_by_the_mean() -> None:
+    """Replay k lives in the k-th seed's world (every trial of a study trains from its base.seed), Optuna
+    ranks what its trials saw, and the pick is worth its configuration's mean over every seed, and,
+    apart, over the seeds the replay did not see."""
     parts = [tiny_recording(), tiny_replicate(1)]
     rec = merge_recordings(parts)
     means = _mean_finals(parts)
-    strategy = STRATEGIES["grid"]
-    seen = []
+    tests = _mean_finals(parts, "test_acc")
     for seed in range(4):
+        strategy = STRATEGIES["grid"]
         result = replay(rec, replay_spec(rec, strategy, seed=seed), strategy)
-        assert len(result.trials) == 12 and result.epochs == rec.grid_epochs()
-        assert {repr(t.point.params) for t in result.trials} == {repr(p.params) for p in parts[0].points}
-        seen.append(tuple(t.point.seed for t in result.trials))
+        world, other = seed % 2, 1 - seed % 2
+        assert result.recorded_seed == world
+        assert [t.point.seed for t in result.trials] == [world] * 12 and result.epochs == rec.grid_epochs()
+        assert [_key(t.point) for t in result.trials] == [_key(p) for p in parts[0].points]
         assert result.study is not None
         told = {t.number: t.value for t in result.study.trials}
         assert [told[n] for n in range(12)] == [t.point.final("val_acc") for t in result.trials]
         luckiest = max(result.trials, key=lambda t: t.point.final("val_acc"))  # type: ignore[arg-type,return-value]
-        assert result.pick is not None and result.pick.point.params == luckiest.point.params
-        assert math.isclose(result.pick.value, means[repr(sorted(luckiest.point.params.items()))])
-        assert math.isclose(
-            result.pick.test_acc,  # type: ignore[arg-type]
-            _mean_finals(parts, "test_acc")[repr(sorted(luckiest.point.params.items()))],
-        )
-    assert all(set(draws) == {0, 1} for draws in seen) and len(set(seen)) > 1  # each replay draws its own
-    again = replay(rec, replay_spec(rec, strategy, seed=0), strategy)
-    assert tuple(t.point.seed for t in again.trials) == seen[0]  # and the same again for the same seed
+        pick = result.pick
+        assert pick is not None and _key(pick.point) == _key(luckiest.point)
+        assert math.isclose(pick.value, means[_key(luckiest.point)])
+        assert math.isclose(pick.test_acc, tests[_key(luckiest.point)])  # type: ignore[arg-type]
+        assert pick.unseen == parts[other].snap(luckiest.point.params).final("val_acc")
+
+        strategy = STRATEGIES["tpe+asha"]
+        spec = replay_spec(rec, strategy, seed=seed, max_concurrent=2, num_samples=30)
+        searched = replay(rec, spec, strategy)
+        assert {t.point.seed for t in searched.trials} == {world} and searched.recorded_seed == world
+        assert any(t.stopped for t in searched.trials)
+        assert all(_key(a.point) != _key(b.point) for a, b in itertools.pairwise(searched.picks))
+        for pick in searched.picks:
+            assert math.isclose(pick.value, means[_key(pick.point)])
 
 
 def _asha_stops(rec: Recording, rf: float, rungs: tuple[int, ...]) -> list[int]:
@@ -482,11 +545,27 @@ def test_the_benchmark_replays_replicates_as_one_grid_of_means(
     assert f"(12 points x {BUDGET} epochs = {12 * BUDGET} epochs, x 2 seeds [0, 1]" in printed
     assert f"Grid's best: val_acc {best * 100:.2f} at " in printed and "each the mean over 2 seeds" in printed
     assert "Seeds 0 and 1 over 12 configurations: Spearman" in printed
+    assert "final pick val_acc on unseen seeds" in printed
+    rows = list(csv.DictReader((out / "search.csv").open()))
+    assert {r["recorded_seed"] for r in rows} == {"0", "1"}  # replays 0 and 1 of each strategy
+    for row in rows:
+        assert math.isclose(
+            float(row["pick_val"]), means[repr(sorted(ast.literal_eval(row["pick_params"]).items()))]
+        )
     monkeypatch.setattr("sys.argv", [*argv[:2], str(files[0]), str(files[0]), "--out", str(out)])
     with pytest.raises(SystemExit) as exit_info:
         bench.main()
     assert exit_info.value.code == 2
     assert "were both trained from seed 0" in capsys.readouterr().err
+    stopped = tiny_recording()
+    stopped = Recording(*_fields(stopped)[:5], tuple(replace(p, epochs=2) for p in stopped.points))
+    monkeypatch.setattr(
+        "sys.argv", [*argv[:2], str(stopped.save(tmp_path / "stopped.json")), "--out", str(out)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "no configuration that ran all 4 epochs" in err[0]
 
 
 # ---------------------------------------------------------------------- the shipped recordings
