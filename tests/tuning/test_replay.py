@@ -613,3 +613,19 @@ def test_a_shipped_recording_is_a_whole_grid_of_the_spec_beside_it_and_small(pat
         assert point.final("test_acc") is not None
     assert rec.code.get("commit") and rec.meta.get("search_wall_seconds")
     assert rec.complete() == list(rec.points)
+
+
+def test_shipped_replicates_merge_with_the_grid_they_repeat() -> None:
+    """A shipped ``NAME_seedK.json`` is the grid of ``NAME.json`` trained from base.seed K: the two merge
+    into one recording of replicates (same points, distinct seeds), and each of its points says its seed."""
+    replicates = [p for p in SHIPPED if "_seed" in p.stem]
+    assert replicates, "no replicate of a shipped grid"
+    for path in replicates:
+        grid = DATA / f"{path.stem.rsplit('_seed', 1)[0]}.json"
+        seed = int(path.stem.rsplit("_seed", 1)[1])
+        rec = load_recording(path)
+        assert {p.seed for p in rec.points} == {seed} and rec.spec["base"]["seed"] == seed
+        merged = merge_recordings([load_recording(grid), rec])
+        assert merged.seeds() == (0, seed) and len(merged.configurations()) == len(rec.points)
+        assert merged.grid_epochs() == rec.total_epochs()
+        assert all(merged.truth(p) is not None for p in merged.configurations())
